@@ -1,0 +1,132 @@
+//! Wiring: opens the store and spool, recovers after a crash, starts the
+//! SMTP listener, the delivery dispatcher and the admin listener.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::enqueue::Enqueue;
+use crate::inbound::gateway::Gateway;
+use crate::inbound::listener::{self, ListenerConfig};
+use crate::inbound::session::SessionConfig;
+use crate::outbound::{self, Outbound};
+use crate::queue::spool::Spool;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{self, Store};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("store: {0}")]
+    Store(#[from] store::Error),
+    #[error("spool directory {path}: {source}")]
+    Spool { path: String, source: std::io::Error },
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind { what: &'static str, addr: String, source: std::io::Error },
+    #[error("smtp TLS certificate: {0}")]
+    Tls(#[from] crate::tls::Error),
+    #[error("{0}")]
+    Outbound(#[from] outbound::Error),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+pub struct App {
+    pub smtp_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub store: Arc<dyn Store>,
+    pub spool: Spool,
+    pub enqueue: Arc<Enqueue>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl App {
+    pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<App> {
+        let config = Arc::new(config);
+        if let Some(parent) = config.store.path.parent() {
+            std::fs::create_dir_all(parent).map_err(|source| Error::Spool { path: parent.display().to_string(), source })?;
+        }
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.store.path).await?);
+        let spool = Spool::open(&config.store.spool_dir)
+            .await
+            .map_err(|source| Error::Spool { path: config.store.spool_dir.display().to_string(), source })?;
+
+        // Crash recovery: deliveries in flight are retried; files never acknowledged go.
+        let now = clock.now_ms();
+        let recovered = store.recover_sending(now).await?;
+        if recovered > 0 {
+            tracing::warn!(
+                count = recovered,
+                "messages were being sent when pecgate stopped; queued again (a duplicate at the provider is possible)"
+            );
+        }
+        let known: HashSet<String> = store.message_ids().await?.into_iter().collect();
+        let orphans =
+            spool.remove_orphans(&known).await.map_err(|source| Error::Spool { path: spool.dir().display().to_string(), source })?;
+        if orphans > 0 {
+            tracing::info!(count = orphans, "removed spool files of messages never acknowledged");
+        }
+
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let kick = Arc::new(Notify::new());
+        let enqueue = Arc::new(Enqueue::new(store.clone(), spool.clone(), clock.clone(), kick.clone()));
+        let outbound = Arc::new(Outbound::new(config.clone(), store.clone(), spool.clone(), clock.clone(), enqueue.clone(), kick.clone())?);
+        let mut tasks = vec![tokio::spawn(outbound.run(shutdown_rx.clone()))];
+
+        let smtp = &config.smtp;
+        let listener = TcpListener::bind(&smtp.listen).await.map_err(|source| Error::Bind {
+            what: "smtp.listen",
+            addr: smtp.listen.clone(),
+            source,
+        })?;
+        let smtp_addr = listener.local_addr().map_err(|source| Error::Bind { what: "smtp.listen", addr: smtp.listen.clone(), source })?;
+        let mut session = SessionConfig::new(smtp.hostname.clone());
+        session.max_message_size = smtp.max_message_size;
+        session.max_recipients = smtp.max_recipients;
+        session.command_timeout = Duration::from_secs(smtp.command_timeout_secs);
+        session.data_timeout = Duration::from_secs(smtp.data_timeout_secs);
+        if let (Some(cert), Some(key)) = (&smtp.tls_cert_file, &smtp.tls_key_file) {
+            session.tls = Some(TlsAcceptor::from(crate::tls::server_config(cert, key)?));
+        }
+        let gateway = Arc::new(Gateway::new(config.clone(), enqueue.clone(), clock.clone()));
+        tasks.push(listener::spawn(
+            listener,
+            gateway,
+            Arc::new(session),
+            ListenerConfig { allowed_clients: config.allowed_clients(), max_sessions: smtp.max_sessions, implicit_tls: None, name: "smtp" },
+            shutdown_rx.clone(),
+        ));
+
+        let admin = TcpListener::bind(&config.admin.listen).await.map_err(|source| Error::Bind {
+            what: "admin.listen",
+            addr: config.admin.listen.clone(),
+            source,
+        })?;
+        let (admin_addr, admin_task) = crate::admin::spawn(admin, shutdown_rx.clone()).map_err(|source| Error::Bind {
+            what: "admin.listen",
+            addr: config.admin.listen.clone(),
+            source,
+        })?;
+        tasks.push(admin_task);
+
+        tracing::info!(smtp = %smtp_addr, admin = %admin_addr, mailboxes = config.mailboxes.len(), "pecgate started");
+        Ok(App { smtp_addr, admin_addr, store, spool, enqueue, shutdown, tasks })
+    }
+
+    /// Stops listeners and workers; sessions get 421. In-flight deliveries are
+    /// abandoned and retried at the next start (their state says so).
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! Accept loop shared by every SMTP server in pecgate (the gateway listener,
+//! the simulated provider, the capture server): client allow-list at
+//! connect, a session limit answered with 421, optional implicit TLS.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ipnet::IpNet;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+use super::session::{self, Backend, SessionConfig, SessionInfo};
+use crate::proto::reply;
+
+pub struct ListenerConfig {
+    /// Empty = everyone (test servers); the gateway always sets it.
+    pub allowed_clients: Vec<IpNet>,
+    pub max_sessions: usize,
+    /// SMTPS: TLS from the first byte (the simulated provider).
+    pub implicit_tls: Option<TlsAcceptor>,
+    /// Name for logs (`smtp`, `sim`, `capture`).
+    pub name: &'static str,
+}
+
+pub fn spawn<B: Backend>(
+    listener: TcpListener,
+    backend: Arc<B>,
+    session: Arc<SessionConfig>,
+    config: ListenerConfig,
+    mut shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    let slots = Arc::new(Semaphore::new(config.max_sessions));
+    let ids = Arc::new(AtomicU64::new(1));
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = shutdown.changed() => return,
+            };
+            let (mut stream, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // EMFILE and friends: do not spin.
+                    tracing::warn!(listener = config.name, error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            if !config.allowed_clients.is_empty() && !config.allowed_clients.iter().any(|net| net.contains(&peer.ip())) {
+                tracing::warn!(listener = config.name, peer = %peer, "client not in smtp.allowed_clients; refused");
+                tokio::spawn(async move {
+                    let _ = stream.write_all(reply::r554_no_service().to_wire().as_bytes()).await;
+                    let _ = stream.shutdown().await;
+                });
+                continue;
+            }
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                tracing::warn!(listener = config.name, peer = %peer, "session limit reached; answered 421");
+                tokio::spawn(async move {
+                    let _ = stream.write_all(reply::r421_too_many_sessions().to_wire().as_bytes()).await;
+                    let _ = stream.shutdown().await;
+                });
+                continue;
+            };
+            let info = SessionInfo { id: ids.fetch_add(1, Ordering::Relaxed), peer, helo: None, tls: false, auth: None };
+            let backend = backend.clone();
+            let session = session.clone();
+            let shutdown = shutdown.clone();
+            let implicit = config.implicit_tls.clone();
+            let name = config.name;
+            tokio::spawn(async move {
+                let _permit = permit;
+                tracing::debug!(listener = name, session = info.id, peer = %peer, "connected");
+                let result = match implicit {
+                    Some(acceptor) => match tokio::time::timeout(session.command_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            let mut info = info;
+                            info.tls = true;
+                            session::serve(tls, backend, session, info, shutdown).await
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(listener = name, peer = %peer, error = %e, "TLS handshake failed");
+                            Ok(())
+                        }
+                        Err(_) => Ok(()),
+                    },
+                    None => session::serve(stream, backend, session, info, shutdown).await,
+                };
+                if let Err(e) = result {
+                    tracing::debug!(listener = name, peer = %peer, error = %e, "session ended with an I/O error");
+                }
+            });
+        }
+    })
+}

@@ -1,0 +1,24 @@
+//! pecgate: a gateway between a company's mail server and Italian certified
+//! e-mail (PEC) providers. See DESIGN.md for the data flow; each module
+//! below owns one stage of it.
+#![forbid(unsafe_code)]
+#![deny(unused_must_use)]
+
+pub mod admin;
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod demo;
+pub mod enqueue;
+pub mod inbound;
+pub mod notify;
+pub mod outbound;
+pub mod policy;
+pub mod proto;
+pub mod queue;
+pub mod sim;
+pub mod store;
+pub mod tls;
+pub mod util;
+
+pub use app::App;

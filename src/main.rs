@@ -1,0 +1,226 @@
+//! The `pecgate` command line. Exit codes: 0 ok, 1 configuration or start-up
+//! error, 2 usage error or unreadable input.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, anyhow};
+use clap::{Parser, Subcommand};
+
+use pecgate::config::{self, Config, LogFormat};
+
+#[derive(Parser)]
+#[command(name = "pecgate", version, about = "PEC gateway: your mail server in, the PEC provider out")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Run {
+        #[arg(long, short, env = "PECGATE_CONFIG")]
+        config: PathBuf,
+    },
+    /// Validate a configuration and print it with secrets masked; exit 1 on errors.
+    CheckConfig {
+        #[arg(long, short, env = "PECGATE_CONFIG")]
+        config: PathBuf,
+    },
+    /// Run the simulated PEC provider for the mailboxes of a configuration
+    /// (writes its CA certificate to each mailbox's smtp.ca_file).
+    Sim {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Keep a copy of every accepted message here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Gateway + simulated provider + capture server for the corporate side, on loopback.
+    Demo {
+        /// Where the demo keeps its database, spool and captured mail.
+        #[arg(long, default_value = "var/demo")]
+        dir: PathBuf,
+        /// Port of the gateway's SMTP listener (0 = any free port).
+        #[arg(long, default_value_t = 2525)]
+        port: u16,
+    },
+    /// Send a test message over plain SMTP (to try the demo without swaks).
+    Send {
+        #[arg(long, default_value = "127.0.0.1:2525")]
+        server: String,
+        #[arg(long)]
+        from: String,
+        #[arg(long, required = true)]
+        to: Vec<String>,
+        #[arg(long, default_value = "")]
+        cc: Vec<String>,
+        #[arg(long, default_value = "[PEC] prova")]
+        subject: String,
+        #[arg(long, default_value = "Messaggio di prova inviato con pecgate send.")]
+        body: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("pecgate: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("pecgate: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Run { config } => run(&config).await,
+        Command::CheckConfig { config } => Ok(check_config(&config)),
+        Command::Sim { config, out } => sim(&config, out).await,
+        Command::Demo { dir, port } => demo(&dir, port).await,
+        Command::Send { server, from, to, cc, subject, body } => send(&server, &from, &to, &cc, &subject, &body).await,
+    }
+}
+
+fn init_tracing(level: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+fn load(path: &Path) -> Result<config::Loaded> {
+    config::load(path).map_err(|e| anyhow!("{e}"))
+}
+
+fn print_warnings(warnings: &[config::Problem]) {
+    for w in warnings {
+        tracing::warn!("config: {w}");
+    }
+}
+
+async fn run(path: &Path) -> Result<ExitCode> {
+    let loaded = load(path)?;
+    init_tracing(&loaded.config.log.level, loaded.config.log.format);
+    print_warnings(&loaded.warnings);
+    let app = pecgate::App::start(loaded.config, pecgate::clock::system()).await.context("start-up failed")?;
+    wait_for_signal().await;
+    tracing::info!("stopping");
+    app.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check_config(path: &Path) -> ExitCode {
+    match config::load(path) {
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                eprintln!("warning: {w}");
+            }
+            println!("{}", loaded.config.to_masked_json());
+            eprintln!("{}: OK ({} mailbox(es), {} warning(s))", path.display(), loaded.config.mailboxes.len(), loaded.warnings.len());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// The simulator needs the config's mailboxes, but the config refers to the
+/// CA file the simulator creates: read the raw file first, write the CA, then validate.
+async fn sim(path: &Path, out: Option<PathBuf>) -> Result<ExitCode> {
+    init_tracing("info", LogFormat::Text);
+    let raw: Config = config::load_unvalidated(path).map_err(|e| anyhow!("{e}"))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let pki = pecgate::tls::TestPki::generate(&["localhost", "127.0.0.1"]).map_err(|e| anyhow!("certificate generation: {e}"))?;
+    for m in &raw.mailboxes {
+        let ca = m
+            .smtp
+            .ca_file
+            .as_ref()
+            .ok_or_else(|| anyhow!("mailbox {}: set smtp.ca_file so the gateway trusts the simulator's CA", m.id))?;
+        let ca = if ca.is_relative() { base.join(ca) } else { ca.clone() };
+        if let Some(dir) = ca.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(&ca, &pki.ca_pem).with_context(|| format!("cannot write {}", ca.display()))?;
+    }
+    let loaded = load(path)?;
+    let config = loaded.config;
+    let mut by_listen: std::collections::BTreeMap<String, Vec<pecgate::sim::provider::SimMailbox>> = Default::default();
+    for m in &config.mailboxes {
+        by_listen.entry(format!("{}:{}", m.smtp.host, m.smtp.port)).or_default().push(pecgate::sim::provider::SimMailbox {
+            username: m.username.clone(),
+            password: m.resolved_password.expose().to_owned(),
+            address: m.address.clone(),
+        });
+    }
+    let mut servers = Vec::new();
+    for (listen, mailboxes) in by_listen {
+        let pki = pecgate::tls::TestPki { ca_pem: pki.ca_pem.clone(), server: pki.server.clone() };
+        let server = pecgate::sim::provider::SimProvider::start_with_pki(&listen, mailboxes, out.clone(), pki)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        println!("simulated PEC provider: smtps://{}", server.addr);
+        servers.push(server);
+    }
+    wait_for_signal().await;
+    for s in &servers {
+        println!("{}: {} message(s) accepted", s.addr, s.bag.len());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn demo(dir: &Path, port: u16) -> Result<ExitCode> {
+    init_tracing("info", LogFormat::Text);
+    let demo = pecgate::demo::Demo::start(dir, port).await?;
+    println!("{}", demo.instructions());
+    wait_for_signal().await;
+    demo.stop().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn send(server: &str, from: &str, to: &[String], cc: &[String], subject: &str, body: &str) -> Result<ExitCode> {
+    let cc: Vec<String> = cc.iter().filter(|c| !c.is_empty()).cloned().collect();
+    let reply = pecgate::demo::send_plain(server, from, to, &cc, subject, body).await?;
+    println!("{reply}");
+    Ok(if reply.starts_with('2') { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}

@@ -1,0 +1,409 @@
+//! Delivery: takes due messages from the queue and sends them to their
+//! destination, a PEC provider (with that mailbox's credentials) or the
+//! corporate server. One retry policy for both (`queue::scheduler`).
+//!
+//! Per destination: at most `max_connections` deliveries at once, idle
+//! connections reused for the next message, and for providers the
+//! mailbox's `rate_limit_per_minute`. Outcomes are per recipient: 2xx ->
+//! submitted, 5xx -> failed (the sender is told by a notice through the
+//! corporate server), anything else -> deferred and retried with backoff
+//! until the maximum age. A session-level failure (connect, TLS, AUTH) never
+//! fails a message by itself: it is retried, because the fix (credentials,
+//! network) is on our side.
+
+pub mod client;
+pub mod rate;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+
+use self::client::{ClientError, Endpoint, Scope, Severity, SmtpClient};
+use self::rate::RateLimiter;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::enqueue::{self, Enqueue};
+use crate::notify::{self, FailedRecipient};
+use crate::queue::scheduler::RetryPolicy;
+use crate::queue::spool::Spool;
+use crate::store::{Attempt, Message, MessageKind, MessageState, RecipientOutcome, RecipientState, Route, Store};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("TLS configuration for {what}: {source}")]
+    Tls { what: String, source: crate::tls::Error },
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// How long an idle connection is kept for reuse.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+struct Destination {
+    endpoint: Endpoint,
+    slots: Arc<Semaphore>,
+    rate: Mutex<RateLimiter>,
+    idle: Mutex<Vec<(SmtpClient, Instant)>>,
+}
+
+impl Destination {
+    fn take_idle(&self) -> Option<SmtpClient> {
+        let mut idle = lock(&self.idle);
+        while let Some((c, since)) = idle.pop() {
+            if since.elapsed() < IDLE_TIMEOUT && c.is_healthy() {
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    fn put_idle(&self, c: SmtpClient) {
+        if c.is_healthy() {
+            lock(&self.idle).push((c, Instant::now()));
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn route_key(route: &Route) -> String {
+    match route {
+        Route::Provider(id) => format!("provider:{id}"),
+        Route::Corporate => "corporate".into(),
+    }
+}
+
+pub struct Outbound {
+    store: Arc<dyn Store>,
+    spool: Spool,
+    clock: Arc<dyn Clock>,
+    config: Arc<Config>,
+    retry: RetryPolicy,
+    destinations: HashMap<String, Arc<Destination>>,
+    enqueue: Arc<Enqueue>,
+    kick: Arc<Notify>,
+}
+
+impl Outbound {
+    pub fn new(
+        config: Arc<Config>,
+        store: Arc<dyn Store>,
+        spool: Spool,
+        clock: Arc<dyn Clock>,
+        enqueue: Arc<Enqueue>,
+        kick: Arc<Notify>,
+    ) -> Result<Self> {
+        let mut destinations = HashMap::new();
+        let helo = config.smtp.hostname.clone();
+        for m in &config.mailboxes {
+            let tls = crate::tls::client_config(m.smtp.ca_file.as_deref())
+                .map_err(|source| Error::Tls { what: format!("mailbox {}", m.id), source })?;
+            let endpoint = Endpoint {
+                host: m.smtp.host.clone(),
+                port: m.smtp.port,
+                security: m.smtp.security,
+                tls,
+                timeout: Duration::from_secs(m.smtp.timeout_secs),
+                credentials: Some((m.username.clone(), m.resolved_password.clone())),
+                helo: helo.clone(),
+            };
+            destinations.insert(
+                route_key(&Route::Provider(m.id.clone())),
+                Arc::new(Destination {
+                    endpoint,
+                    slots: Arc::new(Semaphore::new(m.smtp.max_connections)),
+                    rate: Mutex::new(RateLimiter::new(m.rate_limit_per_minute)),
+                    idle: Mutex::new(Vec::new()),
+                }),
+            );
+        }
+        let c = &config.corporate;
+        let tls = crate::tls::client_config(c.ca_file.as_deref()).map_err(|source| Error::Tls { what: "corporate".into(), source })?;
+        let endpoint = Endpoint {
+            host: c.host.clone(),
+            port: c.port,
+            security: c.security,
+            tls,
+            timeout: Duration::from_secs(c.timeout_secs),
+            credentials: match (&c.username, &c.resolved_password) {
+                (Some(u), Some(p)) => Some((u.clone(), p.clone())),
+                _ => None,
+            },
+            helo,
+        };
+        destinations.insert(
+            route_key(&Route::Corporate),
+            Arc::new(Destination {
+                endpoint,
+                slots: Arc::new(Semaphore::new(c.max_connections.max(1))),
+                rate: Mutex::new(RateLimiter::new(0)),
+                idle: Mutex::new(Vec::new()),
+            }),
+        );
+        let retry = RetryPolicy::from_config(&config.queue);
+        Ok(Self { store, spool, clock, config, retry, destinations, enqueue, kick })
+    }
+
+    /// The dispatcher loop: runs until `shutdown` turns true.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let wait = match self.dispatch_due().await {
+                Ok(wait) => wait,
+                Err(e) => {
+                    tracing::error!(error = %e, "queue scan failed; retrying in 5s");
+                    Duration::from_secs(5)
+                }
+            };
+            tokio::select! {
+                _ = self.kick.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    /// Starts every due delivery that has a free slot; returns how long to wait.
+    async fn dispatch_due(self: &Arc<Self>) -> std::result::Result<Duration, crate::store::Error> {
+        let now = self.clock.now_ms();
+        let due = self.store.due_messages(now, 500).await?;
+        let mut wait_until = now + 30_000;
+        for m in due {
+            let key = route_key(&m.route);
+            let Some(dest) = self.destinations.get(&key).cloned() else {
+                self.fail_unroutable(&m, now).await;
+                continue;
+            };
+            let Ok(permit) = dest.slots.clone().try_acquire_owned() else {
+                // Busy: a finishing delivery kicks us; poll anyway as a safety net.
+                wait_until = wait_until.min(now + 1_000);
+                continue;
+            };
+            if let Err(free_at) = lock(&dest.rate).try_take(now) {
+                wait_until = wait_until.min(free_at);
+                continue;
+            }
+            if !self.store.claim(&m.id, now).await? {
+                continue;
+            }
+            let this = self.clone();
+            tokio::spawn(async move {
+                this.deliver(m, dest, permit).await;
+                this.kick.notify_one();
+            });
+        }
+        if let Some(next) = self.store.next_due().await? {
+            wait_until = wait_until.min(next);
+        }
+        Ok(Duration::from_millis((wait_until - now).clamp(10, 30_000) as u64))
+    }
+
+    async fn fail_unroutable(&self, m: &Message, now: i64) {
+        let reason = format!("no destination for {:?} (mailbox removed from the configuration?)", m.route);
+        tracing::error!(queue_id = %m.id, "{reason}");
+        let rcpts = self.store.pending_recipients(&m.id).await.unwrap_or_default();
+        let attempt = Attempt {
+            at: now,
+            recipients: rcpts
+                .into_iter()
+                .map(|address| RecipientOutcome { address, state: RecipientState::Failed, reply: reason.clone() })
+                .collect(),
+            state: MessageState::Failed,
+            next_attempt_at: now,
+            error: Some(reason),
+            relay: "none".into(),
+        };
+        if let Err(e) = self.store.record_attempt(&m.id, &attempt).await {
+            tracing::error!(queue_id = %m.id, error = %e, "cannot record failure");
+        }
+    }
+
+    async fn deliver(&self, m: Message, dest: Arc<Destination>, _permit: OwnedSemaphorePermit) {
+        let relay = dest.endpoint.label();
+        let rcpts = match self.store.pending_recipients(&m.id).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(queue_id = %m.id, error = %e, "cannot read recipients");
+                return;
+            }
+        };
+        let outcome = self.transact(&m, &dest, &rcpts).await;
+        let now = self.clock.now_ms();
+        let expired = self.retry.expired(now, m.created_at);
+        let mut outcomes = Vec::new();
+        let mut error = None;
+        match outcome {
+            Ok(result) => {
+                let data = result.data;
+                for (rcpt, r) in result.rcpts {
+                    let (state, reply) = match (&r, &data) {
+                        (Ok(_), Some(Ok(d))) => (RecipientState::Submitted, d.to_string()),
+                        (Ok(_), Some(Err(e))) | (Err(e), _) => (state_for(e, expired), describe(e)),
+                        (Ok(_), None) => (RecipientState::Deferred, "no data reply".into()),
+                    };
+                    if state != RecipientState::Submitted {
+                        error = Some(reply.clone());
+                    }
+                    outcomes.push(RecipientOutcome { address: rcpt, state, reply });
+                }
+            }
+            Err(e) => {
+                let (severity, scope) = e.classify();
+                let text = describe(&e);
+                // Session trouble (connect, TLS, AUTH) never fails a message while it may be retried.
+                let state = match (scope, severity) {
+                    (Scope::Session, _) if !expired => RecipientState::Deferred,
+                    _ => state_for(&e, expired),
+                };
+                if scope == Scope::Session && severity == Severity::Permanent {
+                    tracing::error!(queue_id = %m.id, relay = %relay, error = %text, "destination refused the session (check credentials and settings)");
+                }
+                outcomes = rcpts.iter().map(|r| RecipientOutcome { address: r.clone(), state, reply: text.clone() }).collect();
+                error = Some(text);
+            }
+        }
+        let deferred = outcomes.iter().any(|o| o.state == RecipientState::Deferred);
+        let submitted = outcomes.iter().any(|o| o.state == RecipientState::Submitted);
+        let state = if deferred {
+            MessageState::Queued
+        } else if submitted || self.already_submitted(&m.id).await {
+            MessageState::Submitted
+        } else {
+            MessageState::Failed
+        };
+        let next_attempt_at = if deferred { self.retry.next_attempt(now, m.attempts + 1) } else { now };
+        let attempt = Attempt { at: now, recipients: outcomes.clone(), state, next_attempt_at, error: error.clone(), relay: relay.clone() };
+        if let Err(e) = self.store.record_attempt(&m.id, &attempt).await {
+            // The provider has the message but our record does not say so: the
+            // documented at-least-once window; it will be sent again after restart.
+            tracing::error!(queue_id = %m.id, error = %e, "cannot record the delivery attempt");
+            return;
+        }
+        // Postfix-style delay: from arrival to this outcome.
+        let delay = (now - m.created_at).max(0) as f64 / 1000.0;
+        for o in &outcomes {
+            let status = match o.state {
+                RecipientState::Submitted => "sent",
+                RecipientState::Failed => "bounced",
+                _ => "deferred",
+            };
+            tracing::info!(
+                queue_id = %m.id,
+                mailbox = m.route.mailbox().unwrap_or("-"),
+                to = %o.address,
+                status,
+                relay = %relay,
+                delay = format!("{delay:.1}s"),
+                reply = %o.reply,
+            );
+        }
+        let failed: Vec<FailedRecipient> = outcomes
+            .iter()
+            .filter(|o| o.state == RecipientState::Failed)
+            .map(|o| FailedRecipient { address: o.address.clone(), reply: o.reply.clone() })
+            .collect();
+        if !failed.is_empty() && m.kind == MessageKind::Pec {
+            self.notify_sender(&m, &failed).await;
+        }
+    }
+
+    async fn already_submitted(&self, id: &str) -> bool {
+        self.store.recipients(id).await.map(|rs| rs.iter().any(|r| r.state == RecipientState::Submitted)).unwrap_or(false)
+    }
+
+    /// One transaction on a reused or new connection; a reused connection
+    /// that turns out dead is replaced once.
+    async fn transact(
+        &self,
+        m: &Message,
+        dest: &Destination,
+        rcpts: &[String],
+    ) -> std::result::Result<client::TransactionResult, ClientError> {
+        let mut reused = dest.take_idle();
+        loop {
+            let was_reused = reused.is_some();
+            let mut c = match reused.take() {
+                Some(c) => c,
+                None => SmtpClient::connect(&dest.endpoint).await?,
+            };
+            let reader = self.spool.open_message(&m.id).await.map_err(|source| ClientError::Io {
+                endpoint: dest.endpoint.label(),
+                stage: "opening the spool",
+                source,
+            })?;
+            match c.send(&m.mail_from, rcpts, reader).await {
+                Ok(r) => {
+                    dest.put_idle(c);
+                    return Ok(r);
+                }
+                Err(e @ (ClientError::Io { .. } | ClientError::Timeout { .. })) if was_reused => {
+                    tracing::debug!(error = %e, "reused connection failed; reconnecting");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn notify_sender(&self, m: &Message, failed: &[FailedRecipient]) {
+        let Route::Provider(mailbox_id) = &m.route else { return };
+        let mailbox_address = self.config.mailbox(mailbox_id).map(|mb| mb.address.as_str()).unwrap_or(mailbox_id);
+        if m.original_sender.is_empty() {
+            return;
+        }
+        let now = self.clock.now_ms();
+        let (bytes, message_id) = notify::failure_notice(&notify::FailureNotice {
+            from: &self.config.corporate.from,
+            to: &m.original_sender,
+            mailbox_address,
+            subject: &m.subject,
+            queue_id: &m.id,
+            message_id: &m.message_id,
+            failed,
+            hostname: &self.config.smtp.hostname,
+            language: self.config.corporate.language,
+            date_unix: now / 1000,
+        });
+        let env = enqueue::Envelope {
+            kind: MessageKind::Notice,
+            route: Route::Corporate,
+            mail_from: self.config.corporate.from.clone(),
+            rcpts: vec![m.original_sender.clone()],
+            original_sender: self.config.corporate.from.clone(),
+            message_id,
+            subject: format!("failure notice for {}", m.id),
+            origin: format!("failure notice for {}", m.id),
+        };
+        match self.enqueue.submit_bytes(&bytes, env).await {
+            Ok(id) => {
+                tracing::info!(queue_id = %m.id, notice = %id, to = %m.original_sender, "failure notice queued");
+                let _ = self.store.add_event(&m.id, None, now, "notified", &format!("failure notice {id} to {}", m.original_sender)).await;
+            }
+            Err(e) => tracing::error!(queue_id = %m.id, error = %e, "cannot queue the failure notice"),
+        }
+    }
+}
+
+/// Recipient state for a failed step: permanent -> failed, else deferred
+/// (failed too once the message is past its maximum age).
+fn state_for(e: &ClientError, expired: bool) -> RecipientState {
+    match e.classify().0 {
+        Severity::Permanent => RecipientState::Failed,
+        Severity::Temporary if expired => RecipientState::Failed,
+        Severity::Temporary => RecipientState::Deferred,
+    }
+}
+
+/// The evidence we keep: the remote reply in full, or the local error.
+fn describe(e: &ClientError) -> String {
+    match e.reply() {
+        Some(r) => r.to_string(),
+        None => e.to_string(),
+    }
+}

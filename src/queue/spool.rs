@@ -1,0 +1,281 @@
+//! The spool: message bytes on disk.
+//!
+//! Layout under `spool_dir`: `tmp/` for files being written, `msg/` for
+//! committed ones. A message is two files, `<id>.head` (the header section,
+//! after any rewrite) and `<id>.tail` (the body exactly as received), so a
+//! header rewrite never copies a 100 MB body; the message is head ++ tail.
+//! Commit protocol (Postfix `mail_stream.c`): write to `tmp/`, fsync each
+//! file, rename into `msg/`, fsync `msg/`. Only then does `enqueue` insert the
+//! database row, which is the commit marker; files in `msg/` without a row
+//! were never acknowledged and are removed at start-up, as is all of `tmp/`.
+
+use std::collections::HashSet;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use tokio::fs::{self, File};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufWriter};
+
+use crate::inbound::session::DataSink;
+
+/// Largest header section we accept (headers are parsed in memory).
+pub const MAX_HEADER_SECTION: usize = 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct Spool {
+    dir: PathBuf,
+}
+
+impl Spool {
+    /// Creates `tmp/` and `msg/` if needed.
+    pub async fn open(dir: &Path) -> io::Result<Self> {
+        fs::create_dir_all(dir.join("tmp")).await?;
+        fs::create_dir_all(dir.join("msg")).await?;
+        Ok(Self { dir: dir.to_owned() })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn tmp(&self, id: &str, part: &str) -> PathBuf {
+        self.dir.join("tmp").join(format!("{id}.{part}"))
+    }
+
+    pub fn head_path(&self, id: &str) -> PathBuf {
+        self.dir.join("msg").join(format!("{id}.head"))
+    }
+
+    pub fn tail_path(&self, id: &str) -> PathBuf {
+        self.dir.join("msg").join(format!("{id}.tail"))
+    }
+
+    /// Starts receiving a message from the SMTP session.
+    pub async fn writer(&self, id: &str) -> io::Result<SpoolWriter> {
+        let path = self.tmp(id, "tail");
+        let file = File::create(&path).await?;
+        Ok(SpoolWriter {
+            id: id.to_owned(),
+            tail_path: path,
+            file: BufWriter::with_capacity(64 * 1024, file),
+            headers: Vec::new(),
+            in_body: false,
+            tail_len: 0,
+        })
+    }
+
+    /// Makes a received message durable: writes the (rewritten) head, fsyncs,
+    /// renames both into `msg/`, fsyncs the directory.
+    pub async fn commit(&self, received: &Received, head: &[u8]) -> io::Result<()> {
+        let head_tmp = self.tmp(&received.id, "head");
+        write_synced(&head_tmp, head).await?;
+        fs::rename(&head_tmp, self.head_path(&received.id)).await?;
+        fs::rename(&received.tail_path, self.tail_path(&received.id)).await?;
+        sync_dir(&self.dir.join("msg")).await
+    }
+
+    /// Stores a whole message pecgate wrote itself (notices); same protocol.
+    pub async fn store_bytes(&self, id: &str, message: &[u8]) -> io::Result<()> {
+        let (head, tail) = split_header_section(message);
+        let head_tmp = self.tmp(id, "head");
+        let tail_tmp = self.tmp(id, "tail");
+        write_synced(&head_tmp, head).await?;
+        write_synced(&tail_tmp, tail).await?;
+        fs::rename(&head_tmp, self.head_path(id)).await?;
+        fs::rename(&tail_tmp, self.tail_path(id)).await?;
+        sync_dir(&self.dir.join("msg")).await
+    }
+
+    /// Opens a committed message as one reader (head then tail).
+    pub async fn open_message(&self, id: &str) -> io::Result<impl AsyncRead + Unpin + Send + use<>> {
+        let head = File::open(self.head_path(id)).await?;
+        let tail = File::open(self.tail_path(id)).await?;
+        Ok(head.chain(tail))
+    }
+
+    /// Reads a whole committed message into memory (tests, small notices).
+    pub async fn read_message(&self, id: &str) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.open_message(id).await?.read_to_end(&mut out).await?;
+        Ok(out)
+    }
+
+    pub async fn remove(&self, id: &str) {
+        for p in [self.head_path(id), self.tail_path(id), self.tmp(id, "head"), self.tmp(id, "tail")] {
+            let _ = fs::remove_file(p).await;
+        }
+    }
+
+    /// Start-up cleanup: empties `tmp/` and removes `msg/` files whose id is
+    /// not in `known` (never acknowledged). Returns how many ids were removed.
+    pub async fn remove_orphans(&self, known: &HashSet<String>) -> io::Result<usize> {
+        let mut tmp = fs::read_dir(self.dir.join("tmp")).await?;
+        while let Some(e) = tmp.next_entry().await? {
+            let _ = fs::remove_file(e.path()).await;
+        }
+        let mut removed = HashSet::new();
+        let mut msg = fs::read_dir(self.dir.join("msg")).await?;
+        while let Some(e) = msg.next_entry().await? {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let id = name.split('.').next().unwrap_or_default().to_owned();
+            if !known.contains(&id) {
+                let _ = fs::remove_file(e.path()).await;
+                removed.insert(id);
+            }
+        }
+        Ok(removed.len())
+    }
+
+    /// Proves the spool is writable (readiness).
+    pub async fn probe(&self) -> io::Result<()> {
+        let p = self.dir.join("tmp").join(".probe");
+        fs::write(&p, b"ok").await?;
+        fs::remove_file(&p).await
+    }
+}
+
+async fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut f = File::create(path).await?;
+    f.write_all(bytes).await?;
+    f.sync_all().await
+}
+
+async fn sync_dir(dir: &Path) -> io::Result<()> {
+    let d = File::open(dir).await?;
+    d.sync_all().await
+}
+
+/// Splits a message at the end of its header section (after the first empty
+/// line); with no empty line the whole message is header.
+pub fn split_header_section(message: &[u8]) -> (&[u8], &[u8]) {
+    if message.starts_with(b"\r\n") {
+        return (&message[..2], &message[2..]);
+    }
+    match find(message, b"\r\n\r\n") {
+        Some(i) => message.split_at(i + 4),
+        None => (message, &[]),
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Receives DATA: keeps the header section in memory (bounded), streams the
+/// body to `tmp/<id>.tail`.
+pub struct SpoolWriter {
+    id: String,
+    tail_path: PathBuf,
+    file: BufWriter<File>,
+    headers: Vec<u8>,
+    in_body: bool,
+    tail_len: u64,
+}
+
+/// A fully received, fsynced message still in `tmp/`.
+#[derive(Debug)]
+pub struct Received {
+    pub id: String,
+    pub tail_path: PathBuf,
+    /// The header section as received, with its final empty line.
+    pub headers: Vec<u8>,
+    pub tail_len: u64,
+}
+
+impl SpoolWriter {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Flushes and fsyncs the body; the message is then ready for [`Spool::commit`].
+    pub async fn finish(mut self) -> io::Result<Received> {
+        if !self.in_body {
+            // No empty line: everything was header; normalise to a header section.
+            if !self.headers.is_empty() && !self.headers.ends_with(b"\r\n") {
+                self.headers.extend_from_slice(b"\r\n");
+            }
+            self.headers.extend_from_slice(b"\r\n");
+        }
+        self.file.flush().await?;
+        self.file.get_mut().sync_all().await?;
+        Ok(Received { id: self.id, tail_path: self.tail_path, headers: self.headers, tail_len: self.tail_len })
+    }
+
+    pub async fn discard(self) {
+        drop(self.file);
+        let _ = fs::remove_file(&self.tail_path).await;
+    }
+}
+
+impl DataSink for SpoolWriter {
+    async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let mut bytes = bytes;
+        if !self.in_body {
+            // Find the end of the header section across chunk boundaries.
+            let start = self.headers.len().saturating_sub(3);
+            self.headers.extend_from_slice(bytes);
+            let end =
+                if self.headers.starts_with(b"\r\n") { Some(2) } else { find(&self.headers[start..], b"\r\n\r\n").map(|i| start + i + 4) };
+            match end {
+                Some(end) => {
+                    let body_start_in_chunk = bytes.len() - (self.headers.len() - end);
+                    self.headers.truncate(end);
+                    self.in_body = true;
+                    bytes = &bytes[body_start_in_chunk..];
+                }
+                None => {
+                    if self.headers.len() > MAX_HEADER_SECTION {
+                        return Err(io::Error::new(io::ErrorKind::InvalidData, "header section too large"));
+                    }
+                    return Ok(());
+                }
+            }
+        }
+        self.tail_len += bytes.len() as u64;
+        self.file.write_all(bytes).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_sections() {
+        assert_eq!(split_header_section(b"A: b\r\n\r\nbody"), (&b"A: b\r\n\r\n"[..], &b"body"[..]));
+        assert_eq!(split_header_section(b"A: b\r\n"), (&b"A: b\r\n"[..], &b""[..]));
+        assert_eq!(split_header_section(b"\r\nbody"), (&b"\r\n"[..], &b"body"[..]));
+    }
+
+    #[tokio::test]
+    async fn writer_splits_across_chunks_and_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).await.unwrap();
+        let msg = b"Subject: x\r\nFrom: a@b.it\r\n\r\nline 1\r\nline 2\r\n";
+        for cut in 1..msg.len() {
+            let id = format!("T{cut}");
+            let mut w = spool.writer(&id).await.unwrap();
+            w.write(&msg[..cut]).await.unwrap();
+            w.write(&msg[cut..]).await.unwrap();
+            let r = w.finish().await.unwrap();
+            assert_eq!(r.headers, b"Subject: x\r\nFrom: a@b.it\r\n\r\n", "cut {cut}");
+            spool.commit(&r, &r.headers).await.unwrap();
+            assert_eq!(spool.read_message(&id).await.unwrap(), msg, "cut {cut}");
+        }
+        let known: HashSet<String> = ["T1".to_string()].into();
+        assert_eq!(spool.remove_orphans(&known).await.unwrap(), msg.len() - 2);
+        assert_eq!(spool.read_message("T1").await.unwrap(), msg);
+        assert!(spool.read_message("T2").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn header_only_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).await.unwrap();
+        let mut w = spool.writer("H").await.unwrap();
+        w.write(b"Subject: x\r\n").await.unwrap();
+        let r = w.finish().await.unwrap();
+        assert_eq!(r.headers, b"Subject: x\r\n\r\n");
+        assert_eq!(r.tail_len, 0);
+    }
+}

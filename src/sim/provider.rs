@@ -1,0 +1,247 @@
+//! Simulated PEC provider, submission side: SMTPS (implicit TLS, certificate
+//! from a private CA generated at start) with AUTH PLAIN/LOGIN against the
+//! configured mailbox credentials, enforcing PEC.md's rules the way real
+//! providers do (Aruba answers `553 5.7.1` to a foreign sender): envelope
+//! sender = From = the authenticated mailbox, recipients only from To/Cc,
+//! at most 50 of them. Faults can be injected per stage.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use super::{Captured, Mailbag};
+use crate::inbound::listener::{self, ListenerConfig};
+use crate::inbound::session::{Backend, Envelope, Response, SessionConfig, SessionInfo};
+use crate::proto::reply::{self, Reply};
+use crate::tls::TestPki;
+
+/// Providers' usual recipient limit.
+pub const MAX_RECIPIENTS: usize = 50;
+
+#[derive(Debug, Clone)]
+pub struct SimMailbox {
+    pub username: String,
+    pub password: String,
+    pub address: String,
+}
+
+/// Where a fault fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Auth,
+    Mail,
+    Rcpt,
+    Data,
+}
+
+#[derive(Debug, Clone)]
+pub enum FaultAction {
+    Reply(Reply),
+    Disconnect,
+    Delay(Duration),
+}
+
+#[derive(Debug, Clone)]
+struct Fault {
+    stage: Stage,
+    action: FaultAction,
+    remaining: usize,
+}
+
+/// Faults armed from tests (or the demo); each fires `times` times.
+#[derive(Default)]
+pub struct Faults {
+    list: Mutex<Vec<Fault>>,
+}
+
+impl Faults {
+    pub fn add(&self, stage: Stage, action: FaultAction, times: usize) {
+        self.list.lock().unwrap_or_else(|p| p.into_inner()).push(Fault { stage, action, remaining: times });
+    }
+
+    pub fn clear(&self) {
+        self.list.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    fn take(&self, stage: Stage) -> Option<FaultAction> {
+        let mut list = self.list.lock().unwrap_or_else(|p| p.into_inner());
+        let i = list.iter().position(|f| f.stage == stage && f.remaining > 0)?;
+        list[i].remaining -= 1;
+        let action = list[i].action.clone();
+        if list[i].remaining == 0 {
+            list.remove(i);
+        }
+        Some(action)
+    }
+
+    /// Applies a fault at `stage`: `Err` is what to answer instead of going on.
+    async fn fire(&self, stage: Stage) -> Result<(), Response> {
+        match self.take(stage) {
+            None => Ok(()),
+            Some(FaultAction::Reply(r)) => Err(Response::Reply(r)),
+            Some(FaultAction::Disconnect) => Err(Response::Disconnect),
+            Some(FaultAction::Delay(d)) => {
+                tokio::time::sleep(d).await;
+                Ok(())
+            }
+        }
+    }
+}
+
+struct ProviderBackend {
+    /// username -> mailbox
+    accounts: HashMap<String, SimMailbox>,
+    bag: Arc<Mailbag>,
+    faults: Arc<Faults>,
+}
+
+impl ProviderBackend {
+    fn mailbox(&self, info: &SessionInfo) -> Option<&SimMailbox> {
+        info.auth.as_ref().and_then(|u| self.accounts.get(u))
+    }
+}
+
+impl Backend for ProviderBackend {
+    type Sink = Vec<u8>;
+
+    fn auth_enabled(&self) -> bool {
+        true
+    }
+
+    async fn authenticate(&self, _info: &SessionInfo, user: &str, password: &str) -> Result<String, Response> {
+        self.faults.fire(Stage::Auth).await?;
+        match self.accounts.get(user) {
+            Some(m) if crate::util::constant_time_eq(m.password.as_bytes(), password.as_bytes()) => Ok(user.to_owned()),
+            _ => Err(reply::r535_auth_failed().into()),
+        }
+    }
+
+    async fn mail(&self, info: &SessionInfo, from: &str) -> Result<(), Response> {
+        self.faults.fire(Stage::Mail).await?;
+        let Some(m) = self.mailbox(info) else { return Err(reply::r530_auth_required().into()) };
+        if !from.eq_ignore_ascii_case(&m.address) {
+            return Err(
+                Reply::new(553, Some("5.7.1"), format!("sender {from} does not match the authenticated mailbox {}", m.address)).into()
+            );
+        }
+        Ok(())
+    }
+
+    async fn rcpt(&self, _info: &SessionInfo, envelope: &Envelope, _to: &str) -> Result<(), Response> {
+        self.faults.fire(Stage::Rcpt).await?;
+        if envelope.rcpts.len() >= MAX_RECIPIENTS {
+            return Err(Reply::new(452, Some("4.5.3"), format!("too many recipients, at most {MAX_RECIPIENTS}")).into());
+        }
+        Ok(())
+    }
+
+    async fn data_start(&self, _info: &SessionInfo, _envelope: &Envelope) -> Result<Vec<u8>, Response> {
+        Ok(Vec::new())
+    }
+
+    async fn data_end(&self, info: &SessionInfo, envelope: &Envelope, data: Vec<u8>, _size: u64) -> Response {
+        if let Err(r) = self.faults.fire(Stage::Data).await {
+            return r;
+        }
+        let Some(m) = self.mailbox(info) else { return reply::r530_auth_required().into() };
+        if let Err(r) = check_pec_rules(&m.address, envelope, &data) {
+            return r.into();
+        }
+        self.bag.push(Captured { mail_from: envelope.mail_from.clone(), rcpts: envelope.rcpts.clone(), data, auth: info.auth.clone() });
+        Reply::new(250, Some("2.0.0"), format!("ok: message accepted for mailbox {}", m.address)).into()
+    }
+}
+
+/// PEC.md's sender rules, checked on the message as a provider would.
+fn check_pec_rules(mailbox: &str, envelope: &Envelope, data: &[u8]) -> Result<(), Reply> {
+    let parsed =
+        mail_parser::MessageParser::default().parse_headers(data).ok_or_else(|| Reply::new(554, Some("5.6.0"), "unparsable message"))?;
+    let from = parsed.from().and_then(|a| a.first()).and_then(|a| a.address()).unwrap_or_default();
+    if !from.eq_ignore_ascii_case(mailbox) {
+        return Err(Reply::new(553, Some("5.7.1"), format!("From: {from} is not the mailbox {mailbox}")));
+    }
+    let mut visible: Vec<String> = Vec::new();
+    for list in [parsed.to(), parsed.cc()].into_iter().flatten() {
+        for a in list.iter() {
+            if let Some(addr) = a.address() {
+                visible.push(addr.to_ascii_lowercase());
+            }
+        }
+    }
+    if let Some(hidden) = envelope.rcpts.iter().find(|r| !visible.contains(&r.to_ascii_lowercase())) {
+        return Err(Reply::new(550, Some("5.7.1"), format!("recipient {hidden} is not in To or Cc (no Bcc in PEC)")));
+    }
+    if parsed.header("Bcc").is_some() {
+        return Err(Reply::new(550, Some("5.7.1"), "Bcc header not allowed in PEC"));
+    }
+    Ok(())
+}
+
+pub struct SimProvider {
+    pub addr: SocketAddr,
+    /// PEM of the CA that signed the server certificate (write it to `ca_file`).
+    pub ca_pem: String,
+    pub bag: Arc<Mailbag>,
+    pub faults: Arc<Faults>,
+    _shutdown: watch::Sender<bool>,
+}
+
+impl SimProvider {
+    /// Starts on `bind` with the given mailboxes; `dir` keeps a copy of each accepted message.
+    pub async fn start(bind: &str, mailboxes: Vec<SimMailbox>, dir: Option<PathBuf>) -> std::io::Result<Self> {
+        let pki = TestPki::generate(&["localhost", "127.0.0.1"]).map_err(|e| std::io::Error::other(e.to_string()))?;
+        Self::start_with_pki(bind, mailboxes, dir, pki).await
+    }
+
+    pub async fn start_with_pki(bind: &str, mailboxes: Vec<SimMailbox>, dir: Option<PathBuf>, pki: TestPki) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(bind).await?;
+        let addr = listener.local_addr()?;
+        let bag = Arc::new(Mailbag::new(dir));
+        let faults = Arc::new(Faults::default());
+        let backend = ProviderBackend {
+            accounts: mailboxes.into_iter().map(|m| (m.username.clone(), m)).collect(),
+            bag: bag.clone(),
+            faults: faults.clone(),
+        };
+        let (tx, rx) = watch::channel(false);
+        let mut session = SessionConfig::new("smtps.sim-pec.localhost");
+        session.command_timeout = Duration::from_secs(60);
+        listener::spawn(
+            listener,
+            Arc::new(backend),
+            Arc::new(session),
+            ListenerConfig {
+                allowed_clients: Vec::new(),
+                max_sessions: 200,
+                implicit_tls: Some(TlsAcceptor::from(pki.server.clone())),
+                name: "sim",
+            },
+            rx,
+        );
+        Ok(Self { addr, ca_pem: pki.ca_pem, bag, faults, _shutdown: tx })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pec_rules() {
+        let env = |rcpts: &[&str]| Envelope {
+            mail_from: "box@pec.it".into(),
+            rcpts: rcpts.iter().map(|s| s.to_string()).collect(),
+            declared_size: None,
+        };
+        let msg = b"From: Box <box@pec.it>\r\nTo: a@x.it\r\nCc: b@x.it\r\nSubject: s\r\n\r\nbody\r\n";
+        assert!(check_pec_rules("box@pec.it", &env(&["a@x.it", "B@x.it"]), msg).is_ok());
+        assert_eq!(check_pec_rules("box@pec.it", &env(&["c@x.it"]), msg).unwrap_err().code, 550);
+        assert_eq!(check_pec_rules("other@pec.it", &env(&["a@x.it"]), msg).unwrap_err().code, 553);
+    }
+}

@@ -1,0 +1,227 @@
+//! Durable metadata: messages, per-recipient state, events.
+//!
+//! The [`Store`] trait is what callers see; [`sqlite::SqliteStore`] is the
+//! default backend (WAL, `synchronous = FULL`, so a commit is on disk when it
+//! returns). Message bytes live in the spool (`queue::spool`), never here.
+//! The message row is the commit marker of the queue: spool files without a
+//! row were never acknowledged and are removed at start-up.
+
+pub mod sqlite;
+
+use std::fmt;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("database {path}: {source}")]
+    Open { path: String, source: sqlx::Error },
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("unknown state {0:?} in the database")]
+    BadState(String),
+    #[error("message {0} not found")]
+    NotFound(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Where a queued message goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Route {
+    /// A PEC provider, with the credentials of this mailbox id.
+    Provider(String),
+    /// The company mail server.
+    Corporate,
+}
+
+impl Route {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Route::Provider(_) => "provider",
+            Route::Corporate => "corporate",
+        }
+    }
+
+    pub fn mailbox(&self) -> Option<&str> {
+        match self {
+            Route::Provider(m) => Some(m),
+            Route::Corporate => None,
+        }
+    }
+}
+
+/// What a queued message is, for reporting and notifications.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageKind {
+    /// A PEC message a user sent through the listener.
+    Pec,
+    /// A message pecgate wrote itself (failure notice, summary).
+    Notice,
+}
+
+impl MessageKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            MessageKind::Pec => "pec",
+            MessageKind::Notice => "notice",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self> {
+        match s {
+            "pec" => Ok(MessageKind::Pec),
+            "notice" => Ok(MessageKind::Notice),
+            other => Err(Error::BadState(other.to_owned())),
+        }
+    }
+}
+
+/// Life cycle of an outbound message (DESIGN.md "Outbound message life cycle").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageState {
+    Queued,
+    Sending,
+    /// The destination said 250 for at least one recipient and nothing is pending.
+    Submitted,
+    /// Every recipient failed permanently (5xx, or retries exhausted).
+    Failed,
+}
+
+/// Per-recipient state. Receipt states (accepted, delivered, ...) come with
+/// the inbound path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecipientState {
+    Queued,
+    /// Temporary failure; retried.
+    Deferred,
+    Submitted,
+    Failed,
+}
+
+macro_rules! str_enum {
+    ($t:ty { $($v:ident => $s:literal),* }) => {
+        impl $t {
+            pub fn as_str(&self) -> &'static str {
+                match self { $(Self::$v => $s),* }
+            }
+            pub fn parse(s: &str) -> Result<Self> {
+                match s { $($s => Ok(Self::$v),)* other => Err(Error::BadState(other.to_owned())) }
+            }
+        }
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) }
+        }
+    };
+}
+
+str_enum!(MessageState { Queued => "queued", Sending => "sending", Submitted => "submitted", Failed => "failed" });
+str_enum!(RecipientState { Queued => "queued", Deferred => "deferred", Submitted => "submitted", Failed => "failed" });
+
+/// A message to insert (its spool files are already durable).
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub id: String,
+    pub kind: MessageKind,
+    pub route: Route,
+    pub mail_from: String,
+    pub rcpts: Vec<String>,
+    /// The envelope sender as received (notices go back to it).
+    pub original_sender: String,
+    pub message_id: String,
+    pub subject: String,
+    pub size: u64,
+    pub created_at: i64,
+    /// What the events should say about where it came from.
+    pub origin: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Message {
+    pub id: String,
+    pub kind: MessageKind,
+    pub route: Route,
+    pub mail_from: String,
+    pub original_sender: String,
+    pub message_id: String,
+    pub subject: String,
+    pub size: u64,
+    pub state: MessageState,
+    pub attempts: u32,
+    pub created_at: i64,
+    pub next_attempt_at: i64,
+    pub last_error: Option<String>,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Recipient {
+    pub address: String,
+    pub state: RecipientState,
+    pub last_reply: Option<String>,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    pub at: i64,
+    pub rcpt: Option<String>,
+    pub kind: String,
+    pub detail: String,
+}
+
+/// What one delivery attempt did to one recipient.
+#[derive(Debug, Clone)]
+pub struct RecipientOutcome {
+    pub address: String,
+    pub state: RecipientState,
+    pub reply: String,
+}
+
+/// The result of one delivery attempt, recorded atomically.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub at: i64,
+    pub recipients: Vec<RecipientOutcome>,
+    /// New message state; with `Queued`, `next_attempt_at` is when to retry.
+    pub state: MessageState,
+    pub next_attempt_at: i64,
+    pub error: Option<String>,
+    /// Where it went (e.g. `smtps.pec.example:465`), for the event log.
+    pub relay: String,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Inserts a queued message with its recipients and `received`/`queued` events, in one commit.
+    async fn insert_message(&self, m: &NewMessage) -> Result<()>;
+    /// Queued messages due at `now`, oldest first.
+    async fn due_messages(&self, now: i64, limit: u32) -> Result<Vec<Message>>;
+    /// Earliest `next_attempt_at` of queued messages.
+    async fn next_due(&self) -> Result<Option<i64>>;
+    /// queued -> sending; false if someone else took it.
+    async fn claim(&self, id: &str, now: i64) -> Result<bool>;
+    /// Records a delivery attempt (recipients, message state, events) in one commit.
+    async fn record_attempt(&self, id: &str, attempt: &Attempt) -> Result<()>;
+    /// After a crash: every `sending` message goes back to `queued` (returns how many).
+    async fn recover_sending(&self, now: i64) -> Result<u64>;
+    async fn message(&self, id: &str) -> Result<Option<Message>>;
+    /// Recipients still to deliver (queued or deferred).
+    async fn pending_recipients(&self, id: &str) -> Result<Vec<String>>;
+    async fn recipients(&self, id: &str) -> Result<Vec<Recipient>>;
+    async fn events(&self, id: &str) -> Result<Vec<Event>>;
+    async fn add_event(&self, id: &str, rcpt: Option<&str>, at: i64, kind: &str, detail: &str) -> Result<()>;
+    /// Every message id (spool orphan check at start-up).
+    async fn message_ids(&self) -> Result<Vec<String>>;
+    /// Messages by state, for status and metrics.
+    async fn count_by_state(&self) -> Result<Vec<(String, i64)>>;
+    /// Recent messages, newest first.
+    async fn list_messages(&self, limit: u32) -> Result<Vec<Message>>;
+    /// A trivial write, for readiness checks.
+    async fn ping(&self) -> Result<()>;
+}

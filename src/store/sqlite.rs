@@ -1,0 +1,385 @@
+//! SQLite backend: WAL journal, `synchronous = FULL` (a commit survives power
+//! loss once it returns), foreign keys on, migrations applied at open.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{Row, Sqlite, Transaction};
+
+use super::{Attempt, Error, Event, Message, MessageKind, MessageState, NewMessage, Recipient, RecipientState, Result, Route, Store};
+
+/// Schema versions, applied in order, each once (recorded in `schema_version`).
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE messages (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    route TEXT NOT NULL,
+    mailbox_id TEXT,
+    mail_from TEXT NOT NULL,
+    original_sender TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    next_attempt_at INTEGER NOT NULL,
+    last_error TEXT,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX messages_due ON messages(state, next_attempt_at);
+CREATE INDEX messages_message_id ON messages(message_id);
+CREATE TABLE recipients (
+    message_id TEXT NOT NULL REFERENCES messages(id),
+    address TEXT NOT NULL,
+    state TEXT NOT NULL,
+    last_reply TEXT,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (message_id, address)
+);
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id TEXT NOT NULL,
+    rcpt TEXT,
+    at INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX events_message ON events(message_id);
+"#];
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and applies migrations.
+    pub async fn open(path: &Path) -> Result<Self> {
+        let display = path.display().to_string();
+        let open_err = |source| Error::Open { path: display.clone(), source };
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+            .map_err(open_err)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await.map_err(open_err)?;
+        let store = Self { pool };
+        store.migrate().await.map_err(|e| match e {
+            Error::Db(source) => Error::Open { path: display.clone(), source },
+            other => other,
+        })?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)").execute(&mut *tx).await?;
+        let current: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetch_one(&mut *tx).await?;
+        for (i, sql) in MIGRATIONS.iter().enumerate() {
+            let version = i as i64 + 1;
+            if version > current {
+                sqlx::raw_sql(*sql).execute(&mut *tx).await?;
+                sqlx::query("INSERT INTO schema_version (version) VALUES (?)").bind(version).execute(&mut *tx).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+async fn insert_event(tx: &mut Transaction<'_, Sqlite>, id: &str, rcpt: Option<&str>, at: i64, kind: &str, detail: &str) -> Result<()> {
+    sqlx::query("INSERT INTO events (message_id, rcpt, at, kind, detail) VALUES (?, ?, ?, ?, ?)")
+        .bind(id)
+        .bind(rcpt)
+        .bind(at)
+        .bind(kind)
+        .bind(detail)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+fn message_from_row(row: &SqliteRow) -> Result<Message> {
+    let route: String = row.try_get("route")?;
+    let mailbox: Option<String> = row.try_get("mailbox_id")?;
+    let route = match (route.as_str(), mailbox) {
+        ("provider", Some(m)) => Route::Provider(m),
+        ("corporate", _) => Route::Corporate,
+        (other, _) => return Err(Error::BadState(other.to_owned())),
+    };
+    let kind: String = row.try_get("kind")?;
+    let state: String = row.try_get("state")?;
+    let size: i64 = row.try_get("size")?;
+    let attempts: i64 = row.try_get("attempts")?;
+    Ok(Message {
+        id: row.try_get("id")?,
+        kind: MessageKind::parse(&kind)?,
+        route,
+        mail_from: row.try_get("mail_from")?,
+        original_sender: row.try_get("original_sender")?,
+        message_id: row.try_get("message_id")?,
+        subject: row.try_get("subject")?,
+        size: size.max(0) as u64,
+        state: MessageState::parse(&state)?,
+        attempts: attempts.max(0) as u32,
+        created_at: row.try_get("created_at")?,
+        next_attempt_at: row.try_get("next_attempt_at")?,
+        last_error: row.try_get("last_error")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn insert_message(&self, m: &NewMessage) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO messages (id, kind, route, mailbox_id, mail_from, original_sender, message_id, subject, size, state, attempts, created_at, next_attempt_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?)",
+        )
+        .bind(&m.id)
+        .bind(m.kind.as_str())
+        .bind(m.route.kind())
+        .bind(m.route.mailbox())
+        .bind(&m.mail_from)
+        .bind(&m.original_sender)
+        .bind(&m.message_id)
+        .bind(&m.subject)
+        .bind(m.size as i64)
+        .bind(m.created_at)
+        .bind(m.created_at)
+        .bind(m.created_at)
+        .execute(&mut *tx)
+        .await?;
+        for rcpt in &m.rcpts {
+            sqlx::query("INSERT OR IGNORE INTO recipients (message_id, address, state, updated_at) VALUES (?, ?, 'queued', ?)")
+                .bind(&m.id)
+                .bind(rcpt)
+                .bind(m.created_at)
+                .execute(&mut *tx)
+                .await?;
+        }
+        insert_event(&mut tx, &m.id, None, m.created_at, "received", &m.origin).await?;
+        let to = match &m.route {
+            Route::Provider(mb) => format!("to provider of mailbox {mb}"),
+            Route::Corporate => "to corporate server".to_owned(),
+        };
+        insert_event(&mut tx, &m.id, None, m.created_at, "queued", &to).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn due_messages(&self, now: i64, limit: u32) -> Result<Vec<Message>> {
+        let rows = sqlx::query(
+            "SELECT * FROM messages WHERE state = 'queued' AND next_attempt_at <= ? ORDER BY next_attempt_at, created_at LIMIT ?",
+        )
+        .bind(now)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(message_from_row).collect()
+    }
+
+    async fn next_due(&self) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM messages WHERE state = 'queued'").fetch_one(&self.pool).await?)
+    }
+
+    async fn claim(&self, id: &str, now: i64) -> Result<bool> {
+        let done = sqlx::query("UPDATE messages SET state = 'sending', updated_at = ? WHERE id = ? AND state = 'queued'")
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn record_attempt(&self, id: &str, a: &Attempt) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for r in &a.recipients {
+            sqlx::query("UPDATE recipients SET state = ?, last_reply = ?, updated_at = ? WHERE message_id = ? AND address = ?")
+                .bind(r.state.as_str())
+                .bind(&r.reply)
+                .bind(a.at)
+                .bind(id)
+                .bind(&r.address)
+                .execute(&mut *tx)
+                .await?;
+            let kind = match r.state {
+                RecipientState::Submitted => "submitted",
+                RecipientState::Failed => "failed",
+                RecipientState::Deferred => "deferred",
+                RecipientState::Queued => "queued",
+            };
+            insert_event(&mut tx, id, Some(&r.address), a.at, kind, &format!("relay={} reply={}", a.relay, r.reply)).await?;
+        }
+        sqlx::query(
+            "UPDATE messages SET state = ?, attempts = attempts + 1, next_attempt_at = ?, last_error = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(a.state.as_str())
+        .bind(a.next_attempt_at)
+        .bind(&a.error)
+        .bind(a.at)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        let detail = match (&a.error, a.state) {
+            (Some(e), MessageState::Queued) => format!("retry at {} after: {e}", a.next_attempt_at),
+            (Some(e), _) => e.clone(),
+            (None, _) => format!("relay={}", a.relay),
+        };
+        insert_event(&mut tx, id, None, a.at, a.state.as_str(), &detail).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn recover_sending(&self, now: i64) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM messages WHERE state = 'sending'").fetch_all(&mut *tx).await?;
+        for id in &ids {
+            insert_event(&mut tx, id, None, now, "recovered", "was being sent when pecgate stopped; queued again").await?;
+        }
+        sqlx::query("UPDATE messages SET state = 'queued', next_attempt_at = ?, updated_at = ? WHERE state = 'sending'")
+            .bind(now)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(ids.len() as u64)
+    }
+
+    async fn message(&self, id: &str) -> Result<Option<Message>> {
+        let row = sqlx::query("SELECT * FROM messages WHERE id = ?").bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(message_from_row).transpose()
+    }
+
+    async fn pending_recipients(&self, id: &str) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar("SELECT address FROM recipients WHERE message_id = ? AND state IN ('queued', 'deferred') ORDER BY rowid")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn recipients(&self, id: &str) -> Result<Vec<Recipient>> {
+        let rows = sqlx::query("SELECT address, state, last_reply, updated_at FROM recipients WHERE message_id = ? ORDER BY rowid")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let state: String = r.try_get("state")?;
+                Ok(Recipient {
+                    address: r.try_get("address")?,
+                    state: RecipientState::parse(&state)?,
+                    last_reply: r.try_get("last_reply")?,
+                    updated_at: r.try_get("updated_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn events(&self, id: &str) -> Result<Vec<Event>> {
+        let rows = sqlx::query("SELECT at, rcpt, kind, detail FROM events WHERE message_id = ? ORDER BY id")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok(Event { at: r.try_get("at")?, rcpt: r.try_get("rcpt")?, kind: r.try_get("kind")?, detail: r.try_get("detail")? }))
+            .collect()
+    }
+
+    async fn add_event(&self, id: &str, rcpt: Option<&str>, at: i64, kind: &str, detail: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        insert_event(&mut tx, id, rcpt, at, kind, detail).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn message_ids(&self) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar("SELECT id FROM messages").fetch_all(&self.pool).await?)
+    }
+
+    async fn count_by_state(&self) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM messages GROUP BY state ORDER BY state").fetch_all(&self.pool).await?;
+        rows.iter().map(|r| Ok((r.try_get("state")?, r.try_get("n")?))).collect()
+    }
+
+    async fn list_messages(&self, limit: u32) -> Result<Vec<Message>> {
+        let rows = sqlx::query("SELECT * FROM messages ORDER BY created_at DESC, id DESC LIMIT ?")
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(message_from_row).collect()
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("CREATE TABLE IF NOT EXISTS ping (x INTEGER)").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_message(id: &str, rcpts: &[&str]) -> NewMessage {
+        NewMessage {
+            id: id.into(),
+            kind: MessageKind::Pec,
+            route: Route::Provider("legal".into()),
+            mail_from: "legal@pec.corp.it".into(),
+            rcpts: rcpts.iter().map(|s| s.to_string()).collect(),
+            original_sender: "mario@corp.it".into(),
+            message_id: format!("{id}@corp.it"),
+            subject: "Contratto".into(),
+            size: 100,
+            created_at: 1_000,
+            origin: "smtp from 127.0.0.1".into(),
+        }
+    }
+
+    async fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+        (dir, s)
+    }
+
+    #[tokio::test]
+    async fn life_cycle_and_recovery() {
+        let (dir, s) = store().await;
+        s.insert_message(&new_message("Q1", &["a@x.it", "b@x.it"])).await.unwrap();
+        assert_eq!(s.due_messages(999, 10).await.unwrap().len(), 0);
+        assert_eq!(s.due_messages(1_000, 10).await.unwrap().len(), 1);
+        assert!(s.claim("Q1", 1_001).await.unwrap());
+        assert!(!s.claim("Q1", 1_001).await.unwrap(), "a claimed message cannot be claimed twice");
+        // crash while sending: reopen and recover
+        drop(s);
+        let s = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+        assert_eq!(s.recover_sending(2_000).await.unwrap(), 1);
+        let m = s.message("Q1").await.unwrap().unwrap();
+        assert_eq!(m.state, MessageState::Queued);
+        assert!(s.claim("Q1", 2_001).await.unwrap());
+        let attempt = Attempt {
+            at: 2_002,
+            recipients: vec![
+                super::super::RecipientOutcome { address: "a@x.it".into(), state: RecipientState::Submitted, reply: "250 ok".into() },
+                super::super::RecipientOutcome { address: "b@x.it".into(), state: RecipientState::Deferred, reply: "451 later".into() },
+            ],
+            state: MessageState::Queued,
+            next_attempt_at: 3_000,
+            error: Some("451 later".into()),
+            relay: "sim:465".into(),
+        };
+        s.record_attempt("Q1", &attempt).await.unwrap();
+        assert_eq!(s.pending_recipients("Q1").await.unwrap(), vec!["b@x.it".to_string()]);
+        assert_eq!(s.next_due().await.unwrap(), Some(3_000));
+        let m = s.message("Q1").await.unwrap().unwrap();
+        assert_eq!((m.state, m.attempts), (MessageState::Queued, 1));
+        let kinds: Vec<String> = s.events("Q1").await.unwrap().into_iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, ["received", "queued", "recovered", "submitted", "deferred", "queued"]);
+    }
+}
