@@ -121,12 +121,22 @@ impl App {
         Ok(App { smtp_addr, admin_addr, store, spool, enqueue, shutdown, tasks })
     }
 
-    /// Stops listeners and workers; sessions get 421. In-flight deliveries are
-    /// abandoned and retried at the next start (their state says so).
+    /// Stops listeners and workers; sessions get 421, deliveries get a few
+    /// seconds to finish; the rest are retried at the next start.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         for t in self.tasks {
-            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
         }
+    }
+
+    /// Stops everything at once, as a crash would (tests of recovery).
+    /// Sessions and deliveries are dropped mid-way; the store and spool are
+    /// left exactly as they were at that instant.
+    pub fn abort(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        let _ = self.shutdown.send(true);
     }
 }

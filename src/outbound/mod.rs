@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+use tokio::task::JoinSet;
 
 use self::client::{ClientError, Endpoint, Scope, Severity, SmtpClient};
 use self::rate::RateLimiter;
@@ -37,6 +38,9 @@ pub enum Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// How long deliveries may finish after a shutdown request.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// How long an idle connection is kept for reuse.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -148,13 +152,21 @@ impl Outbound {
         Ok(Self { store, spool, clock, config, retry, destinations, enqueue, kick })
     }
 
-    /// The dispatcher loop: runs until `shutdown` turns true.
+    /// The dispatcher loop: runs until `shutdown` turns true, then gives
+    /// in-flight deliveries a few seconds and abandons the rest (they are
+    /// `sending` in the store and retried at the next start).
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut inflight = JoinSet::new();
         loop {
+            while inflight.try_join_next().is_some() {}
             if *shutdown.borrow() {
+                let drain = async { while inflight.join_next().await.is_some() {} };
+                if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
+                    tracing::warn!("deliveries still running at shutdown were abandoned; they are retried at the next start");
+                }
                 return;
             }
-            let wait = match self.dispatch_due().await {
+            let wait = match self.dispatch_due(&mut inflight).await {
                 Ok(wait) => wait,
                 Err(e) => {
                     tracing::error!(error = %e, "queue scan failed; retrying in 5s");
@@ -170,7 +182,7 @@ impl Outbound {
     }
 
     /// Starts every due delivery that has a free slot; returns how long to wait.
-    async fn dispatch_due(self: &Arc<Self>) -> std::result::Result<Duration, crate::store::Error> {
+    async fn dispatch_due(self: &Arc<Self>, inflight: &mut JoinSet<()>) -> std::result::Result<Duration, crate::store::Error> {
         let now = self.clock.now_ms();
         let due = self.store.due_messages(now, 500).await?;
         let mut wait_until = now + 30_000;
@@ -193,7 +205,7 @@ impl Outbound {
                 continue;
             }
             let this = self.clone();
-            tokio::spawn(async move {
+            inflight.spawn(async move {
                 this.deliver(m, dest, permit).await;
                 this.kick.notify_one();
             });

@@ -1,0 +1,300 @@
+//! Test environment: the real `App` on 127.0.0.1:0 with a temp directory,
+//! the simulated provider and a capture server for the corporate side.
+#![allow(dead_code)]
+
+use std::sync::Once;
+use std::time::Duration;
+
+use pecgate::App;
+use pecgate::config::{self, Config};
+use pecgate::sim::Captured;
+use pecgate::sim::capture::CaptureServer;
+use pecgate::sim::provider::{SimMailbox, SimProvider};
+use pecgate::store::{Message, MessageState};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+/// Distinctive passwords: CI greps the debug log of the test run for them.
+pub const LEGAL_PASSWORD: &str = "pw-LEGAL-7f3a9c-never-log-me";
+pub const HR_PASSWORD: &str = "pw-HR-c41d2e-never-log-me";
+
+pub const LEGAL: &str = "legal@pec.azienda.it";
+pub const HR: &str = "hr@pec.azienda.it";
+pub const OLD: &str = "old@pec.azienda.it";
+pub const MARIO: &str = "mario.rossi@azienda.it";
+pub const ANNA: &str = "anna.bianchi@azienda.it";
+pub const LUCA: &str = "luca.verdi@azienda.it";
+pub const WAIT: Duration = Duration::from_secs(20);
+
+static TRACING: Once = Once::new();
+
+/// Debug logs to the test writer; `PECGATE_TEST_LOG=debug` (CI) prints them all.
+pub fn init_tracing() {
+    TRACING.call_once(|| {
+        let level = std::env::var("PECGATE_TEST_LOG").unwrap_or_else(|_| "warn".into());
+        let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(level)).with_test_writer().try_init();
+    });
+}
+
+pub struct TestEnv {
+    pub dir: tempfile::TempDir,
+    pub provider: SimProvider,
+    pub capture: CaptureServer,
+    pub app: Option<App>,
+    pub config_text: String,
+}
+
+impl TestEnv {
+    pub async fn start() -> TestEnv {
+        Self::start_with(|_| {}).await
+    }
+
+    /// `tweak` edits the generated TOML (e.g. to restrict allowed_clients).
+    pub async fn start_with(tweak: impl FnOnce(&mut String)) -> TestEnv {
+        init_tracing();
+        let dir = tempfile::tempdir().unwrap();
+        let provider = SimProvider::start(
+            "127.0.0.1:0",
+            vec![
+                SimMailbox { username: LEGAL.into(), password: LEGAL_PASSWORD.into(), address: LEGAL.into() },
+                SimMailbox { username: "hr-login".into(), password: HR_PASSWORD.into(), address: HR.into() },
+            ],
+            None,
+        )
+        .await
+        .unwrap();
+        let capture = CaptureServer::start("127.0.0.1:0", None).await.unwrap();
+        std::fs::write(dir.path().join("ca.pem"), &provider.ca_pem).unwrap();
+        write_secret(&dir.path().join("legal.pw"), &format!("{LEGAL_PASSWORD}\n"));
+        write_secret(&dir.path().join("hr.pw"), HR_PASSWORD);
+        let mut config_text = config_toml(provider.addr.port(), capture.addr.port());
+        tweak(&mut config_text);
+        let mut env = TestEnv { dir, provider, capture, app: None, config_text };
+        env.restart().await;
+        env
+    }
+
+    pub fn config(&self) -> Config {
+        config::load_str(&self.config_text, Some(self.dir.path())).unwrap().config
+    }
+
+    /// (Re)starts the app on the same directory.
+    pub async fn restart(&mut self) {
+        let app = App::start(self.config(), pecgate::clock::system()).await.unwrap();
+        self.app = Some(app);
+    }
+
+    pub fn app(&self) -> &App {
+        self.app.as_ref().unwrap()
+    }
+
+    /// Simulates a crash: everything stops at once.
+    pub fn crash(&mut self) {
+        if let Some(app) = self.app.take() {
+            app.abort();
+        }
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(app) = self.app.take() {
+            app.shutdown().await;
+        }
+    }
+
+    pub fn smtp_addr(&self) -> std::net::SocketAddr {
+        self.app().smtp_addr
+    }
+
+    /// One SMTP transaction to the gateway; returns the final reply line.
+    pub async fn send(&self, from: &str, rcpts: &[&str], message: &str) -> String {
+        let mut c = SmtpProbe::connect(self.smtp_addr()).await;
+        c.expect("220").await;
+        c.cmd("EHLO mx.azienda.it", "250").await;
+        c.cmd(&format!("MAIL FROM:<{from}>"), "250").await;
+        for r in rcpts {
+            c.cmd(&format!("RCPT TO:<{r}>"), "250").await;
+        }
+        c.cmd("DATA", "354").await;
+        let reply = c.data(message).await;
+        c.cmd("QUIT", "221").await;
+        reply
+    }
+
+    /// Waits until a message reaches `state`.
+    pub async fn wait_state(&self, queue_id: &str, state: MessageState) -> Message {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if let Some(m) = self.app().store.message(queue_id).await.unwrap()
+                && m.state == state
+            {
+                return m;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "message {queue_id} never reached {state}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn provider_messages(&self, n: usize) -> Vec<Captured> {
+        self.provider.bag.wait_for(n, WAIT).await.unwrap_or_else(|got| panic!("provider got {} of {n} messages", got.len()))
+    }
+
+    pub async fn corporate_messages(&self, n: usize) -> Vec<Captured> {
+        self.capture.bag.wait_for(n, WAIT).await.unwrap_or_else(|got| panic!("corporate server got {} of {n} messages", got.len()))
+    }
+}
+
+fn write_secret(path: &std::path::Path, s: &str) {
+    std::fs::write(path, s).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+}
+
+pub fn config_toml(provider_port: u16, capture_port: u16) -> String {
+    format!(
+        r#"
+[smtp]
+listen = "127.0.0.1:0"
+hostname = "pecgate.test"
+max_message_size = 1000000
+command_timeout_secs = 10
+
+[store]
+path = "pecgate.db"
+spool_dir = "spool"
+
+[corporate]
+host = "127.0.0.1"
+port = {capture_port}
+from = "pecgate@azienda.it"
+
+[admin]
+listen = "127.0.0.1:0"
+
+[queue]
+min_backoff_secs = 1
+max_backoff_secs = 2
+
+[log]
+level = "debug"
+
+[[mailbox]]
+id = "legal"
+address = "{LEGAL}"
+username = "{LEGAL}"
+password_file = "legal.pw"
+receipt_type = "breve"
+[mailbox.smtp]
+host = "localhost"
+port = {provider_port}
+ca_file = "ca.pem"
+timeout_secs = 5
+[[mailbox.user]]
+address = "{MARIO}"
+admin = true
+[[mailbox.user]]
+address = "{ANNA}"
+send = false
+[[mailbox.user]]
+address = "{LUCA}"
+
+[[mailbox]]
+id = "hr"
+address = "{HR}"
+username = "hr-login"
+password_file = "hr.pw"
+[mailbox.smtp]
+host = "localhost"
+port = {provider_port}
+ca_file = "ca.pem"
+timeout_secs = 5
+[[mailbox.user]]
+address = "{MARIO}"
+admin = true
+
+[[mailbox]]
+id = "old"
+address = "{OLD}"
+username = "{OLD}"
+password_file = "hr.pw"
+active = false
+[mailbox.smtp]
+host = "localhost"
+port = {provider_port}
+ca_file = "ca.pem"
+[[mailbox.user]]
+address = "{ANNA}"
+admin = true
+"#
+    )
+}
+
+/// A line-level SMTP client for tests: send a command, assert the reply code.
+pub struct SmtpProbe {
+    io: BufReader<TcpStream>,
+}
+
+impl SmtpProbe {
+    pub async fn connect(addr: std::net::SocketAddr) -> SmtpProbe {
+        SmtpProbe { io: BufReader::new(TcpStream::connect(addr).await.unwrap()) }
+    }
+
+    pub async fn write(&mut self, bytes: &[u8]) {
+        self.io.get_mut().write_all(bytes).await.unwrap();
+    }
+
+    /// Reads one full (multi-line) reply; "" on EOF.
+    pub async fn reply(&mut self) -> String {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            let n = tokio::time::timeout(WAIT, self.io.read_line(&mut line)).await.expect("reply timeout").unwrap_or(0);
+            if n == 0 {
+                return all;
+            }
+            all.push_str(&line);
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return all;
+            }
+        }
+    }
+
+    pub async fn expect(&mut self, code: &str) -> String {
+        let r = self.reply().await;
+        assert!(r.starts_with(code), "expected {code}, got {r:?}");
+        r
+    }
+
+    pub async fn cmd(&mut self, line: &str, code: &str) -> String {
+        self.write(format!("{line}\r\n").as_bytes()).await;
+        let r = self.reply().await;
+        assert!(r.starts_with(code), "{line} -> expected {code}, got {r:?}");
+        r
+    }
+
+    /// Sends message text (LF or CRLF lines), dot-stuffed, and the terminator.
+    pub async fn data(&mut self, message: &str) -> String {
+        let mut wire = String::new();
+        for line in message.replace("\r\n", "\n").split_terminator('\n') {
+            if line.starts_with('.') {
+                wire.push('.');
+            }
+            wire.push_str(line);
+            wire.push_str("\r\n");
+        }
+        wire.push_str(".\r\n");
+        self.write(wire.as_bytes()).await;
+        self.reply().await
+    }
+}
+
+/// The queue id from "250 2.0.0 queued as X".
+pub fn queue_id(reply: &str) -> String {
+    reply.trim().rsplit(' ').next().unwrap().to_owned()
+}
+
+pub fn crlf(s: &str) -> String {
+    s.replace("\r\n", "\n").replace('\n', "\r\n")
+}
