@@ -1,0 +1,191 @@
+#!/usr/bin/env bash
+# Interop: a real Postfix as the corporate MTA routes [PEC]-tagged mail to
+# pecgate (header_checks FILTER), pecgate submits to `pecgate sim` over
+# SMTPS+AUTH. Everything on 127.0.0.1; this script stops only what it started.
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+
+need_install=()
+command -v postfix >/dev/null 2>&1 || need_install+=(postfix)
+command -v swaks >/dev/null 2>&1 || need_install+=(swaks)
+if ((${#need_install[@]})); then
+  echo "interop: installing ${need_install[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_install[@]}" >/dev/null
+fi
+
+cargo build -q --manifest-path "$ROOT/Cargo.toml"
+PECGATE="$ROOT/target/debug/pecgate"
+
+T="$(mktemp -d /tmp/pecgate-interop.XXXXXX)"
+chmod 755 "$T"
+PIDS=()
+PF_CONF="$T/postfix/conf"
+cleanup() {
+  [[ -f "$PF_CONF/main.cf" ]] && postfix -c "$PF_CONF" stop >/dev/null 2>&1 || true
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  if [[ "${KEEP:-0}" != 1 ]]; then rm -rf "$T"; else echo "interop: state kept in $T"; fi
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+wait_port() {
+  for _ in $(seq 1 200); do
+    python3 -c "import socket,sys; s=socket.socket(); s.settimeout(0.2); sys.exit(s.connect_ex(('127.0.0.1',$1)))" && return 0
+    sleep 0.05
+  done
+  echo "interop: nothing listens on $1" >&2; return 1
+}
+wait_file() { # glob, timeout seconds
+  for _ in $(seq 1 $(( $2 * 10 ))); do compgen -G "$1" >/dev/null && return 0; sleep 0.1; done
+  return 1
+}
+fail() { echo "interop FAIL: $*"; [[ -f "$T/pecgate.log" ]] && tail -30 "$T/pecgate.log"; [[ -f "$T/postfix/maillog" ]] && tail -30 "$T/postfix/maillog"; exit 1; }
+
+GW_PORT=$(free_port); SIM_PORT=$(free_port); PF_PORT=$(free_port); ADMIN_PORT=$(free_port)
+PASSWORD="interop-$(head -c 12 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')"
+printf '%s\n' "$PASSWORD" >"$T/legal.password"; chmod 600 "$T/legal.password"
+
+cat >"$T/pecgate.toml" <<TOML
+[smtp]
+listen = "127.0.0.1:$GW_PORT"
+hostname = "pecgate.interop.test"
+[store]
+path = "state/pecgate.db"
+spool_dir = "state/spool"
+[corporate]
+host = "127.0.0.1"
+port = $PF_PORT
+from = "pecgate@azienda.example"
+[admin]
+listen = "127.0.0.1:$ADMIN_PORT"
+[log]
+level = "debug"
+[[mailbox]]
+id = "legal"
+address = "legal@pec.azienda.example"
+username = "legal@pec.azienda.example"
+password_file = "legal.password"
+[mailbox.smtp]
+host = "127.0.0.1"
+port = $SIM_PORT
+ca_file = "sim-ca.pem"
+[[mailbox.user]]
+address = "mario.rossi@azienda.example"
+admin = true
+TOML
+
+"$PECGATE" sim --config "$T/pecgate.toml" --out "$T/provider" >"$T/sim.log" 2>&1 &
+PIDS+=($!)
+wait_port "$SIM_PORT"
+"$PECGATE" check-config --config "$T/pecgate.toml" >"$T/check.out" 2>&1 || fail "check-config: $(cat "$T/check.out")"
+"$PECGATE" run --config "$T/pecgate.toml" >"$T/pecgate.log" 2>&1 &
+PIDS+=($!)
+wait_port "$GW_PORT"
+
+# Private Postfix instance: the corporate MTA. Tagged mail goes to pecgate.
+I="$T/postfix"
+mkdir -p "$PF_CONF" "$I/queue" "$I/data"
+chown root:root "$I/queue"; chown postfix:postfix "$I/data"
+cat >"$PF_CONF/main.cf" <<CF
+compatibility_level = 3.6
+config_directory = $PF_CONF
+queue_directory = $I/queue
+data_directory = $I/data
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = mx.azienda.example
+mydomain = azienda.example
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mydestination =
+local_recipient_maps =
+local_transport = error:local delivery disabled
+alias_maps =
+alias_database =
+mynetworks = 127.0.0.0/8
+smtpd_relay_restrictions = permit_mynetworks, reject
+biff = no
+smtp_dns_support_level = disabled
+# Everything that is not PEC goes nowhere in this test.
+default_transport = discard:not PEC
+# The routing rule a mail admin adds: subjects carrying the tag go to pecgate.
+header_checks = regexp:$PF_CONF/header_checks
+maillog_file_prefixes = $I
+maillog_file = $I/maillog
+syslog_name = postfix-pecgate-interop
+CF
+cat >"$PF_CONF/header_checks" <<CF
+/^Subject:.*\[G?PEC(:[A-Za-z0-9._-]+)?\]/ FILTER pecgate:[127.0.0.1]:$GW_PORT
+CF
+cat >"$PF_CONF/master.cf" <<CF
+127.0.0.1:$PF_PORT inet n - n - - smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+smtp      unix  -       -       n       -       -       smtp
+pecgate   unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+CF
+postfix -c "$PF_CONF" set-permissions >/dev/null 2>&1 || true
+postfix -c "$PF_CONF" check || fail "postfix check"
+postfix -c "$PF_CONF" start >/dev/null 2>&1 || fail "postfix start"
+wait_port "$PF_PORT"
+
+# 1. A tagged message from an allowed user reaches the provider, rewritten.
+swaks --silent 2 --server 127.0.0.1 --port "$PF_PORT" --from mario.rossi@azienda.example --to ufficio@pec.fornitore.example \
+  --header "Subject: [PEC] Interop contratto" --body "Riga uno
+.riga con punto
+Saluti" >"$T/swaks1.log" 2>&1 || fail "swaks 1: $(cat "$T/swaks1.log")"
+wait_file "$T/provider/000001.eml" 60 || fail "nothing reached the simulated provider"
+M="$T/provider/000001.eml"
+grep -q '^X-Envelope-From: <legal@pec.azienda.example>' "$M" || fail "envelope sender not rewritten"
+grep -q '^From: legal@pec.azienda.example' "$M" || fail "From not rewritten: $(grep -i '^From:' "$M")"
+grep -q '^Subject: Interop contratto' "$M" || fail "tag not stripped: $(grep -i '^Subject:' "$M")"
+grep -q '^X-TipoRicevuta: completa' "$M" || fail "X-TipoRicevuta missing"
+grep -q '^\.riga con punto' "$M" || fail "dot line damaged"
+echo "interop: tagged mail relayed through Postfix -> pecgate -> provider"
+
+# 2. Untagged mail is not routed to pecgate.
+swaks --silent 2 --server 127.0.0.1 --port "$PF_PORT" --from mario.rossi@azienda.example --to someone@example.org \
+  --header "Subject: normale" >"$T/swaks2.log" 2>&1 || fail "swaks 2"
+
+# 3. A Bcc is refused by pecgate with the precise reason, visible in Postfix's log.
+swaks --silent 2 --server 127.0.0.1 --port "$PF_PORT" --from mario.rossi@azienda.example --to a@pec.fornitore.example,nascosto@pec.fornitore.example \
+  --header "To: a@pec.fornitore.example" --header "Subject: [PEC] con bcc" >"$T/swaks3.log" 2>&1 || fail "swaks 3"
+for _ in $(seq 1 300); do grep -q 'PEC does not allow Bcc' "$I/maillog" 2>/dev/null && break; sleep 0.1; done
+grep -q '550 5.7.1 PEC does not allow Bcc: nascosto@pec.fornitore.example is not in To or Cc' "$I/maillog" || fail "Bcc refusal not seen in Postfix's log"
+echo "interop: Bcc refused with: $(grep -o '550 5.7.1 PEC does not allow Bcc: [^ ]* is not in To or Cc' "$I/maillog" | head -1)"
+
+# 4. A foreign sender is refused.
+swaks --silent 2 --server 127.0.0.1 --port "$PF_PORT" --from estraneo@azienda.example --to a@pec.fornitore.example \
+  --header "Subject: [PEC] estraneo" >"$T/swaks4.log" 2>&1 || fail "swaks 4"
+for _ in $(seq 1 300); do grep -q 'not a user of any PEC mailbox' "$I/maillog" 2>/dev/null && break; sleep 0.1; done
+grep -q 'estraneo@azienda.example is not a user of any PEC mailbox' "$I/maillog" || fail "foreign sender not refused"
+
+# The untagged message is discarded by Postfix, never sent to pecgate.
+for _ in $(seq 1 300); do grep -q 'to=<someone@example.org>.*status=sent (not PEC)' "$I/maillog" 2>/dev/null && break; sleep 0.1; done
+grep -q 'to=<someone@example.org>.*status=sent (not PEC)' "$I/maillog" || fail "untagged mail was not discarded by Postfix"
+count=$(ls "$T/provider" | wc -l)
+[[ "$count" == 1 ]] || fail "provider got $count messages, want exactly 1"
+
+# The password never appears in pecgate's debug log.
+if grep -qF "$PASSWORD" "$T/pecgate.log" "$T/sim.log" "$T/check.out"; then fail "password found in a log"; fi
+echo "interop: OK (1 delivered, Bcc and foreign sender refused, untagged not routed, no password in $(wc -l <"$T/pecgate.log") log lines)"
