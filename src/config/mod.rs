@@ -434,8 +434,15 @@ pub struct Loaded {
 pub fn load(path: &Path) -> Result<Loaded> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| Error::Read { file: file.clone(), source })?;
-    let figment = Figment::new().merge(Toml::string(&text)).merge(Env::prefixed("PECGATE_").split("__"));
+    let figment = Figment::new().merge(Toml::string(&text)).merge(env_overrides());
     finish(figment, &file, path.parent())
+}
+
+/// `PECGATE_SECTION__KEY=value` overrides. Only names with a section (or the
+/// one top-level key) count, so `PECGATE_CONFIG` and other variables of the
+/// same prefix are not mistaken for unknown keys.
+fn env_overrides() -> Env {
+    Env::prefixed("PECGATE_").filter(|k| k.as_str().contains("__") || k == "allow_plaintext_secrets").split("__")
 }
 
 /// Reads the file and overrides without validating (the simulator needs the
@@ -445,7 +452,7 @@ pub fn load_unvalidated(path: &Path) -> Result<Config> {
     let text = std::fs::read_to_string(path).map_err(|source| Error::Read { file: file.clone(), source })?;
     Figment::new()
         .merge(Toml::string(&text))
-        .merge(Env::prefixed("PECGATE_").split("__"))
+        .merge(env_overrides())
         .extract()
         .map_err(|e| Error::Parse { file, message: describe_figment(e) })
 }
