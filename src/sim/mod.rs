@@ -5,6 +5,7 @@
 //! inbound half (receipts, POP3S mailboxes) comes with the inbound path.
 
 pub mod capture;
+pub mod pop3;
 pub mod provider;
 
 use std::path::PathBuf;
