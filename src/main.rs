@@ -46,6 +46,14 @@ enum Command {
         #[arg(long, default_value_t = 2525)]
         port: u16,
     },
+    /// Classify PEC messages and receipts (.eml files): kind, references, daticert.
+    Classify {
+        /// One JSON object per line (the stable contract) instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Send a test message over plain SMTP (to try the demo without swaks).
     Send {
         #[arg(long, default_value = "127.0.0.1:2525")]
@@ -87,6 +95,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
         Command::CheckConfig { config } => Ok(check_config(&config)),
         Command::Sim { config, out } => sim(&config, out).await,
         Command::Demo { dir, port } => demo(&dir, port).await,
+        Command::Classify { json, files } => Ok(classify(&files, json)),
         Command::Send { server, from, to, cc, subject, body } => send(&server, &from, &to, &cc, &subject, &body).await,
     }
 }
@@ -216,6 +225,29 @@ async fn demo(dir: &Path, port: u16) -> Result<ExitCode> {
     wait_for_signal().await;
     demo.stop().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Exit 2 if any file could not be read; the others are still classified.
+fn classify(files: &[PathBuf], json: bool) -> ExitCode {
+    use std::io::Write;
+    let mut failed = false;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for file in files {
+        let name = file.display().to_string();
+        match std::fs::read(file) {
+            Ok(raw) => {
+                let c = pecgate::pec::classify(&raw);
+                let line = if json { pecgate::pec::classify_json(&name, &c).to_string() } else { pecgate::pec::classify_line(&name, &c) };
+                let _ = writeln!(out, "{line}");
+            }
+            Err(e) => {
+                eprintln!("pecgate classify: {name}: {e}");
+                failed = true;
+            }
+        }
+    }
+    if failed { ExitCode::from(2) } else { ExitCode::SUCCESS }
 }
 
 async fn send(server: &str, from: &str, to: &[String], cc: &[String], subject: &str, body: &str) -> Result<ExitCode> {
