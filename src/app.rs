@@ -1,7 +1,7 @@
 //! Wiring: opens the store and spool, recovers after a crash, starts the
 //! SMTP listener, the delivery dispatcher and the admin listener.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +18,7 @@ use crate::inbound::gateway::Gateway;
 use crate::inbound::listener::{self, ListenerConfig};
 use crate::inbound::session::SessionConfig;
 use crate::outbound::{self, Outbound};
+use crate::pop3::fetcher::{Fetcher, PollReport};
 use crate::queue::spool::Spool;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{self, Store};
@@ -34,6 +35,8 @@ pub enum Error {
     Tls(#[from] crate::tls::Error),
     #[error("{0}")]
     Outbound(#[from] outbound::Error),
+    #[error("fetcher: {0}")]
+    Fetch(#[from] crate::pop3::fetcher::Error),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -44,6 +47,7 @@ pub struct App {
     pub store: Arc<dyn Store>,
     pub spool: Spool,
     pub enqueue: Arc<Enqueue>,
+    pub fetchers: HashMap<String, Arc<Fetcher>>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -80,6 +84,15 @@ impl App {
         let enqueue = Arc::new(Enqueue::new(store.clone(), spool.clone(), clock.clone(), kick.clone()));
         let outbound = Arc::new(Outbound::new(config.clone(), store.clone(), spool.clone(), clock.clone(), enqueue.clone(), kick.clone())?);
         let mut tasks = vec![tokio::spawn(outbound.run(shutdown_rx.clone()))];
+
+        let mut fetchers = HashMap::new();
+        for m in config.mailboxes.iter().filter(|m| m.active) {
+            if let Some(f) = Fetcher::new(config.clone(), m, store.clone(), spool.clone(), enqueue.clone(), clock.clone())? {
+                let f = Arc::new(f);
+                tasks.push(tokio::spawn(f.clone().run(shutdown_rx.clone())));
+                fetchers.insert(m.id.clone(), f);
+            }
+        }
 
         let smtp = &config.smtp;
         let listener = TcpListener::bind(&smtp.listen).await.map_err(|source| Error::Bind {
@@ -118,7 +131,13 @@ impl App {
         tasks.push(admin_task);
 
         tracing::info!(smtp = %smtp_addr, admin = %admin_addr, mailboxes = config.mailboxes.len(), "pecgate started");
-        Ok(App { smtp_addr, admin_addr, store, spool, enqueue, shutdown, tasks })
+        Ok(App { smtp_addr, admin_addr, store, spool, enqueue, fetchers, shutdown, tasks })
+    }
+
+    /// Polls a mailbox now (waits for a poll already running); `None` if it has no POP3.
+    pub async fn poll(&self, mailbox: &str) -> Option<Result<PollReport>> {
+        let f = self.fetchers.get(mailbox)?;
+        Some(f.poll().await.map_err(Error::Fetch))
     }
 
     /// Stops listeners and workers; sessions get 421, deliveries get a few

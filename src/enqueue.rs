@@ -81,8 +81,22 @@ impl Enqueue {
         Ok(id)
     }
 
-    async fn insert(&self, id: &str, size: u64, env: Envelope) -> Result<()> {
-        let m = NewMessage {
+    /// Writes a message's spool files without queuing it: the caller commits
+    /// the returned row together with other changes (`Store::commit_inbound`),
+    /// then calls [`Enqueue::kick`]. On failure it must call `Spool::remove`.
+    pub async fn prepare_bytes(&self, message: &[u8], env: Envelope) -> Result<NewMessage> {
+        let id = crate::queue::new_queue_id(self.clock.now_ms());
+        self.spool.store_bytes(&id, message).await.map_err(Error::Spool)?;
+        Ok(self.new_message(&id, message.len() as u64, env))
+    }
+
+    /// Wakes the delivery dispatcher (after a commit made elsewhere).
+    pub fn kick(&self) {
+        self.kick.notify_one();
+    }
+
+    fn new_message(&self, id: &str, size: u64, env: Envelope) -> NewMessage {
+        NewMessage {
             id: id.to_owned(),
             kind: env.kind,
             route: env.route,
@@ -94,7 +108,11 @@ impl Enqueue {
             size,
             created_at: self.clock.now_ms(),
             origin: env.origin,
-        };
+        }
+    }
+
+    async fn insert(&self, id: &str, size: u64, env: Envelope) -> Result<()> {
+        let m = self.new_message(id, size, env);
         if let Err(e) = self.store.insert_message(&m).await {
             // Not acknowledged: the files must not linger as a half-queued message.
             self.spool.remove(id).await;

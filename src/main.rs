@@ -194,21 +194,24 @@ async fn sim(path: &Path, out: Option<PathBuf>) -> Result<ExitCode> {
     }
     let loaded = load(path)?;
     let config = loaded.config;
-    let mut by_listen: std::collections::BTreeMap<String, Vec<pecgate::sim::provider::SimMailbox>> = Default::default();
+    // One simulated provider per SMTP address; its POP3 side listens where
+    // the first of its mailboxes says (or on any free port).
+    let mut by_listen: std::collections::BTreeMap<(String, String), Vec<pecgate::sim::provider::SimMailbox>> = Default::default();
     for m in &config.mailboxes {
-        by_listen.entry(format!("{}:{}", m.smtp.host, m.smtp.port)).or_default().push(pecgate::sim::provider::SimMailbox {
+        let pop3 = m.pop3.as_ref().map(|p| format!("{}:{}", p.host, p.port)).unwrap_or_else(|| "127.0.0.1:0".into());
+        by_listen.entry((format!("{}:{}", m.smtp.host, m.smtp.port), pop3)).or_default().push(pecgate::sim::provider::SimMailbox {
             username: m.username.clone(),
             password: m.resolved_password.expose().to_owned(),
             address: m.address.clone(),
         });
     }
     let mut servers = Vec::new();
-    for (listen, mailboxes) in by_listen {
+    for ((listen, pop3), mailboxes) in by_listen {
         let pki = pecgate::tls::TestPki { ca_pem: pki.ca_pem.clone(), server: pki.server.clone() };
-        let server = pecgate::sim::provider::SimProvider::start_with_pki(&listen, mailboxes, out.clone(), pki)
+        let server = pecgate::sim::provider::SimProvider::start_with_pki(&listen, &pop3, mailboxes, out.clone(), pki)
             .await
-            .with_context(|| format!("cannot listen on {listen}"))?;
-        println!("simulated PEC provider: smtps://{}", server.addr);
+            .with_context(|| format!("cannot listen on {listen} / {pop3}"))?;
+        println!("simulated PEC provider: smtps://{} pop3s://{}", server.addr, server.pop3_addr);
         servers.push(server);
     }
     wait_for_signal().await;

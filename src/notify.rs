@@ -114,3 +114,255 @@ mod tests {
         assert!(!text.replace("\r\n", "").contains('\n'));
     }
 }
+
+/// Facts for the wrappers around a fetched PEC message or receipt.
+#[derive(Debug, Clone)]
+pub struct Delivery<'a> {
+    pub from: &'a str,
+    pub to: &'a [String],
+    pub mailbox_id: &'a str,
+    pub mailbox_address: &'a str,
+    pub inbound_id: &'a str,
+    pub classification: &'a crate::pec::Classification,
+    /// Per-recipient status of the sent message, for receipts ("addr: state").
+    pub status: &'a [String],
+    pub hostname: &'a str,
+    pub language: Language,
+    pub date_unix: i64,
+}
+
+/// Inline mode: the original bytes unchanged, with a few `X-Pecgate-*`
+/// headers prepended above them (outside the signed structure, so the
+/// provider's signature still verifies).
+pub fn inline_wrap(d: &Delivery<'_>, raw: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "X-Pecgate-Mailbox: {}\r\nX-Pecgate-Kind: {}\r\nX-Pecgate-Id: {}\r\n",
+        d.mailbox_id,
+        d.classification.kind.as_str(),
+        d.inbound_id
+    )
+    .into_bytes();
+    out.extend_from_slice(raw);
+    out
+}
+
+/// Attach mode (Microsoft 365 and clients that mangle PEC envelopes): a new
+/// message with a readable summary and the original attached as
+/// `message/rfc822`, byte-for-byte (8bit, never re-encoded).
+pub fn attach_wrap(d: &Delivery<'_>, raw: &[u8]) -> Vec<u8> {
+    let c = d.classification;
+    let it = d.language == Language::It;
+    let kind_label = kind_label(c.kind, d.language);
+    let subject_text = c
+        .daticert
+        .as_ref()
+        .map(|x| x.oggetto.clone())
+        .or_else(|| c.original_subject.clone())
+        .or_else(|| c.subject.clone())
+        .unwrap_or_default();
+    let mut summary = String::new();
+    let line = |s: &mut String, label_it: &str, label_en: &str, value: &str| {
+        if !value.is_empty() {
+            s.push_str(&format!("{}: {}\r\n", if it { label_it } else { label_en }, value));
+        }
+    };
+    line(&mut summary, "Tipo", "Kind", kind_label);
+    line(&mut summary, "Casella PEC", "PEC mailbox", d.mailbox_address);
+    if let Some(dc) = &c.daticert {
+        line(&mut summary, "Mittente", "From", &dc.mittente);
+        let to: Vec<String> = dc.destinatari.iter().map(|r| format!("{} ({})", r.addr, r.tipo)).collect();
+        line(&mut summary, "Destinatari", "To", &to.join(", "));
+        line(&mut summary, "Oggetto", "Subject", &dc.oggetto);
+        line(&mut summary, "Data", "Date", &dc.data.map(|t| t.to_rfc3339()).unwrap_or_default());
+        line(&mut summary, "Gestore", "Provider", &dc.gestore);
+        line(&mut summary, "Consegna a", "Delivered to", dc.consegna.as_deref().unwrap_or(""));
+        if dc.errore != "nessuno" {
+            line(&mut summary, "Errore", "Error", &format!("{} {}", dc.errore, dc.errore_esteso.as_deref().unwrap_or("")));
+        }
+        line(&mut summary, "Identificativo", "Provider id", &dc.identificativo);
+    } else {
+        line(&mut summary, "Oggetto", "Subject", c.subject.as_deref().unwrap_or(""));
+    }
+    if !d.status.is_empty() {
+        summary.push_str(if it { "\r\nStato per destinatario:\r\n" } else { "\r\nStatus per recipient:\r\n" });
+        for s in d.status {
+            summary.push_str(&format!("  {s}\r\n"));
+        }
+    }
+    summary.push_str(if it {
+        "\r\nIl messaggio originale, con la firma del gestore, e' allegato senza modifiche.\r\n"
+    } else {
+        "\r\nThe original message, with the provider's signature, is attached unchanged.\r\n"
+    });
+    let boundary = unique_boundary(raw, d.inbound_id);
+    let subject = encode_header_text(&format!("[PEC {kind_label}] {subject_text}"));
+    let mut out = format!(
+        "From: pecgate <{from}>\r\nTo: {to}\r\nSubject: {subject}\r\nDate: {date}\r\nMessage-ID: <{id}.attach@{host}>\r\nAuto-Submitted: auto-generated\r\nX-Pecgate-Mailbox: {mb}\r\nX-Pecgate-Kind: {kind}\r\nX-Pecgate-Id: {id}\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"{boundary}\"\r\n\r\n--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{summary}\r\n--{boundary}\r\nContent-Type: message/rfc822\r\nContent-Disposition: attachment; filename=\"postacert-{id}.eml\"\r\nContent-Transfer-Encoding: 8bit\r\n\r\n",
+        from = d.from,
+        to = d.to.join(", "),
+        date = chrono::DateTime::from_timestamp(d.date_unix, 0).unwrap_or_default().to_rfc2822(),
+        id = d.inbound_id,
+        host = d.hostname,
+        mb = d.mailbox_id,
+        kind = c.kind.as_str(),
+    )
+    .into_bytes();
+    out.extend_from_slice(raw);
+    if !raw.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    out
+}
+
+fn kind_label(kind: crate::pec::Kind, lang: Language) -> &'static str {
+    use crate::pec::Kind::*;
+    match (kind, lang) {
+        (PostaCertificata, Language::It) => "posta certificata",
+        (PostaCertificata, Language::En) => "certified mail",
+        (Anomalia, Language::It) => "anomalia",
+        (Anomalia, Language::En) => "anomaly",
+        (Accettazione, Language::It) => "accettazione",
+        (Accettazione, Language::En) => "acceptance",
+        (NonAccettazione, Language::It) => "non accettazione",
+        (NonAccettazione, Language::En) => "not accepted",
+        (PresaInCarico, Language::It) => "presa in carico",
+        (PresaInCarico, Language::En) => "taken in charge",
+        (AvvenutaConsegna, Language::It) => "consegna",
+        (AvvenutaConsegna, Language::En) => "delivered",
+        (ErroreConsegna, Language::It) => "mancata consegna",
+        (ErroreConsegna, Language::En) => "not delivered",
+        (PreavvisoErroreConsegna, Language::It) => "preavviso di mancata consegna",
+        (PreavvisoErroreConsegna, Language::En) => "delivery warning",
+        (RilevazioneVirus, Language::It) => "virus",
+        (RilevazioneVirus, Language::En) => "virus found",
+        (NotPec, Language::It) => "posta ordinaria",
+        (NotPec, Language::En) => "ordinary mail",
+    }
+}
+
+/// A boundary that does not occur in the attached bytes.
+fn unique_boundary(raw: &[u8], seed: &str) -> String {
+    let mut n = 0u32;
+    loop {
+        let b = format!("pecgate-{seed}-{n}");
+        if !raw.windows(b.len()).any(|w| w == b.as_bytes()) {
+            return b;
+        }
+        n += 1;
+    }
+}
+
+/// RFC 2047 B-encoding when the text is not plain ASCII.
+fn encode_header_text(s: &str) -> String {
+    if s.is_ascii() && !s.contains("=?") && !s.contains(['\r', '\n']) {
+        return s.to_owned();
+    }
+    use base64::Engine as _;
+    let clean: String = s.chars().map(|c| if c == '\r' || c == '\n' { ' ' } else { c }).collect();
+    // 45 bytes of UTF-8 per word keeps each encoded word under 75 characters.
+    let mut words = Vec::new();
+    let mut chunk = String::new();
+    for ch in clean.chars() {
+        if chunk.len() + ch.len_utf8() > 45 {
+            words.push(std::mem::take(&mut chunk));
+        }
+        chunk.push(ch);
+    }
+    if !chunk.is_empty() {
+        words.push(chunk);
+    }
+    words.iter().map(|w| format!("=?UTF-8?B?{}?=", base64::engine::general_purpose::STANDARD.encode(w))).collect::<Vec<_>>().join("\r\n ")
+}
+
+/// Facts for a notice to the mailbox admin about a problem with the mailbox
+/// itself (login refused, server unreachable, a message that cannot be fetched).
+#[derive(Debug, Clone)]
+pub struct MailboxNotice<'a> {
+    pub from: &'a str,
+    pub to: &'a str,
+    pub mailbox_address: &'a str,
+    pub problem: &'a str,
+    pub hostname: &'a str,
+    pub language: Language,
+    pub date_unix: i64,
+    pub id: &'a str,
+}
+
+pub fn mailbox_notice(n: &MailboxNotice<'_>) -> (Vec<u8>, String) {
+    let MailboxNotice { from, to, mailbox_address, problem, hostname, language, date_unix, id } = *n;
+    let (subject, body) = match language {
+        Language::It => (
+            format!("Problema con la casella PEC {mailbox_address}"),
+            format!(
+                "pecgate non riesce a scaricare la posta della casella PEC {mailbox_address}:\r\n\r\n  {problem}\r\n\r\nRiprovera' automaticamente; questo avviso non viene ripetuto finche' il problema persiste.\r\n"
+            ),
+        ),
+        Language::En => (
+            format!("Problem with PEC mailbox {mailbox_address}"),
+            format!(
+                "pecgate cannot fetch mail for PEC mailbox {mailbox_address}:\r\n\r\n  {problem}\r\n\r\nIt keeps retrying; this notice is not repeated while the problem lasts.\r\n"
+            ),
+        ),
+    };
+    let message_id = format!("{id}.mailbox@{hostname}");
+    let bytes = MessageBuilder::new()
+        .from(("pecgate", from))
+        .to(to)
+        .subject(subject)
+        .message_id(message_id.as_str())
+        .date(date_unix)
+        .header("Auto-Submitted", mail_builder::headers::raw::Raw::new("auto-generated"))
+        .header("X-Pecgate-Kind", mail_builder::headers::raw::Raw::new("mailbox-notice"))
+        .text_body(body)
+        .write_to_vec()
+        .unwrap_or_default();
+    (normalize_crlf(&bytes), message_id)
+}
+
+#[cfg(test)]
+mod wrap_tests {
+    use super::*;
+    use crate::pec::{BuildParams, Kind, build_message, classify};
+
+    #[test]
+    fn inline_keeps_bytes_and_attach_embeds_them_unchanged() {
+        let raw = build_message(&BuildParams::sample(Kind::AvvenutaConsegna));
+        let c = classify(&raw);
+        let to = vec!["mario@x.it".to_string()];
+        let status = vec!["ufficio@pec.comune.example.it: delivered".to_string()];
+        let d = Delivery {
+            from: "pecgate@x.it",
+            to: &to,
+            mailbox_id: "legal",
+            mailbox_address: "legal@pec.x.it",
+            inbound_id: "I1",
+            classification: &c,
+            status: &status,
+            hostname: "gw",
+            language: Language::It,
+            date_unix: 0,
+        };
+        let inline = inline_wrap(&d, &raw);
+        assert!(inline.ends_with(&raw));
+        assert!(inline.starts_with(b"X-Pecgate-Mailbox: legal\r\nX-Pecgate-Kind: avvenuta-consegna\r\n"));
+
+        let attached = attach_wrap(&d, &raw);
+        let start = attached.windows(raw.len()).position(|w| w == raw.as_slice()).expect("original embedded byte-for-byte");
+        assert!(start > 0);
+        let parsed = mail_parser::MessageParser::default().parse(&attached).unwrap();
+        assert!(parsed.subject().unwrap().starts_with("[PEC consegna] Richiesta documenti"), "{:?}", parsed.subject());
+        let summary = parsed.body_text(0).unwrap();
+        assert!(summary.contains("Consegna a: ufficio@pec.comune.example.it"), "{summary}");
+        assert!(summary.contains("ufficio@pec.comune.example.it: delivered"));
+        let part = parsed.attachment(0).expect("message/rfc822 part");
+        assert!(part.message().is_some());
+    }
+
+    #[test]
+    fn boundary_avoids_content() {
+        assert_eq!(unique_boundary(b"x pecgate-A-0 y", "A"), "pecgate-A-1");
+        assert_eq!(encode_header_text("plain"), "plain");
+        assert!(encode_header_text("Città").starts_with("=?UTF-8?B?"));
+    }
+}

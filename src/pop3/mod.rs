@@ -6,6 +6,7 @@
 //! PEC messages are legal evidence whose signatures cover their exact bytes.
 
 pub mod client;
+pub mod fetcher;
 pub mod response;
 
 pub use client::{Client, Endpoint, Error, Result, Security};

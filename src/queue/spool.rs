@@ -31,6 +31,7 @@ impl Spool {
     pub async fn open(dir: &Path) -> io::Result<Self> {
         fs::create_dir_all(dir.join("tmp")).await?;
         fs::create_dir_all(dir.join("msg")).await?;
+        fs::create_dir_all(dir.join("inbound")).await?;
         Ok(Self { dir: dir.to_owned() })
     }
 
@@ -48,6 +49,38 @@ impl Spool {
 
     pub fn tail_path(&self, id: &str) -> PathBuf {
         self.dir.join("msg").join(format!("{id}.tail"))
+    }
+
+    /// Where a fetched message is kept, byte-for-byte as the provider sent it.
+    pub fn inbound_path(&self, id: &str) -> PathBuf {
+        self.dir.join("inbound").join(format!("{id}.eml"))
+    }
+
+    /// A temporary file for a message being fetched.
+    pub fn inbound_tmp(&self, id: &str) -> PathBuf {
+        self.tmp(id, "eml")
+    }
+
+    /// Moves a fully written, fsynced fetched message into `inbound/`.
+    pub async fn commit_inbound(&self, id: &str) -> io::Result<()> {
+        fs::rename(self.inbound_tmp(id), self.inbound_path(id)).await?;
+        sync_dir(&self.dir.join("inbound")).await
+    }
+
+    /// Start-up cleanup of `inbound/`: files without a store record were
+    /// never committed (the POP3 copy is still there and is fetched again).
+    pub async fn remove_inbound_orphans(&self, known: &HashSet<String>) -> io::Result<usize> {
+        let mut removed = 0;
+        let mut dir = fs::read_dir(self.dir.join("inbound")).await?;
+        while let Some(e) = dir.next_entry().await? {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let id = name.strip_suffix(".eml").unwrap_or(&name);
+            if !known.contains(id) {
+                let _ = fs::remove_file(e.path()).await;
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     /// Starts receiving a message from the SMTP session.

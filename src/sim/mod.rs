@@ -7,6 +7,7 @@
 pub mod capture;
 pub mod pop3;
 pub mod provider;
+pub mod receipts;
 
 use std::path::PathBuf;
 use std::sync::Mutex;

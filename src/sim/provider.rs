@@ -3,11 +3,13 @@
 //! configured mailbox credentials, enforcing PEC.md's rules the way real
 //! providers do (Aruba answers `553 5.7.1` to a foreign sender): envelope
 //! sender = From = the authenticated mailbox, recipients only from To/Cc,
-//! at most 50 of them. Faults can be injected per stage.
+//! at most 50 of them. Faults can be injected per stage. Each accepted
+//! submission produces receipts in the POP3 mailboxes (`receipts`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,6 +17,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use super::pop3::{Mailstore, Pop3Faults, Pop3Server, ServerSecurity};
+use super::receipts::{Behavior, receipts_for};
 use super::{Captured, Mailbag};
 use crate::inbound::listener::{self, ListenerConfig};
 use crate::inbound::session::{Backend, Envelope, Response, SessionConfig, SessionInfo};
@@ -99,6 +103,59 @@ struct ProviderBackend {
     accounts: HashMap<String, SimMailbox>,
     bag: Arc<Mailbag>,
     faults: Arc<Faults>,
+    inbound: Arc<Inbound>,
+}
+
+/// The provider's inbound half: POP3 mailboxes and receipt generation.
+pub struct Inbound {
+    pub mailstore: Arc<Mailstore>,
+    pub behavior: Mutex<Behavior>,
+    mailboxes: Vec<SimMailbox>,
+    held: Mutex<Vec<(String, Vec<u8>)>>,
+    seq: AtomicU64,
+}
+
+impl Inbound {
+    /// Generates and delivers the receipts for an accepted submission.
+    fn after_submission(&self, submission: &Captured, sender: &SimMailbox) {
+        let (behavior, not_accepted) = {
+            let mut b = self.behavior.lock().unwrap_or_else(|p| p.into_inner());
+            let refuse = b.not_accept_next > 0;
+            if refuse {
+                b.not_accept_next -= 1;
+            }
+            (b.clone(), refuse)
+        };
+        let now = chrono::Local::now().fixed_offset();
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let out = receipts_for(submission, sender, &self.mailboxes, &behavior, not_accepted, now, seq);
+        if behavior.hold {
+            self.held.lock().unwrap_or_else(|p| p.into_inner()).extend(out);
+        } else {
+            for (user, bytes) in out {
+                self.mailstore.deliver(&user, bytes);
+            }
+        }
+    }
+
+    /// Delivers receipts kept back while `hold` was set.
+    pub fn release_held(&self) -> usize {
+        let held: Vec<_> = std::mem::take(&mut *self.held.lock().unwrap_or_else(|p| p.into_inner()));
+        let n = held.len();
+        for (user, bytes) in held {
+            self.mailstore.deliver(&user, bytes);
+        }
+        n
+    }
+
+    /// Puts a message straight into a mailbox (anomalies, webmail receipts, tests).
+    pub fn deliver(&self, username: &str, bytes: Vec<u8>) -> String {
+        self.mailstore.deliver(username, bytes)
+    }
+
+    pub fn set_behavior(&self, b: Behavior) {
+        *self.behavior.lock().unwrap_or_else(|p| p.into_inner()) = b;
+    }
 }
 
 impl ProviderBackend {
@@ -153,7 +210,9 @@ impl Backend for ProviderBackend {
         if let Err(r) = check_pec_rules(&m.address, envelope, &data) {
             return r.into();
         }
-        self.bag.push(Captured { mail_from: envelope.mail_from.clone(), rcpts: envelope.rcpts.clone(), data, auth: info.auth.clone() });
+        let captured = Captured { mail_from: envelope.mail_from.clone(), rcpts: envelope.rcpts.clone(), data, auth: info.auth.clone() };
+        self.inbound.after_submission(&captured, m);
+        self.bag.push(captured);
         Reply::new(250, Some("2.0.0"), format!("ok: message accepted for mailbox {}", m.address)).into()
     }
 }
@@ -184,30 +243,65 @@ fn check_pec_rules(mailbox: &str, envelope: &Envelope, data: &[u8]) -> Result<()
 }
 
 pub struct SimProvider {
+    /// SMTPS submission.
     pub addr: SocketAddr,
+    /// POP3S mailboxes (same certificate).
+    pub pop3_addr: SocketAddr,
     /// PEM of the CA that signed the server certificate (write it to `ca_file`).
     pub ca_pem: String,
     pub bag: Arc<Mailbag>,
     pub faults: Arc<Faults>,
+    pub pop3_faults: Arc<Pop3Faults>,
+    pub inbound: Arc<Inbound>,
+    _pop3: Pop3Server,
     _shutdown: watch::Sender<bool>,
 }
 
 impl SimProvider {
     /// Starts on `bind` with the given mailboxes; `dir` keeps a copy of each accepted message.
+    /// SMTPS on `bind`, POP3S on 127.0.0.1 (any port).
     pub async fn start(bind: &str, mailboxes: Vec<SimMailbox>, dir: Option<PathBuf>) -> std::io::Result<Self> {
         let pki = TestPki::generate(&["localhost", "127.0.0.1"]).map_err(|e| std::io::Error::other(e.to_string()))?;
-        Self::start_with_pki(bind, mailboxes, dir, pki).await
+        Self::start_with_pki(bind, "127.0.0.1:0", mailboxes, dir, pki).await
     }
 
-    pub async fn start_with_pki(bind: &str, mailboxes: Vec<SimMailbox>, dir: Option<PathBuf>, pki: TestPki) -> std::io::Result<Self> {
+    pub async fn start_with_pki(
+        bind: &str,
+        pop3_bind: &str,
+        mailboxes: Vec<SimMailbox>,
+        dir: Option<PathBuf>,
+        pki: TestPki,
+    ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(bind).await?;
         let addr = listener.local_addr()?;
         let bag = Arc::new(Mailbag::new(dir));
         let faults = Arc::new(Faults::default());
+        let mailstore = Arc::new(Mailstore::new());
+        for m in &mailboxes {
+            mailstore.add_user(&m.username, &m.password);
+        }
+        let pop3_faults = Pop3Faults::new();
+        let pop3 = Pop3Server::start_with_tls(
+            pop3_bind,
+            mailstore.clone(),
+            ServerSecurity::ImplicitTls,
+            pop3_faults.clone(),
+            pki.server.clone(),
+            pki.ca_pem.clone(),
+        )
+        .await?;
+        let inbound = Arc::new(Inbound {
+            mailstore,
+            behavior: Mutex::new(Behavior::default()),
+            mailboxes: mailboxes.clone(),
+            held: Mutex::new(Vec::new()),
+            seq: AtomicU64::new(1),
+        });
         let backend = ProviderBackend {
             accounts: mailboxes.into_iter().map(|m| (m.username.clone(), m)).collect(),
             bag: bag.clone(),
             faults: faults.clone(),
+            inbound: inbound.clone(),
         };
         let (tx, rx) = watch::channel(false);
         let mut session = SessionConfig::new("smtps.sim-pec.localhost");
@@ -224,7 +318,7 @@ impl SimProvider {
             },
             rx,
         );
-        Ok(Self { addr, ca_pem: pki.ca_pem, bag, faults, _shutdown: tx })
+        Ok(Self { addr, pop3_addr: pop3.addr, ca_pem: pki.ca_pem, bag, faults, pop3_faults, inbound, _pop3: pop3, _shutdown: tx })
     }
 }
 

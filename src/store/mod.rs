@@ -61,6 +61,8 @@ pub enum MessageKind {
     Pec,
     /// A message pecgate wrote itself (failure notice, summary).
     Notice,
+    /// A fetched PEC message or receipt on its way to company users.
+    Injection,
 }
 
 impl MessageKind {
@@ -68,6 +70,7 @@ impl MessageKind {
         match self {
             MessageKind::Pec => "pec",
             MessageKind::Notice => "notice",
+            MessageKind::Injection => "injection",
         }
     }
 
@@ -75,6 +78,7 @@ impl MessageKind {
         match s {
             "pec" => Ok(MessageKind::Pec),
             "notice" => Ok(MessageKind::Notice),
+            "injection" => Ok(MessageKind::Injection),
             other => Err(Error::BadState(other.to_owned())),
         }
     }
@@ -90,10 +94,13 @@ pub enum MessageState {
     Submitted,
     /// Every recipient failed permanently (5xx, or retries exhausted).
     Failed,
+    /// The provider's acceptance receipt arrived (ricevuta di accettazione).
+    Accepted,
+    /// The provider refused it after submission (avviso di non accettazione).
+    NotAccepted,
 }
 
-/// Per-recipient state. Receipt states (accepted, delivered, ...) come with
-/// the inbound path.
+/// Per-recipient state: delivery to the provider, then what its receipts say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RecipientState {
@@ -102,6 +109,18 @@ pub enum RecipientState {
     Deferred,
     Submitted,
     Failed,
+    /// Covered by the acceptance receipt; a delivery receipt is expected.
+    Accepted,
+    /// Not a PEC address ("esterno"): no delivery receipt will come.
+    NoReceiptExpected,
+    /// preavviso di mancata consegna: no delivery within 12 h; may still arrive.
+    Warned,
+    /// ricevuta di avvenuta consegna.
+    Delivered,
+    /// avviso di mancata consegna (or virus found at the recipient's provider).
+    DeliveryError,
+    /// avviso di non accettazione.
+    NotAccepted,
 }
 
 macro_rules! str_enum {
@@ -120,8 +139,12 @@ macro_rules! str_enum {
     };
 }
 
-str_enum!(MessageState { Queued => "queued", Sending => "sending", Submitted => "submitted", Failed => "failed" });
-str_enum!(RecipientState { Queued => "queued", Deferred => "deferred", Submitted => "submitted", Failed => "failed" });
+str_enum!(MessageState { Queued => "queued", Sending => "sending", Submitted => "submitted", Failed => "failed", Accepted => "accepted", NotAccepted => "not_accepted" });
+str_enum!(RecipientState {
+    Queued => "queued", Deferred => "deferred", Submitted => "submitted", Failed => "failed", Accepted => "accepted",
+    NoReceiptExpected => "no_receipt_expected", Warned => "warned", Delivered => "delivered", DeliveryError => "delivery_error",
+    NotAccepted => "not_accepted"
+});
 
 /// A message to insert (its spool files are already durable).
 #[derive(Debug, Clone)]
@@ -196,6 +219,44 @@ pub struct Attempt {
     pub relay: String,
 }
 
+/// A message or receipt fetched from a PEC mailbox; its bytes are in the
+/// spool's `inbound/` directory, byte-for-byte as the provider sent them.
+#[derive(Debug, Clone, Serialize)]
+pub struct InboundRecord {
+    pub id: String,
+    pub mailbox_id: String,
+    pub uidl: String,
+    pub fetched_at: i64,
+    pub size: u64,
+    /// PEC kind (`accettazione`, `posta-certificata`, ..., `not-pec`).
+    pub kind: String,
+    pub subject: String,
+    pub message_id: Option<String>,
+    /// X-Riferimento-Message-ID (receipts).
+    pub riferimento: Option<String>,
+    pub identificativo: Option<String>,
+    /// The recipient a delivery receipt is about.
+    pub consegna: Option<String>,
+    /// The outbound message it refers to, when correlated.
+    pub related_message: Option<String>,
+    /// Who it was injected to.
+    pub routed_to: Vec<String>,
+    /// When it was deleted from the provider, if it was.
+    pub deleted_at: Option<i64>,
+}
+
+/// What a receipt changes on the message it refers to (see `correlate`).
+#[derive(Debug, Clone, Default)]
+pub struct ReceiptUpdate {
+    pub message: String,
+    pub recipients: Vec<(String, RecipientState)>,
+    pub message_state: Option<MessageState>,
+    /// The provider's id for the message (from the acceptance), for later matching.
+    pub provider_id: Option<String>,
+    pub event_kind: String,
+    pub event_detail: String,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Inserts a queued message with its recipients and `received`/`queued` events, in one commit.
@@ -224,4 +285,20 @@ pub trait Store: Send + Sync {
     async fn list_messages(&self, limit: u32) -> Result<Vec<Message>>;
     /// A trivial write, for readiness checks.
     async fn ping(&self) -> Result<()>;
+
+    /// The stored copy of a mailbox's message by its POP3 unique id.
+    async fn inbound_by_uidl(&self, mailbox: &str, uidl: &str) -> Result<Option<InboundRecord>>;
+    /// Commits a fetched message in one transaction: its record, what it
+    /// changes on the sent message, and the injections that route it. After
+    /// this returns the POP3 copy may be deleted.
+    async fn commit_inbound(&self, record: &InboundRecord, update: Option<&ReceiptUpdate>, injections: &[NewMessage]) -> Result<()>;
+    /// Records that these messages were deleted from the provider.
+    async fn mark_inbound_deleted(&self, mailbox: &str, uidls: &[String], at: i64) -> Result<()>;
+    /// The sent message a receipt refers to: by our Message-ID (X-Riferimento-Message-ID,
+    /// then daticert msgid), then by the provider's identificativo.
+    async fn find_sent(&self, mailbox: &str, message_ids: &[&str], provider_id: Option<&str>) -> Result<Option<Message>>;
+    /// Receipts and messages fetched for a sent message.
+    async fn inbound_for(&self, message: &str) -> Result<Vec<InboundRecord>>;
+    /// Every inbound id (spool orphan check at start-up).
+    async fn inbound_ids(&self) -> Result<Vec<String>>;
 }

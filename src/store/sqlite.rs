@@ -9,10 +9,14 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, Sqlite, Transaction};
 
-use super::{Attempt, Error, Event, Message, MessageKind, MessageState, NewMessage, Recipient, RecipientState, Result, Route, Store};
+use super::{
+    Attempt, Error, Event, InboundRecord, Message, MessageKind, MessageState, NewMessage, ReceiptUpdate, Recipient, RecipientState, Result,
+    Route, Store,
+};
 
 /// Schema versions, applied in order, each once (recorded in `schema_version`).
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE messages (
     id TEXT PRIMARY KEY,
     kind TEXT NOT NULL,
@@ -49,7 +53,30 @@ CREATE TABLE events (
     detail TEXT NOT NULL
 );
 CREATE INDEX events_message ON events(message_id);
-"#];
+"#,
+    r#"
+ALTER TABLE messages ADD COLUMN provider_id TEXT;
+CREATE INDEX messages_provider_id ON messages(provider_id);
+CREATE TABLE inbound (
+    id TEXT PRIMARY KEY,
+    mailbox_id TEXT NOT NULL,
+    uidl TEXT NOT NULL,
+    fetched_at INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    message_id TEXT,
+    riferimento TEXT,
+    identificativo TEXT,
+    consegna TEXT,
+    related_message TEXT,
+    routed_to TEXT NOT NULL,
+    deleted_at INTEGER,
+    UNIQUE (mailbox_id, uidl)
+);
+CREATE INDEX inbound_related ON inbound(related_message);
+"#,
+];
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -104,6 +131,42 @@ async fn insert_event(tx: &mut Transaction<'_, Sqlite>, id: &str, rcpt: Option<&
     Ok(())
 }
 
+async fn insert_message_tx(tx: &mut Transaction<'_, Sqlite>, m: &NewMessage) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO messages (id, kind, route, mailbox_id, mail_from, original_sender, message_id, subject, size, state, attempts, created_at, next_attempt_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?)",
+    )
+    .bind(&m.id)
+    .bind(m.kind.as_str())
+    .bind(m.route.kind())
+    .bind(m.route.mailbox())
+    .bind(&m.mail_from)
+    .bind(&m.original_sender)
+    .bind(&m.message_id)
+    .bind(&m.subject)
+    .bind(m.size as i64)
+    .bind(m.created_at)
+    .bind(m.created_at)
+    .bind(m.created_at)
+    .execute(&mut **tx)
+    .await?;
+    for rcpt in &m.rcpts {
+        sqlx::query("INSERT OR IGNORE INTO recipients (message_id, address, state, updated_at) VALUES (?, ?, 'queued', ?)")
+            .bind(&m.id)
+            .bind(rcpt)
+            .bind(m.created_at)
+            .execute(&mut **tx)
+            .await?;
+    }
+    insert_event(tx, &m.id, None, m.created_at, "received", &m.origin).await?;
+    let to = match &m.route {
+        Route::Provider(mb) => format!("to provider of mailbox {mb}"),
+        Route::Corporate => "to corporate server".to_owned(),
+    };
+    insert_event(tx, &m.id, None, m.created_at, "queued", &to).await?;
+    Ok(())
+}
+
 fn message_from_row(row: &SqliteRow) -> Result<Message> {
     let route: String = row.try_get("route")?;
     let mailbox: Option<String> = row.try_get("mailbox_id")?;
@@ -138,38 +201,7 @@ fn message_from_row(row: &SqliteRow) -> Result<Message> {
 impl Store for SqliteStore {
     async fn insert_message(&self, m: &NewMessage) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO messages (id, kind, route, mailbox_id, mail_from, original_sender, message_id, subject, size, state, attempts, created_at, next_attempt_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?)",
-        )
-        .bind(&m.id)
-        .bind(m.kind.as_str())
-        .bind(m.route.kind())
-        .bind(m.route.mailbox())
-        .bind(&m.mail_from)
-        .bind(&m.original_sender)
-        .bind(&m.message_id)
-        .bind(&m.subject)
-        .bind(m.size as i64)
-        .bind(m.created_at)
-        .bind(m.created_at)
-        .bind(m.created_at)
-        .execute(&mut *tx)
-        .await?;
-        for rcpt in &m.rcpts {
-            sqlx::query("INSERT OR IGNORE INTO recipients (message_id, address, state, updated_at) VALUES (?, ?, 'queued', ?)")
-                .bind(&m.id)
-                .bind(rcpt)
-                .bind(m.created_at)
-                .execute(&mut *tx)
-                .await?;
-        }
-        insert_event(&mut tx, &m.id, None, m.created_at, "received", &m.origin).await?;
-        let to = match &m.route {
-            Route::Provider(mb) => format!("to provider of mailbox {mb}"),
-            Route::Corporate => "to corporate server".to_owned(),
-        };
-        insert_event(&mut tx, &m.id, None, m.created_at, "queued", &to).await?;
+        insert_message_tx(&mut tx, m).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -209,13 +241,7 @@ impl Store for SqliteStore {
                 .bind(&r.address)
                 .execute(&mut *tx)
                 .await?;
-            let kind = match r.state {
-                RecipientState::Submitted => "submitted",
-                RecipientState::Failed => "failed",
-                RecipientState::Deferred => "deferred",
-                RecipientState::Queued => "queued",
-            };
-            insert_event(&mut tx, id, Some(&r.address), a.at, kind, &format!("relay={} reply={}", a.relay, r.reply)).await?;
+            insert_event(&mut tx, id, Some(&r.address), a.at, r.state.as_str(), &format!("relay={} reply={}", a.relay, r.reply)).await?;
         }
         sqlx::query(
             "UPDATE messages SET state = ?, attempts = attempts + 1, next_attempt_at = ?, last_error = ?, updated_at = ? WHERE id = ?",
@@ -320,6 +346,150 @@ impl Store for SqliteStore {
         sqlx::query("CREATE TABLE IF NOT EXISTS ping (x INTEGER)").execute(&self.pool).await?;
         Ok(())
     }
+
+    async fn inbound_by_uidl(&self, mailbox: &str, uidl: &str) -> Result<Option<InboundRecord>> {
+        let row = sqlx::query("SELECT * FROM inbound WHERE mailbox_id = ? AND uidl = ?")
+            .bind(mailbox)
+            .bind(uidl)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(inbound_from_row).transpose()
+    }
+
+    async fn commit_inbound(&self, r: &InboundRecord, update: Option<&ReceiptUpdate>, injections: &[NewMessage]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO inbound (id, mailbox_id, uidl, fetched_at, size, kind, subject, message_id, riferimento, identificativo, consegna, related_message, routed_to, deleted_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+        )
+        .bind(&r.id)
+        .bind(&r.mailbox_id)
+        .bind(&r.uidl)
+        .bind(r.fetched_at)
+        .bind(r.size as i64)
+        .bind(&r.kind)
+        .bind(&r.subject)
+        .bind(&r.message_id)
+        .bind(&r.riferimento)
+        .bind(&r.identificativo)
+        .bind(&r.consegna)
+        .bind(&r.related_message)
+        .bind(r.routed_to.join(","))
+        .execute(&mut *tx)
+        .await?;
+        if let Some(u) = update {
+            for (address, state) in &u.recipients {
+                sqlx::query("UPDATE recipients SET state = ?, updated_at = ? WHERE message_id = ? AND lower(address) = lower(?)")
+                    .bind(state.as_str())
+                    .bind(r.fetched_at)
+                    .bind(&u.message)
+                    .bind(address)
+                    .execute(&mut *tx)
+                    .await?;
+                insert_event(
+                    &mut tx,
+                    &u.message,
+                    Some(address),
+                    r.fetched_at,
+                    state.as_str(),
+                    &format!("{} (inbound {})", u.event_kind, r.id),
+                )
+                .await?;
+            }
+            if let Some(state) = u.message_state {
+                sqlx::query("UPDATE messages SET state = ?, updated_at = ? WHERE id = ?")
+                    .bind(state.as_str())
+                    .bind(r.fetched_at)
+                    .bind(&u.message)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if let Some(pid) = &u.provider_id {
+                sqlx::query("UPDATE messages SET provider_id = ? WHERE id = ? AND provider_id IS NULL")
+                    .bind(pid)
+                    .bind(&u.message)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            insert_event(&mut tx, &u.message, None, r.fetched_at, &u.event_kind, &u.event_detail).await?;
+        }
+        for m in injections {
+            insert_message_tx(&mut tx, m).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn mark_inbound_deleted(&self, mailbox: &str, uidls: &[String], at: i64) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for uidl in uidls {
+            sqlx::query("UPDATE inbound SET deleted_at = ? WHERE mailbox_id = ? AND uidl = ?")
+                .bind(at)
+                .bind(mailbox)
+                .bind(uidl)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn find_sent(&self, mailbox: &str, message_ids: &[&str], provider_id: Option<&str>) -> Result<Option<Message>> {
+        for id in message_ids {
+            let row = sqlx::query(
+                "SELECT * FROM messages WHERE mailbox_id = ? AND route = 'provider' AND message_id = ? ORDER BY created_at DESC LIMIT 1",
+            )
+            .bind(mailbox)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+            if let Some(row) = row {
+                return message_from_row(&row).map(Some);
+            }
+        }
+        if let Some(pid) = provider_id {
+            let row = sqlx::query("SELECT * FROM messages WHERE mailbox_id = ? AND route = 'provider' AND provider_id = ? LIMIT 1")
+                .bind(mailbox)
+                .bind(pid)
+                .fetch_optional(&self.pool)
+                .await?;
+            return row.as_ref().map(message_from_row).transpose();
+        }
+        Ok(None)
+    }
+
+    async fn inbound_ids(&self) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar("SELECT id FROM inbound").fetch_all(&self.pool).await?)
+    }
+
+    async fn inbound_for(&self, message: &str) -> Result<Vec<InboundRecord>> {
+        let rows = sqlx::query("SELECT * FROM inbound WHERE related_message = ? ORDER BY fetched_at, id")
+            .bind(message)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(inbound_from_row).collect()
+    }
+}
+
+fn inbound_from_row(row: &SqliteRow) -> Result<InboundRecord> {
+    let size: i64 = row.try_get("size")?;
+    let routed: String = row.try_get("routed_to")?;
+    Ok(InboundRecord {
+        id: row.try_get("id")?,
+        mailbox_id: row.try_get("mailbox_id")?,
+        uidl: row.try_get("uidl")?,
+        fetched_at: row.try_get("fetched_at")?,
+        size: size.max(0) as u64,
+        kind: row.try_get("kind")?,
+        subject: row.try_get("subject")?,
+        message_id: row.try_get("message_id")?,
+        riferimento: row.try_get("riferimento")?,
+        identificativo: row.try_get("identificativo")?,
+        consegna: row.try_get("consegna")?,
+        related_message: row.try_get("related_message")?,
+        routed_to: routed.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+        deleted_at: row.try_get("deleted_at")?,
+    })
 }
 
 #[cfg(test)]

@@ -2,10 +2,11 @@
 //! the simulated provider and a capture server for the corporate side.
 #![allow(dead_code)]
 
-use std::sync::Once;
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use pecgate::App;
+use pecgate::clock::Clock;
 use pecgate::config::{self, Config};
 use pecgate::sim::Captured;
 use pecgate::sim::capture::CaptureServer;
@@ -42,6 +43,7 @@ pub struct TestEnv {
     pub capture: CaptureServer,
     pub app: Option<App>,
     pub config_text: String,
+    pub clock: Arc<dyn Clock>,
 }
 
 impl TestEnv {
@@ -50,7 +52,17 @@ impl TestEnv {
     }
 
     /// `tweak` edits the generated TOML (e.g. to restrict allowed_clients).
+    /// Outbound only: no POP3 fetching, so nothing but notices reaches the corporate side.
     pub async fn start_with(tweak: impl FnOnce(&mut String)) -> TestEnv {
+        Self::start_full(tweak, pecgate::clock::system(), false).await
+    }
+
+    /// With POP3 fetching from the simulator (explicit polls, see [`TestEnv::poll`]).
+    pub async fn start_inbound(tweak: impl FnOnce(&mut String), clock: Arc<dyn Clock>) -> TestEnv {
+        Self::start_full(tweak, clock, true).await
+    }
+
+    async fn start_full(tweak: impl FnOnce(&mut String), clock: Arc<dyn Clock>, with_pop3: bool) -> TestEnv {
         init_tracing();
         let dir = tempfile::tempdir().unwrap();
         let provider = SimProvider::start(
@@ -67,9 +79,9 @@ impl TestEnv {
         std::fs::write(dir.path().join("ca.pem"), &provider.ca_pem).unwrap();
         write_secret(&dir.path().join("legal.pw"), &format!("{LEGAL_PASSWORD}\n"));
         write_secret(&dir.path().join("hr.pw"), HR_PASSWORD);
-        let mut config_text = config_toml(provider.addr.port(), capture.addr.port());
+        let mut config_text = config_toml(provider.addr.port(), with_pop3.then_some(provider.pop3_addr.port()), capture.addr.port());
         tweak(&mut config_text);
-        let mut env = TestEnv { dir, provider, capture, app: None, config_text };
+        let mut env = TestEnv { dir, provider, capture, app: None, config_text, clock };
         env.restart().await;
         env
     }
@@ -78,9 +90,17 @@ impl TestEnv {
         config::load_str(&self.config_text, Some(self.dir.path())).unwrap().config
     }
 
-    /// (Re)starts the app on the same directory.
+    /// (Re)starts the app on the same directory, and waits for the fetchers'
+    /// start-up poll so that the polls a test makes are the only ones.
     pub async fn restart(&mut self) {
-        let app = App::start(self.config(), pecgate::clock::system()).await.unwrap();
+        let app = App::start(self.config(), self.clock.clone()).await.unwrap();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        for f in app.fetchers.values() {
+            while f.status().last_poll.is_none() {
+                assert!(tokio::time::Instant::now() < deadline, "the start-up poll never ran");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
         self.app = Some(app);
     }
 
@@ -99,6 +119,11 @@ impl TestEnv {
         if let Some(app) = self.app.take() {
             app.shutdown().await;
         }
+    }
+
+    /// Polls a mailbox now and returns what the poll did.
+    pub async fn poll(&self, mailbox: &str) -> pecgate::pop3::fetcher::PollReport {
+        self.app().poll(mailbox).await.expect("mailbox has POP3").unwrap_or_else(|e| panic!("poll of {mailbox} failed: {e}"))
     }
 
     pub fn smtp_addr(&self) -> std::net::SocketAddr {
@@ -152,7 +177,17 @@ fn write_secret(path: &std::path::Path, s: &str) {
     }
 }
 
-pub fn config_toml(provider_port: u16, capture_port: u16) -> String {
+/// Mailboxes legal and hr fetch from the simulator's POP3 side; the
+/// background poll interval is long so tests poll explicitly (`TestEnv::poll`).
+pub fn config_toml(provider_port: u16, pop3_port: Option<u16>, capture_port: u16) -> String {
+    let pop3 = |retention: &str| match pop3_port {
+        Some(port) => format!(
+            "[mailbox.pop3]\nhost = \"localhost\"\nport = {port}\nca_file = \"ca.pem\"\ntimeout_secs = 5\ninterval_secs = 3600\nretention = \"{retention}\"\n"
+        ),
+        None => String::new(),
+    };
+    let pop3_legal = pop3("leave");
+    let pop3_hr = pop3("leave");
     format!(
         r#"
 [smtp]
@@ -191,7 +226,7 @@ host = "localhost"
 port = {provider_port}
 ca_file = "ca.pem"
 timeout_secs = 5
-[[mailbox.user]]
+{pop3_legal}[[mailbox.user]]
 address = "{MARIO}"
 admin = true
 [[mailbox.user]]
@@ -210,7 +245,7 @@ host = "localhost"
 port = {provider_port}
 ca_file = "ca.pem"
 timeout_secs = 5
-[[mailbox.user]]
+{pop3_hr}[[mailbox.user]]
 address = "{MARIO}"
 admin = true
 

@@ -1,0 +1,236 @@
+//! The inbound path: provider receipts and PEC mail over POP3S -> store ->
+//! classify -> correlate -> route -> injection into the corporate server.
+
+mod common;
+
+use common::*;
+use pecgate::clock::ManualClock;
+use pecgate::pec::{BuildParams, Kind, build_message};
+use pecgate::sim::Captured;
+use pecgate::sim::pop3::Fault;
+use pecgate::sim::receipts::Behavior;
+use pecgate::store::{MessageState, RecipientState};
+
+fn pec_message(to: &str, cc: Option<&str>, subject: &str) -> String {
+    let cc = cc.map(|c| format!("Cc: {c}\r\n")).unwrap_or_default();
+    format!(
+        "From: {LUCA}\r\nTo: {to}\r\n{cc}Subject: [PEC] {subject}\r\nMessage-ID: <{subject}@azienda.it>\r\n\r\nTesto del messaggio.\r\n.riga con punto\r\n"
+    )
+}
+
+/// Sends through pecgate and waits until the provider has it.
+async fn send_and_submit(env: &TestEnv, rcpts: &[&str], msg: &str) -> String {
+    let before = env.provider.bag.len();
+    let reply = env.send(LUCA, rcpts, msg).await;
+    assert!(reply.starts_with("250"), "{reply}");
+    let qid = queue_id(&reply);
+    env.provider_messages(before + 1).await;
+    env.wait_state(&qid, MessageState::Submitted).await;
+    qid
+}
+
+fn kind_of(c: &Captured) -> String {
+    c.header("X-Pecgate-Kind").unwrap_or_default()
+}
+
+fn mailstore_len(env: &TestEnv, user: &str) -> usize {
+    env.provider.inbound.mailstore.len(user)
+}
+
+#[tokio::test]
+async fn receipts_reach_the_sender_and_update_states() {
+    let env = TestEnv::start_inbound(|_| {}, pecgate::clock::system()).await;
+    let qid = send_and_submit(
+        &env,
+        &["ufficio@pec.fornitore.it", "cliente@gmail.example"],
+        &pec_message("ufficio@pec.fornitore.it", Some("cliente@gmail.example"), "Ordine-17"),
+    )
+    .await;
+    // accettazione + one avvenuta-consegna (the gmail recipient is "esterno": no receipt)
+    assert_eq!(mailstore_len(&env, LEGAL), 2);
+    let report = env.poll("legal").await;
+    assert_eq!((report.listed, report.fetched, report.deleted), (2, 2, 0));
+
+    let got = env.corporate_messages(2).await;
+    let kinds: Vec<String> = got.iter().map(kind_of).collect();
+    assert_eq!(kinds, ["accettazione", "avvenuta-consegna"]);
+    for c in &got {
+        assert_eq!(c.rcpts, [LUCA], "receipts_to = sender: only the user who sent it");
+        assert_eq!(c.mail_from, "pecgate@azienda.it");
+    }
+    // Inline mode: the provider's bytes follow our headers unchanged.
+    let stored = env.provider.inbound.mailstore.messages(LEGAL);
+    for (c, (_, raw)) in got.iter().zip(&stored) {
+        assert!(c.data.ends_with(raw), "injected message is the original, byte-for-byte");
+        assert!(c.data.starts_with(b"X-Pecgate-Mailbox: legal\r\n"));
+    }
+
+    let m = env.app().store.message(&qid).await.unwrap().unwrap();
+    assert_eq!(m.state, MessageState::Accepted);
+    let states: Vec<(String, RecipientState)> =
+        env.app().store.recipients(&qid).await.unwrap().into_iter().map(|r| (r.address, r.state)).collect();
+    assert_eq!(
+        states,
+        [
+            ("ufficio@pec.fornitore.it".into(), RecipientState::Delivered),
+            ("cliente@gmail.example".into(), RecipientState::NoReceiptExpected)
+        ]
+    );
+    let linked = env.app().store.inbound_for(&qid).await.unwrap();
+    assert_eq!(linked.len(), 2);
+    // Stored byte-for-byte.
+    for rec in &linked {
+        let bytes = std::fs::read(env.dir.path().join("spool/inbound").join(format!("{}.eml", rec.id))).unwrap();
+        assert!(stored.iter().any(|(_, raw)| raw == &bytes));
+    }
+    // Polling again fetches nothing new (UIDLs are remembered).
+    assert_eq!(env.poll("legal").await.fetched, 0);
+    assert_eq!(env.capture.bag.len(), 2);
+}
+
+#[tokio::test]
+async fn out_of_order_and_duplicate_receipts_end_in_the_same_state() {
+    let env = TestEnv::start_inbound(|_| {}, pecgate::clock::system()).await;
+    env.provider.inbound.set_behavior(Behavior { deliveries_first: true, duplicates: true, ..Default::default() });
+    let qid = send_and_submit(
+        &env,
+        &["a@pec.x.it", "errore-b@pec.x.it", "preavviso-c@pec.x.it"],
+        &pec_message("a@pec.x.it, errore-b@pec.x.it, preavviso-c@pec.x.it", None, "Tre"),
+    )
+    .await;
+    assert_eq!(mailstore_len(&env, LEGAL), 8, "4 receipts, each twice");
+    assert_eq!(env.poll("legal").await.fetched, 8);
+    let states: Vec<RecipientState> = env.app().store.recipients(&qid).await.unwrap().into_iter().map(|r| r.state).collect();
+    assert_eq!(states, [RecipientState::Delivered, RecipientState::DeliveryError, RecipientState::Warned]);
+    assert_eq!(env.app().store.message(&qid).await.unwrap().unwrap().state, MessageState::Accepted);
+    env.corporate_messages(8).await;
+}
+
+#[tokio::test]
+async fn not_accepted_and_unknown_receipts_and_envelopes_are_routed() {
+    let env = TestEnv::start_inbound(|_| {}, pecgate::clock::system()).await;
+    // 1. non-accettazione
+    env.provider.inbound.set_behavior(Behavior { not_accept_next: 1, ..Default::default() });
+    let qid = send_and_submit(&env, &["a@pec.x.it"], &pec_message("a@pec.x.it", None, "Rifiutato")).await;
+    // 2. a receipt for a message sent from webmail (unknown Message-ID)
+    let mut webmail = BuildParams::sample(Kind::Accettazione);
+    webmail.msgid = "sent-from-webmail@provider.example".into();
+    webmail.to = LEGAL.into();
+    env.provider.inbound.deliver(LEGAL, build_message(&webmail));
+    // 3. an anomaly envelope
+    let mut anomaly = BuildParams::sample(Kind::Anomalia);
+    anomaly.to = LEGAL.into();
+    env.provider.inbound.deliver(LEGAL, build_message(&anomaly));
+    // 4. plain mail that slipped through
+    env.provider.inbound.deliver(LEGAL, b"From: spam@example.org\r\nTo: legal@pec.azienda.it\r\nSubject: offerta\r\n\r\nciao\r\n".to_vec());
+
+    assert_eq!(env.poll("legal").await.fetched, 4);
+    let got = env.corporate_messages(4).await;
+    let by_kind = |k: &str| got.iter().find(|c| kind_of(c) == k).unwrap_or_else(|| panic!("no {k}"));
+    assert_eq!(by_kind("non-accettazione").rcpts, [LUCA]);
+    let receivers = [MARIO, ANNA, LUCA];
+    assert_eq!(by_kind("accettazione").rcpts, receivers, "unknown receipts go to every receiver");
+    assert_eq!(by_kind("anomalia").rcpts, receivers, "users with anomalies = true (the default)");
+    assert_eq!(by_kind("not-pec").rcpts, receivers);
+    assert_eq!(env.app().store.message(&qid).await.unwrap().unwrap().state, MessageState::NotAccepted);
+    assert_eq!(env.app().store.recipients(&qid).await.unwrap()[0].state, RecipientState::NotAccepted);
+}
+
+#[tokio::test]
+async fn certified_mail_for_another_mailbox_reaches_its_receivers() {
+    let env = TestEnv::start_inbound(|_| {}, pecgate::clock::system()).await;
+    send_and_submit(&env, &[HR], &pec_message(HR, None, "Interno")).await;
+    assert_eq!(mailstore_len(&env, "hr-login"), 1);
+    assert_eq!(env.poll("hr").await.fetched, 1);
+    let got = env.corporate_messages(1).await;
+    assert_eq!(kind_of(&got[0]), "posta-certificata");
+    assert_eq!(got[0].rcpts, [MARIO]);
+}
+
+#[tokio::test]
+async fn attach_mode_wraps_the_original_unchanged() {
+    let env = TestEnv::start_inbound(
+        |t| *t = t.replace("from = \"pecgate@azienda.it\"", "from = \"pecgate@azienda.it\"\nmode = \"attach\""),
+        pecgate::clock::system(),
+    )
+    .await;
+    send_and_submit(&env, &["a@pec.x.it"], &pec_message("a@pec.x.it", None, "Allegato")).await;
+    env.poll("legal").await;
+    let got = env.corporate_messages(2).await;
+    let originals = env.provider.inbound.mailstore.messages(LEGAL);
+    for (c, (_, raw)) in got.iter().zip(&originals) {
+        let parsed = mail_parser::MessageParser::default().parse(&c.data).unwrap();
+        assert!(parsed.subject().unwrap().starts_with("[PEC "), "{:?}", parsed.subject());
+        assert!(parsed.body_text(0).unwrap().contains("Casella PEC: legal@pec.azienda.it"));
+        assert!(c.data.windows(raw.len()).any(|w| w == raw.as_slice()), "original attached byte-for-byte");
+    }
+}
+
+#[tokio::test]
+async fn retention_delete_removes_only_after_commit() {
+    let env =
+        TestEnv::start_inbound(|t| *t = t.replacen("retention = \"leave\"", "retention = \"delete\"", 1), pecgate::clock::system()).await;
+    send_and_submit(&env, &["a@pec.x.it"], &pec_message("a@pec.x.it", None, "Cancella")).await;
+    // The connection drops in the middle of the second RETR: nothing is deleted,
+    // the first message is stored once.
+    env.provider.pop3_faults.arm(Fault::DropDuringRetr { after_bytes: 100 }, 1);
+    let first = env.app().poll("legal").await.unwrap();
+    assert!(first.is_err(), "a dropped RETR fails the poll");
+    assert_eq!(mailstore_len(&env, LEGAL), 2, "nothing deleted before QUIT");
+    let report = env.poll("legal").await;
+    assert_eq!(report.deleted, 2);
+    assert_eq!(mailstore_len(&env, LEGAL), 0);
+    env.corporate_messages(2).await;
+    assert_eq!(env.capture.bag.len(), 2, "each message injected exactly once");
+}
+
+#[tokio::test]
+async fn retention_delete_after_waits_n_days() {
+    let clock = ManualClock::new(1_800_000_000_000);
+    let env = TestEnv::start_inbound(
+        |t| *t = t.replacen("retention = \"leave\"", "retention = \"delete-after\"\ndelete_after_days = 30", 1),
+        clock.clone(),
+    )
+    .await;
+    send_and_submit(&env, &["a@pec.x.it"], &pec_message("a@pec.x.it", None, "Trenta")).await;
+    assert_eq!(env.poll("legal").await.deleted, 0);
+    clock.advance(29 * 86_400_000);
+    assert_eq!(env.poll("legal").await.deleted, 0);
+    assert_eq!(mailstore_len(&env, LEGAL), 2);
+    clock.advance(86_400_000);
+    assert_eq!(env.poll("legal").await.deleted, 2);
+    assert_eq!(mailstore_len(&env, LEGAL), 0);
+}
+
+#[tokio::test]
+async fn restart_mid_fetch_loses_and_duplicates_nothing() {
+    let mut env = TestEnv::start_inbound(|_| {}, pecgate::clock::system()).await;
+    send_and_submit(&env, &["a@pec.x.it", "b@pec.x.it"], &pec_message("a@pec.x.it, b@pec.x.it", None, "Riavvio")).await;
+    assert_eq!(mailstore_len(&env, LEGAL), 3);
+    env.provider.pop3_faults.arm(Fault::DropDuringRetr { after_bytes: 200 }, 1);
+    assert!(env.app().poll("legal").await.unwrap().is_err());
+    env.crash();
+    // The start-up poll after the restart fetches all three (nothing was committed before the drop).
+    env.restart().await;
+    env.corporate_messages(3).await;
+    assert_eq!(env.poll("legal").await.fetched, 0);
+    assert_eq!(env.capture.bag.len(), 3);
+}
+
+#[tokio::test]
+async fn login_failures_notify_the_admin_once() {
+    let env = TestEnv::start_inbound(|_| {}, pecgate::clock::system()).await;
+    env.provider.pop3_faults.arm(Fault::AuthFail, 3);
+    for _ in 0..3 {
+        let r = env.app().poll("legal").await.unwrap();
+        assert!(r.is_err());
+    }
+    let status = env.app().fetchers["legal"].status();
+    assert!(status.incident_open && status.consecutive_failures >= 3, "{status:?}");
+    let got = env.corporate_messages(1).await;
+    assert_eq!(got[0].rcpts, [MARIO], "the mailbox admin");
+    assert_eq!(kind_of(&got[0]), "mailbox-notice");
+    env.poll("legal").await;
+    assert!(!env.app().fetchers["legal"].status().incident_open);
+    assert_eq!(env.capture.bag.len(), 1, "one notice per incident, not per poll");
+}
