@@ -63,7 +63,11 @@ impl Demo {
         let mut s = String::new();
         let _ = writeln!(s, "\npecgate demo is running (Ctrl-C to stop)\n");
         let _ = writeln!(s, "  gateway SMTP listener   {smtp}   (your mail server would relay [PEC] mail here)");
-        let _ = writeln!(s, "  simulated PEC provider  {}   (SMTPS + AUTH as mailbox {DEMO_MAILBOX})", self.provider.addr);
+        let _ = writeln!(
+            s,
+            "  simulated PEC provider  {}   (SMTPS + AUTH as mailbox {DEMO_MAILBOX}; POP3S on {})",
+            self.provider.addr, self.provider.pop3_addr
+        );
         let _ = writeln!(s, "  corporate capture       {}   (stands in for your mail server)", self.capture.addr);
         let _ = writeln!(s, "  admin                   http://{}/healthz", self.app.admin_addr);
         let _ = writeln!(s, "\nTry, from another terminal:\n");
@@ -137,6 +141,13 @@ port = {pport}
 security = "tls"
 ca_file = "{ca}"
 
+[mailbox.pop3]
+host = "127.0.0.1"
+port = {pop3port}
+ca_file = "{ca}"
+interval_secs = 3
+retention = "leave"
+
 [[mailbox.user]]
 address = "{DEMO_SENDER}"
 admin = true
@@ -149,6 +160,7 @@ send = false
         spool = q(&dir.join("spool")),
         cport = capture.addr.port(),
         pport = provider.addr.port(),
+        pop3port = provider.pop3_addr.port(),
         pw = q(password_file),
         ca = q(ca),
     )

@@ -307,11 +307,11 @@ impl Outbound {
             };
             tracing::info!(
                 queue_id = %m.id,
-                mailbox = m.route.mailbox().unwrap_or("-"),
+                mailbox = %m.route.mailbox().unwrap_or("corporate"),
                 to = %o.address,
-                status,
+                status = %status,
                 relay = %relay,
-                delay = format!("{delay:.1}s"),
+                delay = %format!("{delay:.1}s"),
                 reply = %o.reply,
             );
         }

@@ -384,9 +384,9 @@ impl Fetcher {
         tracing::info!(
             mailbox = %self.mailbox.id,
             inbound_id = %id,
-            uidl,
-            kind = c.kind.as_str(),
-            related = sent.as_ref().map(|m| m.id.as_str()).unwrap_or("-"),
+            uidl = %uidl,
+            kind = %c.kind.as_str(),
+            related = %sent.as_ref().map(|m| m.id.as_str()).unwrap_or("-"),
             to = %to.join(","),
             queue_id = %injection.id,
             "fetched"

@@ -9,6 +9,8 @@ ROOT="$(cd "$HERE/../.." && pwd)"
 need_install=()
 command -v postfix >/dev/null 2>&1 || need_install+=(postfix)
 command -v swaks >/dev/null 2>&1 || need_install+=(swaks)
+command -v dovecot >/dev/null 2>&1 && [[ -e /usr/lib/dovecot/pop3 ]] || need_install+=(dovecot-core dovecot-pop3d)
+command -v openssl >/dev/null 2>&1 || need_install+=(openssl)
 if ((${#need_install[@]})); then
   echo "interop: installing ${need_install[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -24,8 +26,10 @@ T="$(mktemp -d /tmp/pecgate-interop.XXXXXX)"
 chmod 755 "$T"
 PIDS=()
 PF_CONF="$T/postfix/conf"
+DOVECOT_PID=""
 cleanup() {
   [[ -f "$PF_CONF/main.cf" ]] && postfix -c "$PF_CONF" stop >/dev/null 2>&1 || true
+  [[ -n "$DOVECOT_PID" ]] && kill "$DOVECOT_PID" 2>/dev/null || true
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
   if [[ "${KEEP:-0}" != 1 ]]; then rm -rf "$T"; else echo "interop: state kept in $T"; fi
@@ -183,9 +187,145 @@ grep -q 'estraneo@azienda.example is not a user of any PEC mailbox' "$I/maillog"
 # The untagged message is discarded by Postfix, never sent to pecgate.
 for _ in $(seq 1 300); do grep -q 'to=<someone@example.org>.*status=sent (not PEC)' "$I/maillog" 2>/dev/null && break; sleep 0.1; done
 grep -q 'to=<someone@example.org>.*status=sent (not PEC)' "$I/maillog" || fail "untagged mail was not discarded by Postfix"
-count=$(ls "$T/provider" | wc -l)
+count=$(find "$T/provider" -type f | wc -l)
 [[ "$count" == 1 ]] || fail "provider got $count messages, want exactly 1"
 
 # The password never appears in pecgate's debug log.
 if grep -qF "$PASSWORD" "$T/pecgate.log" "$T/sim.log" "$T/check.out"; then fail "password found in a log"; fi
 echo "interop: OK (1 delivered, Bcc and foreign sender refused, untagged not routed, no password in $(wc -l <"$T/pecgate.log") log lines)"
+
+# ---------------------------------------------------------------------------
+# Part 2: inbound. A real Dovecot serves the PEC mailbox over POP3S (a
+# Maildir holding the golden fixtures, whose receipts refer to the message
+# sent below); pecgate fetches, correlates and injects into Postfix, which
+# delivers into per-user Maildirs.
+# ---------------------------------------------------------------------------
+POP_PORT=$(free_port)
+D="$T/dovecot"
+mkdir -p "$D/run" "$T/mailstore/legal/new" "$T/mailstore/legal/cur" "$T/mailstore/legal/tmp" "$T/vmail"
+
+# A private CA and a server certificate for 127.0.0.1 / localhost.
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=pecgate interop CA" -keyout "$D/ca.key" -out "$D/ca.pem" \
+  -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" >/dev/null 2>&1
+openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout "$D/server.key" -out "$D/server.csr" >/dev/null 2>&1
+printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >"$D/ext.cnf"
+openssl x509 -req -in "$D/server.csr" -CA "$D/ca.pem" -CAkey "$D/ca.key" -CAcreateserial -days 2 -extfile "$D/ext.cnf" -out "$D/server.pem" >/dev/null 2>&1
+chmod 600 "$D/server.key"
+
+chown -R nobody:nogroup "$T/mailstore"
+# The mailbox's provider password serves both SMTP (the simulator) and POP3 (Dovecot).
+printf 'legal@pec.azienda.example:{PLAIN}%s\n' "$PASSWORD" >"$D/passwd"
+chmod 640 "$D/passwd"; chgrp dovecot "$D/passwd" 2>/dev/null || true
+
+cat >"$D/dovecot.conf" <<CONF
+base_dir = $D/run
+instance_name = pecgate-interop
+protocols = pop3
+listen = 127.0.0.1
+ssl = required
+ssl_cert = <$D/server.pem
+ssl_key = <$D/server.key
+ssl_min_protocol = TLSv1.2
+disable_plaintext_auth = yes
+auth_mechanisms = plain
+log_path = $D/dovecot.log
+mail_location = maildir:$T/mailstore/%n
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u $D/passwd
+}
+userdb {
+  driver = static
+  args = uid=nobody gid=nogroup home=$T/mailstore/%n
+}
+service pop3-login {
+  inet_listener pop3 {
+    port = 0
+  }
+  inet_listener pop3s {
+    port = $POP_PORT
+    ssl = yes
+  }
+}
+pop3_uidl_format = %g
+CONF
+dovecot -F -c "$D/dovecot.conf" >"$D/dovecot.out" 2>&1 &
+DOVECOT_PID=$!
+wait_port "$POP_PORT" || fail "dovecot did not start: $(cat "$D/dovecot.out" "$D/dovecot.log" 2>/dev/null | tail -20)"
+
+# Postfix delivers injected mail for @azienda.example into Maildirs.
+cat >>"$PF_CONF/main.cf" <<CF
+virtual_mailbox_domains = azienda.example
+virtual_mailbox_base = $T/vmail
+virtual_mailbox_maps = texthash:$PF_CONF/vmaps
+virtual_uid_maps = static:65534
+virtual_gid_maps = static:65534
+nested_header_checks =
+CF
+printf 'mario.rossi@azienda.example azienda.example/mario.rossi/\npecgate@azienda.example azienda.example/pecgate/\n' >"$PF_CONF/vmaps"
+echo "virtual   unix  -       n       n       -       -       virtual" >>"$PF_CONF/master.cf"
+chown nobody:nogroup "$T/vmail"
+postfix -c "$PF_CONF" reload >/dev/null 2>&1 || fail "postfix reload"
+
+# A second pecgate: same outbound mailbox, now with POP3 from Dovecot, retention = delete.
+GW2_PORT=$(free_port); ADMIN2_PORT=$(free_port)
+sed -e "s/listen = \"127.0.0.1:$GW_PORT\"/listen = \"127.0.0.1:$GW2_PORT\"/" \
+    -e "s/listen = \"127.0.0.1:$ADMIN_PORT\"/listen = \"127.0.0.1:$ADMIN2_PORT\"/" \
+    -e "s#path = \"state/pecgate.db\"#path = \"state2/pecgate.db\"#" -e "s#spool_dir = \"state/spool\"#spool_dir = \"state2/spool\"#" \
+    "$T/pecgate.toml" >"$T/pecgate-in.toml"
+cat >>"$T/pecgate-in.toml" <<TOML
+[mailbox.pop3]
+host = "127.0.0.1"
+port = $POP_PORT
+ca_file = "dovecot/ca.pem"
+interval_secs = 1
+retention = "delete"
+TOML
+"$PECGATE" check-config --config "$T/pecgate-in.toml" >"$T/check2.out" 2>&1 || fail "check-config (inbound): $(cat "$T/check2.out")"
+"$PECGATE" run --config "$T/pecgate-in.toml" >"$T/pecgate-in.log" 2>&1 &
+PIDS+=($!)
+wait_port "$GW2_PORT"
+# The fixtures' receipts refer to Message-ID <interop-1@azienda.example>: send it first.
+swaks --silent 2 --server 127.0.0.1 --port "$GW2_PORT" --from mario.rossi@azienda.example --to ufficio@pec.fornitore.example \
+  --header "Subject: [PEC] Interop contratto" --header "Message-Id: <interop-1@azienda.example>" >"$T/swaks5.log" 2>&1 || fail "swaks 5: $(cat "$T/swaks5.log")"
+wait_file "$T/provider/000002.eml" 60 || fail "the second message did not reach the provider"
+for _ in $(seq 1 100); do grep -q 'status=sent' "$T/pecgate-in.log" && break; sleep 0.1; done
+# Now the provider "answers": the fixtures appear in the POP3 mailbox.
+i=0
+for f in accettazione avvenuta-consegna posta-certificata anomalia; do
+  i=$((i + 1))
+  cp "$ROOT/tests/fixtures/pec/$f.eml" "$T/mailstore/legal/tmp/170000000$i.M$i.interop"
+  chown nobody:nogroup "$T/mailstore/legal/tmp/170000000$i.M$i.interop"
+  mv "$T/mailstore/legal/tmp/170000000$i.M$i.interop" "$T/mailstore/legal/new/"
+done
+
+# All four fixtures reach mario.rossi's Maildir through Postfix, unchanged below our headers.
+MARIO_NEW="$T/vmail/azienda.example/mario.rossi/new"
+count() { local n=0 f; for f in "$@"; do [[ -e "$f" ]] && n=$((n + 1)); done; echo "$n"; }
+for _ in $(seq 1 600); do [[ $(count "$MARIO_NEW"/*) -ge 4 ]] && break; sleep 0.1; done
+n=$(count "$MARIO_NEW"/*)
+[[ "$n" -ge 4 ]] || { tail -20 "$T/pecgate-in.log"; fail "mario.rossi got $n of 4 injected messages"; }
+for f in accettazione avvenuta-consegna posta-certificata anomalia; do
+  file=$(grep -l "^X-Pecgate-Kind: $f\$" "$MARIO_NEW"/* | head -1)
+  [[ -n "$file" ]] || fail "no injected $f"
+  # Postfix stores LF line ends; compare the original below our X-Pecgate-* headers.
+  python3 - "$file" "$ROOT/tests/fixtures/pec/$f.eml" <<'PY' || fail "$f was altered on the way"
+import sys
+got = open(sys.argv[1], 'rb').read().replace(b'\r\n', b'\n')
+want = open(sys.argv[2], 'rb').read().replace(b'\r\n', b'\n')
+marker = b'X-Pecgate-Id: '
+i = got.index(marker)
+body = got[got.index(b'\n', i) + 1:]
+sys.exit(0 if body == want else 1)
+PY
+done
+echo "interop: 4 PEC messages fetched from Dovecot POP3S and injected through Postfix byte-for-byte"
+
+# Retention = delete: Dovecot's copies go only after the commit.
+for _ in $(seq 1 300); do [[ $(count "$T/mailstore/legal/new"/* "$T/mailstore/legal/cur"/*) == 0 ]] && break; sleep 0.1; done
+left=$(count "$T/mailstore/legal/new"/* "$T/mailstore/legal/cur"/*)
+[[ "$left" == 0 ]] || fail "$left messages left in the POP3 mailbox with retention = delete"
+grep -q 'kind=accettazione related=[0-9A-F]' "$T/pecgate-in.log" || fail "the acceptance was not correlated with the sent message"
+grep -q 'kind=avvenuta-consegna related=[0-9A-F]' "$T/pecgate-in.log" || fail "the delivery receipt was not correlated"
+if grep -qF "$PASSWORD" "$T/pecgate-in.log" "$D/dovecot.log"; then fail "password found in a log"; fi
+echo "interop: inbound OK (receipts correlated, POP3 copies deleted after commit)"
