@@ -19,7 +19,12 @@ fn main() {
     let avg = messages.iter().map(Vec::len).sum::<usize>() / messages.len();
     println!("classify: {n} messages ({} kinds, {avg} bytes avg) in {secs:.3}s = {:.0} msg/s on one core", messages.len(), n as f64 / secs);
 
-    let lines: [&[u8]; 4] = [b"MAIL FROM:<mario.rossi@azienda.it> SIZE=4096 BODY=8BITMIME", b"RCPT TO:<ufficio@pec.fornitore.it>", b"EHLO mx.azienda.it", b"DATA"];
+    let lines: [&[u8]; 4] = [
+        b"MAIL FROM:<mario.rossi@azienda.it> SIZE=4096 BODY=8BITMIME",
+        b"RCPT TO:<ufficio@pec.fornitore.it>",
+        b"EHLO mx.azienda.it",
+        b"DATA",
+    ];
     let n = 2_000_000;
     let start = Instant::now();
     for i in 0..n {

@@ -55,6 +55,8 @@ pub struct App {
 impl App {
     pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<App> {
         let config = Arc::new(config);
+        let metrics_handle = crate::metrics::install();
+        crate::metrics::init(&config);
         if let Some(parent) = config.store.path.parent() {
             std::fs::create_dir_all(parent).map_err(|source| Error::Spool { path: parent.display().to_string(), source })?;
         }
@@ -123,7 +125,15 @@ impl App {
             addr: config.admin.listen.clone(),
             source,
         })?;
-        let (admin_addr, admin_task) = crate::admin::spawn(admin, shutdown_rx.clone()).map_err(|source| Error::Bind {
+        let admin_state = Arc::new(crate::admin::AdminState {
+            config: config.clone(),
+            store: store.clone(),
+            spool: spool.clone(),
+            metrics: metrics_handle,
+            fetchers: fetchers.clone(),
+            clock: clock.clone(),
+        });
+        let (admin_addr, admin_task) = crate::admin::spawn(admin, admin_state, shutdown_rx.clone()).map_err(|source| Error::Bind {
             what: "admin.listen",
             addr: config.admin.listen.clone(),
             source,

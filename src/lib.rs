@@ -6,12 +6,14 @@
 
 pub mod admin;
 pub mod app;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod correlate;
 pub mod demo;
 pub mod enqueue;
 pub mod inbound;
+pub mod metrics;
 pub mod notify;
 pub mod outbound;
 pub mod pec;

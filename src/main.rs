@@ -46,6 +46,28 @@ enum Command {
         #[arg(long, default_value_t = 2525)]
         port: u16,
     },
+    /// Per mailbox: queue, oldest waiting message, receipts still pending.
+    Status {
+        #[arg(long, short, env = "PECGATE_CONFIG")]
+        config: PathBuf,
+    },
+    /// Inspect and act on the queue (works next to a running gateway).
+    Queue {
+        /// The configuration (may also follow the action: `queue list --config F`).
+        #[arg(long, short, env = "PECGATE_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: QueueAction,
+    },
+    /// Check a mailbox end to end without sending: DNS, TCP, TLS, AUTH on the
+    /// provider's SMTP (then QUIT), POP3 login and STAT.
+    TestMailbox {
+        #[arg(long, short, env = "PECGATE_CONFIG")]
+        config: PathBuf,
+        /// Only this mailbox id (default: all).
+        #[arg(long)]
+        mailbox: Option<String>,
+    },
     /// Classify PEC messages and receipts (.eml files): kind, references, daticert.
     Classify {
         /// One JSON object per line (the stable contract) instead of a table.
@@ -68,6 +90,23 @@ enum Command {
         subject: String,
         #[arg(long, default_value = "Messaggio di prova inviato con pecgate send.")]
         body: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum QueueAction {
+    /// Messages waiting, oldest first.
+    List,
+    /// One message: recipients, every event, linked receipts.
+    Show { id: String },
+    /// Make a waiting message due now.
+    Retry { id: String },
+    /// Give up a waiting message (recorded with who did it).
+    Drop {
+        id: String,
+        /// Required: dropping cannot be undone.
+        #[arg(long)]
+        yes: bool,
     },
 }
 
@@ -96,6 +135,18 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Sim { config, out } => sim(&config, out).await,
         Command::Demo { dir, port } => demo(&dir, port).await,
         Command::Classify { json, files } => Ok(classify(&files, json)),
+        Command::Status { config } => {
+            let config = load(&config)?.config;
+            let store = pecgate::cli::open_store(&config).await?;
+            print!("{}", pecgate::cli::status(&config, &store, now()).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Queue { config: Some(config), action } => queue(&config, action).await,
+        Command::Queue { config: None, .. } => {
+            eprintln!("pecgate queue: --config FILE is required");
+            Ok(ExitCode::from(2))
+        }
+        Command::TestMailbox { config, mailbox } => test_mailbox(&config, mailbox.as_deref()).await,
         Command::Send { server, from, to, cc, subject, body } => send(&server, &from, &to, &cc, &subject, &body).await,
     }
 }
@@ -228,6 +279,50 @@ async fn demo(dir: &Path, port: u16) -> Result<ExitCode> {
     wait_for_signal().await;
     demo.stop().await;
     Ok(ExitCode::SUCCESS)
+}
+
+fn now() -> i64 {
+    use pecgate::clock::Clock;
+    pecgate::clock::SystemClock.now_ms()
+}
+
+async fn queue(path: &Path, action: QueueAction) -> Result<ExitCode> {
+    let config = load(path)?.config;
+    let store = pecgate::cli::open_store(&config).await?;
+    let result = match action {
+        QueueAction::List => pecgate::cli::queue_list(&store, now()).await,
+        QueueAction::Show { id } => pecgate::cli::queue_show(&store, &id).await,
+        QueueAction::Retry { id } => pecgate::cli::queue_retry(&store, &id, now()).await,
+        QueueAction::Drop { id, yes: false } => Err(pecgate::cli::Error::Usage(format!("dropping {id} cannot be undone: add --yes"))),
+        QueueAction::Drop { id, yes: true } => pecgate::cli::queue_drop(&store, &id, now()).await,
+    };
+    match result {
+        Ok(text) => {
+            println!("{}", text.trim_end());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e @ (pecgate::cli::Error::NotFound(_) | pecgate::cli::Error::Usage(_))) => {
+            eprintln!("pecgate queue: {e}");
+            Ok(ExitCode::from(2))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn test_mailbox(path: &Path, only: Option<&str>) -> Result<ExitCode> {
+    let config = load(path)?.config;
+    let mailboxes: Vec<_> = config.mailboxes.iter().filter(|m| only.is_none_or(|id| m.id == id)).collect();
+    if mailboxes.is_empty() {
+        eprintln!("pecgate test-mailbox: no mailbox {:?} in {}", only.unwrap_or(""), path.display());
+        return Ok(ExitCode::from(2));
+    }
+    let mut all_ok = true;
+    for m in mailboxes {
+        let steps = pecgate::cli::test_mailbox(&config, m).await;
+        all_ok &= steps.iter().all(|s| s.ok);
+        print!("{}", pecgate::cli::render_steps(&m.id, &steps));
+    }
+    Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 /// Exit 2 if any file could not be read; the others are still classified.

@@ -1,17 +1,45 @@
-//! The admin listener: `/healthz` now; metrics, API and web page come later.
+//! The admin listener: `/healthz` (alive), `/readyz` (store and spool
+//! writable, per-mailbox status), `/metrics` (Prometheus). API and web page
+//! come later. Bind it to loopback unless a scraper needs it elsewhere.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::pop3::fetcher::{FetchStatus, Fetcher};
+use crate::queue::spool::Spool;
+use crate::store::Store;
+
+pub struct AdminState {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub spool: Spool,
+    pub metrics: PrometheusHandle,
+    pub fetchers: HashMap<String, Arc<Fetcher>>,
+    pub clock: Arc<dyn Clock>,
+}
+
 /// Serves the admin routes on `listener` until `shutdown` turns true.
-pub fn spawn(listener: TcpListener, mut shutdown: watch::Receiver<bool>) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
+pub fn spawn(
+    listener: TcpListener,
+    state: Arc<AdminState>,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
     let addr = listener.local_addr()?;
-    let app = Router::new().route("/healthz", get(healthz));
+    let app = Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics)).with_state(state);
     let handle = tokio::spawn(async move {
         let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
             while !*shutdown.borrow_and_update() {
@@ -30,4 +58,68 @@ pub fn spawn(listener: TcpListener, mut shutdown: watch::Receiver<bool>) -> std:
 /// Liveness: the process answers.
 async fn healthz() -> &'static str {
     "ok\n"
+}
+
+#[derive(Serialize)]
+struct Readiness {
+    ready: bool,
+    store: String,
+    spool: String,
+    mailboxes: Vec<MailboxReadiness>,
+}
+
+#[derive(Serialize)]
+struct MailboxReadiness {
+    id: String,
+    active: bool,
+    pop3: Option<FetchStatus>,
+}
+
+/// Readiness: 200 when the store and the spool are writable (the listener is
+/// bound, or the process would not be running); per-mailbox status in the body.
+async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
+    let store = match state.store.ping().await {
+        Ok(()) => "ok".to_owned(),
+        Err(e) => format!("error: {e}"),
+    };
+    let spool = match state.spool.probe().await {
+        Ok(()) => "ok".to_owned(),
+        Err(e) => format!("error: {e}"),
+    };
+    let mailboxes = state
+        .config
+        .mailboxes
+        .iter()
+        .map(|m| MailboxReadiness { id: m.id.clone(), active: m.active, pop3: state.fetchers.get(&m.id).map(|f| f.status()) })
+        .collect();
+    let ready = store == "ok" && spool == "ok";
+    let body = Readiness { ready, store, spool, mailboxes };
+    let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, axum::Json(body)).into_response()
+}
+
+/// Prometheus text format; queue and recipient gauges are read from the store at scrape time.
+async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
+    refresh_store_gauges(&state).await;
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+}
+
+async fn refresh_store_gauges(state: &AdminState) {
+    let now = state.clock.now_ms();
+    let mut queues: Vec<(&'static str, String)> = vec![("corporate", "-".to_owned())];
+    queues.extend(state.config.mailboxes.iter().map(|m| ("provider", m.id.clone())));
+    let stats = state.store.queue_stats().await.unwrap_or_default();
+    for (destination, mailbox) in queues {
+        let found = stats.iter().find(|(route, mb, _, _)| route == destination && *mb == mailbox);
+        let (count, age) = found.map_or((0.0, 0.0), |(_, _, n, oldest)| (*n as f64, ((now - oldest).max(0) as f64) / 1000.0));
+        metrics::gauge!("pecgate_queue_size", "destination" => destination, "mailbox" => mailbox.clone()).set(count);
+        metrics::gauge!("pecgate_queue_oldest_age_seconds", "destination" => destination, "mailbox" => mailbox).set(age);
+    }
+    let counts = state.store.recipient_state_counts().await.unwrap_or_default();
+    for m in &state.config.mailboxes {
+        for s in crate::metrics::RECIPIENT_STATES {
+            let n = counts.iter().find(|(mb, st, _)| *mb == m.id && st == s).map_or(0, |(_, _, n)| *n);
+            metrics::gauge!("pecgate_recipients", "mailbox" => m.id.clone(), "state" => *s).set(n as f64);
+        }
+    }
 }

@@ -10,7 +10,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::enqueue::{self, Enqueue};
 use crate::inbound::session::{Backend, Envelope, Response, SessionInfo};
-use crate::policy::{self, MailboxRules, Rules, Submission, UserRule, Verdict};
+use crate::policy::{self, MailboxRules, Rules, Submission, UserRule};
 use crate::proto::reply::{self, Reply};
 use crate::queue::new_queue_id;
 use crate::queue::spool::SpoolWriter;
@@ -61,12 +61,27 @@ impl Backend for Gateway {
     }
 
     async fn data_end(&self, info: &SessionInfo, envelope: &Envelope, sink: SpoolWriter, size: u64) -> Response {
+        let started = std::time::Instant::now();
+        metrics::counter!("pecgate_smtp_messages_received_total").increment(1);
+        let response = self.finish_message(info, envelope, sink, size).await;
+        metrics::histogram!("pecgate_smtp_accept_duration_seconds").record(started.elapsed().as_secs_f64());
+        response
+    }
+
+    async fn data_abort(&self, sink: SpoolWriter) {
+        sink.discard().await;
+    }
+}
+
+impl Gateway {
+    async fn finish_message(&self, info: &SessionInfo, envelope: &Envelope, sink: SpoolWriter, size: u64) -> Response {
         let id = sink.id().to_owned();
         let received = match sink.finish().await {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(session = info.id, queue_id = %id, error = %e, "spool fsync failed; answered 452");
                 self.enqueue.spool().remove(&id).await;
+                metrics::counter!("pecgate_smtp_messages_rejected_total", "reason" => "storage").increment(1);
                 return reply::r452_storage().into();
             }
         };
@@ -87,10 +102,12 @@ impl Backend for Gateway {
             queue_id: &id,
             date: &date,
         };
-        let plan = match policy::evaluate(&rules, &submission) {
-            Verdict::Accept(plan) => plan,
-            Verdict::Reject(r) => {
+        let plan = match policy::check(&rules, &submission) {
+            Ok(plan) => plan,
+            Err(e) => {
+                let r = e.reply();
                 tracing::info!(session = info.id, queue_id = %id, from = %envelope.mail_from, status = "rejected", reply = %r);
+                metrics::counter!("pecgate_smtp_messages_rejected_total", "reason" => e.metric_reason()).increment(1);
                 self.enqueue.spool().remove(&id).await;
                 return r.into();
             }
@@ -116,16 +133,14 @@ impl Backend for Gateway {
                     message_id = %plan.message_id,
                     status = "queued",
                 );
+                metrics::counter!("pecgate_smtp_messages_accepted_total", "mailbox" => plan.mailbox_id.clone()).increment(1);
                 Reply::new(250, Some("2.0.0"), format!("queued as {id}")).into()
             }
             Err(e) => {
                 tracing::error!(queue_id = %id, error = %e, "enqueue failed; answered temporary failure");
+                metrics::counter!("pecgate_smtp_messages_rejected_total", "reason" => "storage").increment(1);
                 e.to_reply().with_suffix(&format!(" (queue id {id})")).into()
             }
         }
-    }
-
-    async fn data_abort(&self, sink: SpoolWriter) {
-        sink.discard().await;
     }
 }

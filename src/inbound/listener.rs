@@ -25,6 +25,27 @@ pub struct ListenerConfig {
     pub name: &'static str,
 }
 
+/// Counts open sessions of the gateway listener (not the simulators').
+struct SessionGauge(bool);
+
+impl SessionGauge {
+    fn new(listener: &str) -> Self {
+        let counted = listener == "smtp";
+        if counted {
+            metrics::gauge!("pecgate_smtp_sessions_open").increment(1.0);
+        }
+        Self(counted)
+    }
+}
+
+impl Drop for SessionGauge {
+    fn drop(&mut self) {
+        if self.0 {
+            metrics::gauge!("pecgate_smtp_sessions_open").decrement(1.0);
+        }
+    }
+}
+
 pub fn spawn<B: Backend>(
     listener: TcpListener,
     backend: Arc<B>,
@@ -74,6 +95,7 @@ pub fn spawn<B: Backend>(
             let name = config.name;
             tokio::spawn(async move {
                 let _permit = permit;
+                let _open = SessionGauge::new(name);
                 tracing::debug!(listener = name, session = info.id, peer = %peer, "connected");
                 let result = match implicit {
                     Some(acceptor) => match tokio::time::timeout(session.command_timeout, acceptor.accept(stream)).await {

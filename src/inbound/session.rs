@@ -157,6 +157,7 @@ where
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
                     tracing::info!(session = info.id, peer = %info.peer, error = %e, "TLS handshake failed");
+                    metrics::counter!("pecgate_smtp_tls_handshake_failures_total").increment(1);
                     return Ok(());
                 }
                 Err(_) => return Ok(()),

@@ -150,6 +150,15 @@ pub struct SmtpClient {
     pipelining: bool,
     /// The connection is usable for another transaction.
     healthy: bool,
+    tls_version: Option<&'static str>,
+}
+
+fn version_name(v: Option<rustls::ProtocolVersion>) -> Option<&'static str> {
+    match v? {
+        rustls::ProtocolVersion::TLSv1_3 => Some("TLSv1.3"),
+        rustls::ProtocolVersion::TLSv1_2 => Some("TLSv1.2"),
+        _ => Some("TLS"),
+    }
 }
 
 impl SmtpClient {
@@ -173,7 +182,9 @@ impl SmtpClient {
                     .await
                     .map_err(|_| ClientError::Timeout { endpoint: label.clone(), stage: "TLS handshake" })?
                     .map_err(|source| ClientError::Tls { endpoint: label.clone(), source })?;
+                let version = version_name(tls.get_ref().1.protocol_version());
                 let mut c = Self::new(Box::new(tls), &label, ep.timeout);
+                c.tls_version = version;
                 c.expect("greeting", "greeting").await?;
                 c
             }
@@ -192,7 +203,10 @@ impl SmtpClient {
                         .await
                         .map_err(|_| ClientError::Timeout { endpoint: label.clone(), stage: "TLS handshake" })?
                         .map_err(|source| ClientError::Tls { endpoint: label.clone(), source })?;
-                    Self::new(Box::new(tls), &label, ep.timeout)
+                    let version = version_name(tls.get_ref().1.protocol_version());
+                    let mut c = Self::new(Box::new(tls), &label, ep.timeout);
+                    c.tls_version = version;
+                    c
                 } else {
                     c
                 }
@@ -208,7 +222,12 @@ impl SmtpClient {
     }
 
     fn new(io: Box<dyn Io>, endpoint: &str, timeout: Duration) -> Self {
-        Self { io: BufReader::new(io), endpoint: endpoint.to_owned(), timeout, pipelining: false, healthy: false }
+        Self { io: BufReader::new(io), endpoint: endpoint.to_owned(), timeout, pipelining: false, healthy: false, tls_version: None }
+    }
+
+    /// The negotiated TLS version, if the session is encrypted.
+    pub fn tls_version(&self) -> Option<&'static str> {
+        self.tls_version
     }
 
     pub fn is_healthy(&self) -> bool {

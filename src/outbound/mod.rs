@@ -245,7 +245,9 @@ impl Outbound {
                 return;
             }
         };
+        let started = std::time::Instant::now();
         let outcome = self.transact(&m, &dest, &rcpts).await;
+        record_attempt_metrics(&m, &outcome, started.elapsed().as_secs_f64());
         let now = self.clock.now_ms();
         let expired = self.retry.expired(now, m.created_at);
         let mut outcomes = Vec::new();
@@ -315,6 +317,7 @@ impl Outbound {
                 reply = %o.reply,
             );
         }
+        record_outcome_metrics(&m, &outcomes, state, now);
         let failed: Vec<FailedRecipient> = outcomes
             .iter()
             .filter(|o| o.state == RecipientState::Failed)
@@ -399,6 +402,52 @@ impl Outbound {
             }
             Err(e) => tracing::error!(queue_id = %m.id, error = %e, "cannot queue the failure notice"),
         }
+    }
+}
+
+fn destination(route: &Route) -> (&'static str, String) {
+    match route {
+        Route::Provider(mb) => ("provider", mb.clone()),
+        Route::Corporate => ("corporate", "-".to_owned()),
+    }
+}
+
+fn record_attempt_metrics(m: &Message, outcome: &std::result::Result<client::TransactionResult, ClientError>, secs: f64) {
+    let (destination, mailbox) = destination(&m.route);
+    let result = match outcome {
+        Ok(r) => match (&r.data, r.rcpts.first()) {
+            (Some(Ok(reply)), _) => crate::metrics::class(reply.code),
+            (Some(Err(e)), _) | (None, Some((_, Err(e)))) => e.reply().map_or("error", |r| crate::metrics::class(r.code)),
+            (None, _) => "error",
+        },
+        Err(e) => e.reply().map_or("error", |r| crate::metrics::class(r.code)),
+    };
+    metrics::counter!("pecgate_delivery_attempts_total", "destination" => destination, "mailbox" => mailbox.clone(), "result" => result)
+        .increment(1);
+    if let Route::Provider(mb) = &m.route {
+        metrics::histogram!("pecgate_provider_submission_duration_seconds", "mailbox" => mb.clone()).record(secs);
+        // Session trouble (connect, TLS, AUTH) means the mailbox cannot send.
+        let session_failed = matches!(outcome, Err(e) if e.classify().1 == Scope::Session);
+        crate::metrics::mailbox_health(mb, crate::metrics::Part::Send, !session_failed);
+    }
+}
+
+fn record_outcome_metrics(m: &Message, outcomes: &[RecipientOutcome], state: MessageState, now: i64) {
+    match &m.route {
+        Route::Provider(mb) => {
+            let sent = outcomes.iter().filter(|o| o.state == RecipientState::Submitted).count() as u64;
+            let failed = outcomes.iter().filter(|o| o.state == RecipientState::Failed).count() as u64;
+            metrics::counter!("pecgate_provider_submitted_total", "mailbox" => mb.clone()).increment(sent);
+            metrics::counter!("pecgate_provider_failed_total", "mailbox" => mb.clone()).increment(failed);
+            if sent > 0 {
+                metrics::gauge!("pecgate_last_send_timestamp_seconds", "mailbox" => mb.clone()).set((now / 1000) as f64);
+            }
+        }
+        Route::Corporate => match state {
+            MessageState::Submitted => metrics::counter!("pecgate_injections_total", "result" => "ok").increment(1),
+            MessageState::Failed => metrics::counter!("pecgate_injections_total", "result" => "failed").increment(1),
+            _ => {}
+        },
     }
 }
 

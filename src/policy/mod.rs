@@ -45,6 +45,21 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
+    /// The `reason` label of `pecgate_smtp_messages_rejected_total` (a small fixed set).
+    pub fn metric_reason(&self) -> &'static str {
+        match self {
+            Error::NullSender | Error::NotAUser { .. } => "unknown_sender",
+            Error::TooBig { .. } => "too_big",
+            Error::TagRequired { .. } => "tag_missing",
+            Error::UnknownMailbox { .. } | Error::NoRecipients => "other",
+            Error::SeveralMailboxes { .. } => "ambiguous",
+            Error::MayNotSend { .. } => "not_allowed",
+            Error::Inactive { .. } => "inactive",
+            Error::TooManyRecipients { .. } => "too_many_recipients",
+            Error::Bcc { .. } => "bcc",
+        }
+    }
+
     /// The SMTP reply for this refusal (texts live in `proto::reply`).
     pub fn reply(&self) -> Reply {
         match self {

@@ -49,6 +49,20 @@ pub enum Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+impl Error {
+    /// The `kind` label of `pecgate_pop3_errors_total`.
+    pub fn metric_kind(&self) -> &'static str {
+        match self {
+            Error::Pop3(e) if e.is_auth() => "auth",
+            Error::Pop3(pop3::Error::Connect { .. } | pop3::Error::Tls { .. } | pop3::Error::Timeout { .. } | pop3::Error::Io { .. }) => {
+                "network"
+            }
+            Error::Pop3(_) => "protocol",
+            Error::Spool(_) | Error::Store(_) | Error::Enqueue(_) | Error::Tls(_) => "storage",
+        }
+    }
+}
+
 /// What one poll did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct PollReport {
@@ -156,6 +170,18 @@ impl Fetcher {
     }
 
     async fn record_outcome(&self, now: i64, result: &Result<PollReport>) {
+        let mb = self.mailbox.id.clone();
+        match result {
+            Ok(_) => {
+                metrics::counter!("pecgate_pop3_polls_total", "mailbox" => mb.clone(), "result" => "ok").increment(1);
+                metrics::gauge!("pecgate_last_poll_success_timestamp_seconds", "mailbox" => mb.clone()).set((now / 1000) as f64);
+            }
+            Err(e) => {
+                metrics::counter!("pecgate_pop3_polls_total", "mailbox" => mb.clone(), "result" => "error").increment(1);
+                metrics::counter!("pecgate_pop3_errors_total", "mailbox" => mb.clone(), "kind" => e.metric_kind()).increment(1);
+            }
+        }
+        crate::metrics::mailbox_health(&mb, crate::metrics::Part::Poll, result.is_ok());
         let notify_admin = {
             let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
             s.last_poll = Some(now);
@@ -253,6 +279,31 @@ impl Fetcher {
             report.deleted = deleted.len();
         }
         Ok(report)
+    }
+
+    fn record_fetch_metrics(&self, c: &Classification, sent: Option<&crate::store::Message>) {
+        let mb = self.mailbox.id.clone();
+        metrics::counter!("pecgate_pop3_messages_fetched_total", "mailbox" => mb.clone()).increment(1);
+        let kind = c.kind.as_str();
+        if !c.kind.is_receipt() {
+            metrics::counter!("pecgate_inbound_messages_total", "mailbox" => mb, "kind" => kind).increment(1);
+            return;
+        }
+        metrics::counter!("pecgate_receipts_total", "mailbox" => mb.clone(), "kind" => kind).increment(1);
+        let Some(m) = sent else {
+            metrics::counter!("pecgate_receipts_unmatched_total", "mailbox" => mb).increment(1);
+            return;
+        };
+        // From acceptance by pecgate to the provider's time in daticert.
+        if matches!(c.kind, pec::Kind::Accettazione | pec::Kind::AvvenutaConsegna)
+            && let Some(at) = c.daticert.as_ref().and_then(|d| d.data)
+        {
+            // daticert times have whole seconds: a fast receipt may look up to 1 s early.
+            let secs = (at.timestamp_millis() - m.created_at) as f64 / 1000.0;
+            if secs > -2.0 {
+                metrics::histogram!("pecgate_receipt_latency_seconds", "mailbox" => mb, "kind" => kind).record(secs.max(0.0));
+            }
+        }
     }
 
     fn should_delete(&self, r: &InboundRecord) -> bool {
@@ -381,6 +432,7 @@ impl Fetcher {
             return Err(e.into());
         }
         self.enqueue.kick();
+        self.record_fetch_metrics(c, sent.as_ref());
         tracing::info!(
             mailbox = %self.mailbox.id,
             inbound_id = %id,

@@ -301,4 +301,12 @@ pub trait Store: Send + Sync {
     async fn inbound_for(&self, message: &str) -> Result<Vec<InboundRecord>>;
     /// Every inbound id (spool orphan check at start-up).
     async fn inbound_ids(&self) -> Result<Vec<String>>;
+    /// Waiting messages per destination: (route kind, mailbox id or "-", count, oldest created_at).
+    async fn queue_stats(&self) -> Result<Vec<(String, String, i64, i64)>>;
+    /// Makes a waiting message due now (operator retry); false if it is not waiting.
+    async fn retry_now(&self, id: &str, at: i64, who: &str) -> Result<bool>;
+    /// Gives up a waiting message (operator drop): state failed, pending recipients failed.
+    async fn drop_message(&self, id: &str, at: i64, who: &str) -> Result<bool>;
+    /// Recipients of provider-bound messages by (mailbox id, state).
+    async fn recipient_state_counts(&self) -> Result<Vec<(String, String, i64)>>;
 }

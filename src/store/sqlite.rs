@@ -458,6 +458,62 @@ impl Store for SqliteStore {
         Ok(None)
     }
 
+    async fn retry_now(&self, id: &str, at: i64, who: &str) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query("UPDATE messages SET next_attempt_at = ?, updated_at = ? WHERE id = ? AND state = 'queued'")
+            .bind(at)
+            .bind(at)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 1 {
+            insert_event(&mut tx, id, None, at, "retry", &format!("retry requested by {who}")).await?;
+        }
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn drop_message(&self, id: &str, at: i64, who: &str) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query("UPDATE messages SET state = 'failed', last_error = ?, updated_at = ? WHERE id = ? AND state = 'queued'")
+            .bind(format!("dropped by {who}"))
+            .bind(at)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 1 {
+            sqlx::query("UPDATE recipients SET state = 'failed', last_reply = ?, updated_at = ? WHERE message_id = ? AND state IN ('queued', 'deferred')")
+                .bind(format!("dropped by {who}"))
+                .bind(at)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            insert_event(&mut tx, id, None, at, "dropped", &format!("dropped by {who}")).await?;
+        }
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn queue_stats(&self) -> Result<Vec<(String, String, i64, i64)>> {
+        let rows = sqlx::query(
+            "SELECT route, COALESCE(mailbox_id, '-') AS mb, COUNT(*) AS n, MIN(created_at) AS oldest FROM messages
+             WHERE state IN ('queued', 'sending') GROUP BY route, mailbox_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok((r.try_get("route")?, r.try_get("mb")?, r.try_get("n")?, r.try_get("oldest")?))).collect()
+    }
+
+    async fn recipient_state_counts(&self) -> Result<Vec<(String, String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT m.mailbox_id AS mb, r.state AS state, COUNT(*) AS n FROM recipients r JOIN messages m ON m.id = r.message_id
+             WHERE m.route = 'provider' GROUP BY m.mailbox_id, r.state",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok((r.try_get("mb")?, r.try_get("state")?, r.try_get("n")?))).collect()
+    }
+
     async fn inbound_ids(&self) -> Result<Vec<String>> {
         Ok(sqlx::query_scalar("SELECT id FROM inbound").fetch_all(&self.pool).await?)
     }

@@ -1,0 +1,315 @@
+//! Operator commands that work next to a running gateway: `status`,
+//! `queue list|show|retry|drop` (on the shared SQLite store, which WAL lets
+//! several processes use) and `test-mailbox` (a dry run of the provider's
+//! SMTP and POP3, step by step). Output is for people; exit codes: 0 ok,
+//! 1 a check failed or the store cannot be opened, 2 no such message.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::config::{Config, MailboxConfig, Security};
+use crate::outbound::client::{Endpoint, SmtpClient};
+use crate::pop3::client as pop3;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{Message, Store};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Store(#[from] crate::store::Error),
+    #[error("message {0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Usage(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+pub async fn open_store(config: &Config) -> Result<SqliteStore> {
+    Ok(SqliteStore::open(&config.store.path).await?)
+}
+
+fn when(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_default()
+}
+
+fn age(now: i64, ms: i64) -> String {
+    let s = ((now - ms).max(0) / 1000) as u64;
+    match s {
+        0..=119 => format!("{s}s"),
+        120..=7199 => format!("{}m", s / 60),
+        _ => format!("{}h", s / 3600),
+    }
+}
+
+fn destination(m: &Message) -> String {
+    m.route.mailbox().map(|mb| format!("provider:{mb}")).unwrap_or_else(|| "corporate".into())
+}
+
+/// `pecgate status`: per mailbox, what waits and what is pending.
+pub async fn status(config: &Config, store: &dyn Store, now: i64) -> Result<String> {
+    let queues = store.queue_stats().await?;
+    let recipients = store.recipient_state_counts().await?;
+    let mut out = String::new();
+    let _ = writeln!(out, "{:<12} {:<34} {:<7} {:>6} {:>8} {:>8}  RECEIPTS", "MAILBOX", "ADDRESS", "ACTIVE", "QUEUE", "OLDEST", "PENDING");
+    for m in &config.mailboxes {
+        let (n, oldest) =
+            queues.iter().find(|(r, mb, _, _)| r == "provider" && *mb == m.id).map_or((0, None), |(_, _, n, o)| (*n, Some(*o)));
+        let count = |state: &str| recipients.iter().find(|(mb, s, _)| *mb == m.id && s == state).map_or(0, |(_, _, n)| *n);
+        let pending = count("submitted") + count("accepted") + count("warned");
+        let receipts = format!(
+            "delivered {} / error {} / warned {} / not accepted {}",
+            count("delivered"),
+            count("delivery_error"),
+            count("warned"),
+            count("not_accepted")
+        );
+        let _ = writeln!(
+            out,
+            "{:<12} {:<34} {:<7} {:>6} {:>8} {:>8}  {}",
+            m.id,
+            m.address,
+            if m.active { "yes" } else { "no" },
+            n,
+            oldest.map(|o| age(now, o)).unwrap_or_else(|| "-".into()),
+            pending,
+            receipts
+        );
+    }
+    if let Some((_, _, n, o)) = queues.iter().find(|(r, _, _, _)| r == "corporate") {
+        let _ = writeln!(
+            out,
+            "{:<12} {:<34} {:<7} {:>6} {:>8}",
+            "corporate",
+            format!("{}:{}", config.corporate.host, config.corporate.port),
+            "-",
+            n,
+            age(now, *o)
+        );
+    }
+    Ok(out)
+}
+
+/// `pecgate queue list`: what waits, oldest first.
+pub async fn queue_list(store: &dyn Store, now: i64) -> Result<String> {
+    let waiting = store.due_messages(i64::MAX, 1000).await?;
+    let mut out = format!("{:<18} {:<18} {:>6} {:>5} {:>9}  {}\n", "QUEUE ID", "DESTINATION", "AGE", "TRIES", "NEXT", "LAST ERROR");
+    for m in &waiting {
+        let next = if m.next_attempt_at <= now { "now".to_owned() } else { format!("in {}", age(m.next_attempt_at, now)) };
+        let _ = writeln!(
+            out,
+            "{:<18} {:<18} {:>6} {:>5} {:>9}  {}",
+            m.id,
+            destination(m),
+            age(now, m.created_at),
+            m.attempts,
+            next,
+            m.last_error.as_deref().unwrap_or("-")
+        );
+    }
+    let _ = writeln!(out, "{} message(s) waiting", waiting.len());
+    Ok(out)
+}
+
+/// `pecgate queue show ID`: the message, each recipient, every event.
+pub async fn queue_show(store: &dyn Store, id: &str) -> Result<String> {
+    let m = store.message(id).await?.ok_or_else(|| Error::NotFound(id.to_owned()))?;
+    let mut out = String::new();
+    let _ = writeln!(out, "queue id:     {}", m.id);
+    let _ = writeln!(out, "kind:         {}", m.kind.as_str());
+    let _ = writeln!(out, "destination:  {}", destination(&m));
+    let _ = writeln!(out, "state:        {}", m.state);
+    let _ = writeln!(out, "from:         {} (sent by {})", m.mail_from, m.original_sender);
+    let _ = writeln!(out, "message-id:   <{}>", m.message_id);
+    let _ = writeln!(out, "subject:      {}", m.subject);
+    let _ = writeln!(out, "size:         {} bytes", m.size);
+    let _ = writeln!(out, "received:     {}", when(m.created_at));
+    let _ = writeln!(out, "attempts:     {}", m.attempts);
+    if let Some(e) = &m.last_error {
+        let _ = writeln!(out, "last error:   {e}");
+    }
+    let _ = writeln!(out, "\nrecipients:");
+    for r in store.recipients(id).await? {
+        let _ = writeln!(out, "  {:<40} {:<20} {}", r.address, r.state.as_str(), r.last_reply.as_deref().unwrap_or(""));
+    }
+    let _ = writeln!(out, "\nevents:");
+    for e in store.events(id).await? {
+        let _ = writeln!(out, "  {}  {:<22} {:<30} {}", when(e.at), e.kind, e.rcpt.as_deref().unwrap_or(""), e.detail);
+    }
+    let receipts = store.inbound_for(id).await?;
+    if !receipts.is_empty() {
+        let _ = writeln!(out, "\nreceipts:");
+        for r in receipts {
+            let _ = writeln!(out, "  {}  {:<26} {:<30} inbound {}", when(r.fetched_at), r.kind, r.consegna.as_deref().unwrap_or(""), r.id);
+        }
+    }
+    Ok(out)
+}
+
+pub async fn queue_retry(store: &dyn Store, id: &str, now: i64) -> Result<String> {
+    if store.retry_now(id, now, &operator()).await? {
+        Ok(format!("{id}: due now; the running gateway picks it up within 30 s"))
+    } else if store.message(id).await?.is_some() {
+        Err(Error::Usage(format!("{id} is not waiting in the queue (see `pecgate queue show {id}`)")))
+    } else {
+        Err(Error::NotFound(id.to_owned()))
+    }
+}
+
+pub async fn queue_drop(store: &dyn Store, id: &str, now: i64) -> Result<String> {
+    if store.drop_message(id, now, &operator()).await? {
+        Ok(format!("{id}: dropped (state failed; the sender is not notified)"))
+    } else if store.message(id).await?.is_some() {
+        Err(Error::Usage(format!("{id} is not waiting in the queue")))
+    } else {
+        Err(Error::NotFound(id.to_owned()))
+    }
+}
+
+/// Who did it, for the audit event.
+fn operator() -> String {
+    let user = std::env::var("SUDO_USER").or_else(|_| std::env::var("USER")).unwrap_or_else(|_| "unknown".into());
+    format!("cli user {user}")
+}
+
+/// One line of the test-mailbox report.
+pub struct Step {
+    pub name: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+fn spinner(msg: String) -> ProgressBar {
+    let pb = ProgressBar::new_spinner();
+    pb.set_style(ProgressStyle::with_template("{spinner} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+    pb.set_message(msg);
+    pb.enable_steady_tick(Duration::from_millis(100));
+    pb
+}
+
+async fn step<T, E: std::fmt::Display>(
+    steps: &mut Vec<Step>,
+    name: &str,
+    fut: impl std::future::Future<Output = std::result::Result<T, E>>,
+    detail: impl Fn(&T) -> String,
+) -> Option<T> {
+    let pb = spinner(name.to_owned());
+    let r = fut.await;
+    pb.finish_and_clear();
+    match r {
+        Ok(v) => {
+            steps.push(Step { name: name.to_owned(), ok: true, detail: detail(&v) });
+            Some(v)
+        }
+        Err(e) => {
+            steps.push(Step { name: name.to_owned(), ok: false, detail: e.to_string() });
+            None
+        }
+    }
+}
+
+/// `pecgate test-mailbox`: DNS, TCP, TLS, AUTH against the provider's SMTP
+/// (QUIT without sending), then POP3 login and STAT. Stops a side at its
+/// first failing step.
+pub async fn test_mailbox(config: &Config, m: &MailboxConfig) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let timeout = Duration::from_secs(m.smtp.timeout_secs.max(1));
+    let host = format!("{}:{}", m.smtp.host, m.smtp.port);
+    let lookup = async { tokio::net::lookup_host(host.clone()).await.map(|addrs| addrs.map(|a| a.ip().to_string()).collect::<Vec<_>>()) };
+    let resolved = step(&mut steps, &format!("SMTP DNS {}", m.smtp.host), lookup, |ips| ips.join(", ")).await;
+    if resolved.is_some() {
+        let tcp = step(
+            &mut steps,
+            &format!("SMTP TCP {host}"),
+            async {
+                tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&host))
+                    .await
+                    .map_err(|_| "timeout".to_string())?
+                    .map_err(|e| e.to_string())
+            },
+            |_| "connected".into(),
+        )
+        .await;
+        if tcp.is_some() {
+            let endpoint = match crate::tls::client_config(m.smtp.ca_file.as_deref()) {
+                Ok(tls) => Some(Endpoint {
+                    host: m.smtp.host.clone(),
+                    port: m.smtp.port,
+                    security: m.smtp.security,
+                    tls,
+                    timeout,
+                    credentials: Some((m.username.clone(), m.resolved_password.clone())),
+                    helo: config.smtp.hostname.clone(),
+                }),
+                Err(e) => {
+                    steps.push(Step { name: "SMTP TLS configuration".into(), ok: false, detail: e.to_string() });
+                    None
+                }
+            };
+            if let Some(ep) = endpoint {
+                let mode = if m.smtp.security == Security::Tls { "implicit TLS" } else { "STARTTLS" };
+                if let Some(client) = step(
+                    &mut steps,
+                    &format!("SMTP {mode} (certificate verified) + EHLO + AUTH as {}", m.username),
+                    SmtpClient::connect(&ep),
+                    |c| format!("{}, authenticated", c.tls_version().unwrap_or("TLS")),
+                )
+                .await
+                {
+                    client.quit().await;
+                }
+            }
+        }
+    }
+    if let Some(p) = &m.pop3 {
+        let ep = match crate::tls::client_config(p.ca_file.as_deref()) {
+            Ok(tls) => pop3::Endpoint {
+                host: p.host.clone(),
+                port: p.port,
+                security: if p.security == Security::Starttls { pop3::Security::StartTls } else { pop3::Security::Tls },
+                tls,
+                timeout: Duration::from_secs(p.timeout_secs.max(1)),
+            },
+            Err(e) => {
+                steps.push(Step { name: "POP3 TLS configuration".into(), ok: false, detail: e.to_string() });
+                return steps;
+            }
+        };
+        let addr = format!("{}:{}", p.host, p.port);
+        if step(&mut steps, &format!("POP3 DNS {}", p.host), tokio::net::lookup_host(addr.clone()), |_| "resolved".into()).await.is_none() {
+            return steps;
+        }
+        let Some(mut client) =
+            step(&mut steps, &format!("POP3 connect {addr} (TLS, certificate verified)"), pop3::Client::connect(&ep), |_| {
+                "connected".into()
+            })
+            .await
+        else {
+            return steps;
+        };
+        if step(&mut steps, &format!("POP3 login as {}", m.username), client.login(&m.username, &m.resolved_password), |_| {
+            "logged in".into()
+        })
+        .await
+        .is_some()
+        {
+            step(&mut steps, "POP3 STAT", client.stat(), |(n, size)| format!("{n} message(s), {size} bytes")).await;
+        }
+        let _ = client.quit().await;
+    } else {
+        steps.push(Step { name: "POP3".into(), ok: true, detail: "no [mailbox.pop3] configured: not fetching".into() });
+    }
+    steps
+}
+
+pub fn render_steps(mailbox: &str, steps: &[Step]) -> String {
+    let mut out = format!("mailbox {mailbox}\n");
+    for s in steps {
+        let _ = writeln!(out, "  [{}] {}: {}", if s.ok { " OK " } else { "FAIL" }, s.name, s.detail);
+    }
+    out
+}
