@@ -22,6 +22,7 @@ use crate::pop3::fetcher::{Fetcher, PollReport};
 use crate::queue::spool::Spool;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{self, Store};
+use crate::watchdog::Watchdog;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -48,6 +49,7 @@ pub struct App {
     pub spool: Spool,
     pub enqueue: Arc<Enqueue>,
     pub fetchers: HashMap<String, Arc<Fetcher>>,
+    pub watchdog: Arc<Watchdog>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -96,6 +98,9 @@ impl App {
             }
         }
 
+        let watchdog = Arc::new(Watchdog::new(config.clone(), store.clone(), enqueue.clone(), clock.clone(), fetchers.clone()));
+        tasks.push(tokio::spawn(watchdog.clone().run(shutdown_rx.clone())));
+
         let smtp = &config.smtp;
         let listener = TcpListener::bind(&smtp.listen).await.map_err(|source| Error::Bind {
             what: "smtp.listen",
@@ -141,7 +146,7 @@ impl App {
         tasks.push(admin_task);
 
         tracing::info!(smtp = %smtp_addr, admin = %admin_addr, mailboxes = config.mailboxes.len(), "pecgate started");
-        Ok(App { smtp_addr, admin_addr, store, spool, enqueue, fetchers, shutdown, tasks })
+        Ok(App { smtp_addr, admin_addr, store, spool, enqueue, fetchers, watchdog, shutdown, tasks })
     }
 
     /// Polls a mailbox now (waits for a poll already running); `None` if it has no POP3.

@@ -26,5 +26,6 @@ pub mod sim;
 pub mod store;
 pub mod tls;
 pub mod util;
+pub mod watchdog;
 
 pub use app::App;

@@ -366,3 +366,97 @@ mod wrap_tests {
         assert!(encode_header_text("Città").starts_with("=?UTF-8?B?"));
     }
 }
+
+/// A plain-text notice pecgate writes to one person.
+#[derive(Debug, Clone)]
+pub struct SimpleNotice<'a> {
+    pub from: &'a str,
+    pub to: &'a str,
+    pub subject: &'a str,
+    pub body: &'a str,
+    /// `X-Pecgate-Kind` value, e.g. `acceptance-overdue`.
+    pub kind: &'a str,
+    pub hostname: &'a str,
+    pub date_unix: i64,
+    pub id: &'a str,
+}
+
+pub fn simple_notice(n: &SimpleNotice<'_>) -> (Vec<u8>, String) {
+    let message_id = format!("{}.{}@{}", n.id, n.kind, n.hostname);
+    let bytes = MessageBuilder::new()
+        .from(("pecgate", n.from))
+        .to(n.to)
+        .subject(n.subject)
+        .message_id(message_id.as_str())
+        .date(n.date_unix)
+        .header("Auto-Submitted", mail_builder::headers::raw::Raw::new("auto-generated"))
+        .header("X-Pecgate-Kind", mail_builder::headers::raw::Raw::new(n.kind))
+        .text_body(n.body)
+        .write_to_vec()
+        .unwrap_or_default();
+    (normalize_crlf(&bytes), message_id)
+}
+
+/// What the watchdog tells a sender about a message it sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overdue {
+    /// No acceptance receipt (ricevuta di accettazione) after the configured time.
+    Acceptance,
+    /// No delivery receipt for a recipient after 12 h (the provider's own warning time).
+    DeliveryWarning,
+    /// No delivery receipt after 24 h: the provider considers it not delivered.
+    DeliveryFinal,
+}
+
+impl Overdue {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Overdue::Acceptance => "acceptance-overdue",
+            Overdue::DeliveryWarning => "delivery-warning",
+            Overdue::DeliveryFinal => "delivery-overdue",
+        }
+    }
+
+    /// Subject and body for the sender.
+    pub fn text(&self, language: Language, subject: &str, mailbox: &str, rcpt: Option<&str>, hours: u64) -> (String, String) {
+        let rcpt = rcpt.unwrap_or("");
+        match (self, language) {
+            (Overdue::Acceptance, Language::It) => (
+                format!("PEC senza accettazione: {subject}"),
+                format!(
+                    "Il gestore non ha ancora inviato la ricevuta di accettazione per la PEC \"{subject}\" inviata dalla casella {mailbox}.\r\nFinche' non arriva, l'invio non e' certificato. Se entro breve non arriva, contattare l'amministratore della posta.\r\n"
+                ),
+            ),
+            (Overdue::Acceptance, Language::En) => (
+                format!("PEC not accepted yet: {subject}"),
+                format!(
+                    "The provider has not sent the acceptance receipt for the PEC \"{subject}\" sent from mailbox {mailbox}.\r\nUntil it arrives the sending is not certified. If it does not arrive soon, contact your mail administrator.\r\n"
+                ),
+            ),
+            (Overdue::DeliveryWarning, Language::It) => (
+                format!("PEC non ancora consegnata a {rcpt}: {subject}"),
+                format!(
+                    "Da {hours} ore non arriva la ricevuta di consegna per {rcpt} della PEC \"{subject}\" (casella {mailbox}).\r\nLa ricevuta puo' ancora arrivare; dopo 24 ore il messaggio si considera non consegnato.\r\n"
+                ),
+            ),
+            (Overdue::DeliveryWarning, Language::En) => (
+                format!("PEC not yet delivered to {rcpt}: {subject}"),
+                format!(
+                    "For {hours} hours no delivery receipt has come for {rcpt} of the PEC \"{subject}\" (mailbox {mailbox}).\r\nIt may still arrive; after 24 hours the message counts as not delivered.\r\n"
+                ),
+            ),
+            (Overdue::DeliveryFinal, Language::It) => (
+                format!("PEC non consegnata a {rcpt}: {subject}"),
+                format!(
+                    "Dopo {hours} ore non e' arrivata la ricevuta di consegna per {rcpt} della PEC \"{subject}\" (casella {mailbox}).\r\nIl messaggio si considera NON consegnato a questo destinatario.\r\n"
+                ),
+            ),
+            (Overdue::DeliveryFinal, Language::En) => (
+                format!("PEC not delivered to {rcpt}: {subject}"),
+                format!(
+                    "After {hours} hours no delivery receipt has come for {rcpt} of the PEC \"{subject}\" (mailbox {mailbox}).\r\nThe message counts as NOT delivered to this recipient.\r\n"
+                ),
+            ),
+        }
+    }
+}

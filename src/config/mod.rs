@@ -58,6 +58,7 @@ pub struct Config {
     pub corporate: CorporateConfig,
     pub admin: AdminConfig,
     pub queue: QueueConfig,
+    pub watchdog: WatchdogConfig,
     pub log: LogConfig,
     /// Accept literal `password = "..."` keys in this file (not recommended).
     pub allow_plaintext_secrets: bool,
@@ -247,6 +248,40 @@ pub struct QueueConfig {
 impl Default for QueueConfig {
     fn default() -> Self {
         Self { min_backoff_secs: 60, max_backoff_secs: 3600, max_age_secs: 2 * 24 * 3600 }
+    }
+}
+
+/// `[watchdog]`: what nobody watches by hand (PEC.md: 12 h / 24 h timeouts).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WatchdogConfig {
+    /// No acceptance receipt this long after submission: tell the sender.
+    pub acceptance_timeout_minutes: u64,
+    /// No delivery receipt this long after acceptance: warn the sender (providers warn at 12 h).
+    pub delivery_warning_hours: u64,
+    /// ...and this long: final notice (providers give up at 24 h).
+    pub delivery_final_hours: u64,
+    /// A message waiting this long in the queue: tell the mailbox admin.
+    pub queue_stuck_minutes: u64,
+    /// No successful POP3 poll for this long: tell the mailbox admin.
+    pub poll_stale_minutes: u64,
+    /// How often the watchdog looks.
+    pub interval_secs: u64,
+    /// At most this many notices per pass (a burst of alarms must not flood users).
+    pub max_notices_per_pass: usize,
+}
+
+impl Default for WatchdogConfig {
+    fn default() -> Self {
+        Self {
+            acceptance_timeout_minutes: 30,
+            delivery_warning_hours: 12,
+            delivery_final_hours: 24,
+            queue_stuck_minutes: 30,
+            poll_stale_minutes: 30,
+            interval_secs: 60,
+            max_notices_per_pass: 50,
+        }
     }
 }
 
@@ -595,6 +630,13 @@ impl Config {
         }
         if self.queue.min_backoff_secs == 0 || self.queue.max_backoff_secs < self.queue.min_backoff_secs {
             v.error("queue.min_backoff_secs", "must be at least 1 and not above queue.max_backoff_secs");
+        }
+        let w = &self.watchdog;
+        if w.interval_secs == 0 || w.acceptance_timeout_minutes == 0 || w.queue_stuck_minutes == 0 || w.poll_stale_minutes == 0 {
+            v.error("watchdog", "times must be at least 1");
+        }
+        if w.delivery_final_hours <= w.delivery_warning_hours {
+            v.error("watchdog.delivery_final_hours", "must be greater than delivery_warning_hours (providers: 12 and 24)");
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             v.error("log.level", format!("{:?} is not a filter such as \"info\" or \"pecgate=debug,info\"", self.log.level));

@@ -307,6 +307,12 @@ pub trait Store: Send + Sync {
     async fn retry_now(&self, id: &str, at: i64, who: &str) -> Result<bool>;
     /// Gives up a waiting message (operator drop): state failed, pending recipients failed.
     async fn drop_message(&self, id: &str, at: i64, who: &str) -> Result<bool>;
+    /// PEC messages submitted before `before` with no acceptance yet; with
+    /// `unnotified`, only those without an event of kind `notice_kind`.
+    async fn awaiting_acceptance(&self, before: i64, notice_kind: &str, unnotified: bool) -> Result<Vec<Message>>;
+    /// (message, recipient) accepted before `before` without a delivery
+    /// receipt; with `unnotified`, only pairs without a `notice_kind` event.
+    async fn awaiting_delivery(&self, before: i64, notice_kind: &str, unnotified: bool) -> Result<Vec<(Message, String)>>;
     /// Recipients of provider-bound messages by (mailbox id, state).
     async fn recipient_state_counts(&self) -> Result<Vec<(String, String, i64)>>;
 }

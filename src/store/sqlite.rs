@@ -494,6 +494,35 @@ impl Store for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn awaiting_acceptance(&self, before: i64, notice_kind: &str, unnotified: bool) -> Result<Vec<Message>> {
+        let rows = sqlx::query(
+            "SELECT m.* FROM messages m WHERE m.state = 'submitted' AND m.route = 'provider' AND m.kind = 'pec' AND m.updated_at < ?
+             AND (? = 0 OR NOT EXISTS (SELECT 1 FROM events e WHERE e.message_id = m.id AND e.kind = ?))
+             ORDER BY m.updated_at LIMIT 1000",
+        )
+        .bind(before)
+        .bind(unnotified as i64)
+        .bind(notice_kind)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(message_from_row).collect()
+    }
+
+    async fn awaiting_delivery(&self, before: i64, notice_kind: &str, unnotified: bool) -> Result<Vec<(Message, String)>> {
+        let rows = sqlx::query(
+            "SELECT m.*, r.address AS rcpt FROM recipients r JOIN messages m ON m.id = r.message_id
+             WHERE r.state = 'accepted' AND m.route = 'provider' AND m.kind = 'pec' AND r.updated_at < ?
+             AND (? = 0 OR NOT EXISTS (SELECT 1 FROM events e WHERE e.message_id = m.id AND e.rcpt = r.address AND e.kind = ?))
+             ORDER BY r.updated_at LIMIT 1000",
+        )
+        .bind(before)
+        .bind(unnotified as i64)
+        .bind(notice_kind)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok((message_from_row(r)?, r.try_get("rcpt")?))).collect()
+    }
+
     async fn queue_stats(&self) -> Result<Vec<(String, String, i64, i64)>> {
         let rows = sqlx::query(
             "SELECT route, COALESCE(mailbox_id, '-') AS mb, COUNT(*) AS n, MIN(created_at) AS oldest FROM messages

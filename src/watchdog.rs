@@ -1,0 +1,255 @@
+//! Timers nobody watches by hand (PEC.md: "12 h / 24 h timeouts nobody
+//! watches"): no acceptance receipt in time -> the sender is told; no
+//! delivery receipt after 12 h (warning) and 24 h (final) per certified
+//! recipient -> the sender is told; a queue stuck for too long or a mailbox
+//! not polled successfully for too long -> the mailbox admin is told.
+//! Each notice goes out once: per message (an event in its history) or per
+//! incident (until the condition clears), and at most `max_notices_per_pass`
+//! per pass. Everything leaves through `enqueue` like any other mail.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::enqueue::{self, Enqueue};
+use crate::notify::{self, Overdue};
+use crate::pop3::fetcher::Fetcher;
+use crate::store::{Message, MessageKind, Route, Store};
+
+pub struct Watchdog {
+    config: Arc<Config>,
+    store: Arc<dyn Store>,
+    enqueue: Arc<Enqueue>,
+    clock: Arc<dyn Clock>,
+    fetchers: HashMap<String, Arc<Fetcher>>,
+    /// Open admin incidents ("queue_stuck:legal", "poll_stale:legal").
+    incidents: Mutex<HashSet<String>>,
+}
+
+/// What one pass did, for tests and logs.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PassReport {
+    pub notices: usize,
+}
+
+impl Watchdog {
+    pub fn new(
+        config: Arc<Config>,
+        store: Arc<dyn Store>,
+        enqueue: Arc<Enqueue>,
+        clock: Arc<dyn Clock>,
+        fetchers: HashMap<String, Arc<Fetcher>>,
+    ) -> Self {
+        Self { config, store, enqueue, clock, fetchers, incidents: Mutex::new(HashSet::new()) }
+    }
+
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let every = Duration::from_secs(self.config.watchdog.interval_secs.max(1));
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = shutdown.changed() => return,
+            }
+            if let Err(e) = self.pass().await {
+                tracing::warn!(error = %e, "watchdog pass failed");
+            }
+        }
+    }
+
+    /// One look at everything; returns how many notices were queued.
+    pub async fn pass(&self) -> Result<PassReport, crate::store::Error> {
+        let w = &self.config.watchdog;
+        let now = self.clock.now_ms();
+        let mut budget = w.max_notices_per_pass;
+        let mut report = PassReport::default();
+        let minute = 60_000i64;
+        let hour = 60 * minute;
+
+        let checks = [
+            (Overdue::Acceptance, now - w.acceptance_timeout_minutes as i64 * minute, 0u64, "acceptance", "acceptance_overdue"),
+            (
+                Overdue::DeliveryWarning,
+                now - w.delivery_warning_hours as i64 * hour,
+                w.delivery_warning_hours,
+                "delivery_12h",
+                "delivery_warning",
+            ),
+            (
+                Overdue::DeliveryFinal,
+                now - w.delivery_final_hours as i64 * hour,
+                w.delivery_final_hours,
+                "delivery_24h",
+                "delivery_overdue",
+            ),
+        ];
+        for (overdue, before, hours, gauge, alert) in checks {
+            let event = format!("watchdog:{}", overdue.kind());
+            let pending: Vec<(Message, Option<String>)> = match overdue {
+                Overdue::Acceptance => {
+                    self.store.awaiting_acceptance(before, &event, false).await?.into_iter().map(|m| (m, None)).collect()
+                }
+                _ => self.store.awaiting_delivery(before, &event, false).await?.into_iter().map(|(m, r)| (m, Some(r))).collect(),
+            };
+            self.set_overdue_gauges(gauge, &pending);
+            let unnotified = match overdue {
+                Overdue::Acceptance => {
+                    self.store.awaiting_acceptance(before, &event, true).await?.into_iter().map(|m| (m, None)).collect::<Vec<_>>()
+                }
+                _ => self.store.awaiting_delivery(before, &event, true).await?.into_iter().map(|(m, r)| (m, Some(r))).collect(),
+            };
+            for (m, rcpt) in unnotified {
+                if budget == 0 {
+                    break;
+                }
+                if self.notify_sender(&m, rcpt.as_deref(), overdue, hours, &event, now).await {
+                    budget -= 1;
+                    report.notices += 1;
+                    if let Some(mb) = m.route.mailbox() {
+                        metrics::counter!("pecgate_watchdog_notices_total", "mailbox" => mb.to_owned(), "alert" => alert).increment(1);
+                    }
+                }
+            }
+        }
+
+        // Admin incidents: queue stuck, POP3 stale.
+        let stats = self.store.queue_stats().await?;
+        for m in &self.config.mailboxes {
+            let stuck = stats
+                .iter()
+                .find(|(route, mb, _, _)| route == "provider" && *mb == m.id)
+                .filter(|(_, _, _, oldest)| now - oldest >= w.queue_stuck_minutes as i64 * minute)
+                .map(|(_, _, n, oldest)| {
+                    format!("{n} message(s) waiting, the oldest for {} minutes; see `pecgate queue list`", (now - oldest) / minute)
+                });
+            if self.incident(&format!("queue_stuck:{}", m.id), stuck, m, "queue_stuck", &mut budget, &mut report).await {
+                continue;
+            }
+            let stale = self.fetchers.get(&m.id).and_then(|f| {
+                let s = f.status();
+                let since = s.last_success.or(s.last_poll)?;
+                (now - since >= w.poll_stale_minutes as i64 * minute && s.last_error.is_some()).then(|| {
+                    format!(
+                        "no successful POP3 poll for {} minutes; last error: {}",
+                        (now - since) / minute,
+                        s.last_error.unwrap_or_default()
+                    )
+                })
+            });
+            self.incident(&format!("poll_stale:{}", m.id), stale, m, "poll_stale", &mut budget, &mut report).await;
+        }
+        Ok(report)
+    }
+
+    fn set_overdue_gauges(&self, kind: &'static str, pending: &[(Message, Option<String>)]) {
+        for m in &self.config.mailboxes {
+            let n = pending.iter().filter(|(msg, _)| msg.route.mailbox() == Some(m.id.as_str())).count();
+            metrics::gauge!("pecgate_receipts_overdue", "mailbox" => m.id.clone(), "kind" => kind).set(n as f64);
+        }
+    }
+
+    /// Opens (notifying the admin once) or closes an incident; true if a notice went out.
+    async fn incident(
+        &self,
+        key: &str,
+        problem: Option<String>,
+        mailbox: &crate::config::MailboxConfig,
+        alert: &'static str,
+        budget: &mut usize,
+        report: &mut PassReport,
+    ) -> bool {
+        let open = self.incidents.lock().unwrap_or_else(|p| p.into_inner()).contains(key);
+        match (problem, open) {
+            (Some(problem), false) if *budget > 0 => {
+                let Some(admin) = mailbox.admin() else { return false };
+                let now = self.clock.now_ms();
+                let c = &self.config.corporate;
+                let id = crate::queue::new_queue_id(now);
+                let (bytes, message_id) = notify::mailbox_notice(&notify::MailboxNotice {
+                    from: &c.from,
+                    to: &admin.address,
+                    mailbox_address: &mailbox.address,
+                    problem: &problem,
+                    hostname: &self.config.smtp.hostname,
+                    language: c.language,
+                    date_unix: now / 1000,
+                    id: &id,
+                });
+                if self
+                    .queue_notice(&bytes, message_id, &admin.address, &format!("watchdog {alert} for mailbox {}", mailbox.id))
+                    .await
+                    .is_some()
+                {
+                    self.incidents.lock().unwrap_or_else(|p| p.into_inner()).insert(key.to_owned());
+                    tracing::warn!(mailbox = %mailbox.id, alert, %problem, "watchdog: admin notified");
+                    metrics::counter!("pecgate_watchdog_notices_total", "mailbox" => mailbox.id.clone(), "alert" => alert).increment(1);
+                    *budget -= 1;
+                    report.notices += 1;
+                    return true;
+                }
+                false
+            }
+            (None, true) => {
+                self.incidents.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+                tracing::info!(mailbox = %mailbox.id, alert, "watchdog: condition cleared");
+                false
+            }
+            _ => false,
+        }
+    }
+
+    async fn notify_sender(&self, m: &Message, rcpt: Option<&str>, overdue: Overdue, hours: u64, event: &str, now: i64) -> bool {
+        if m.original_sender.is_empty() {
+            return false;
+        }
+        let c = &self.config.corporate;
+        let mailbox = m.route.mailbox().and_then(|id| self.config.mailbox(id)).map(|mb| mb.address.as_str()).unwrap_or("");
+        let (subject, body) = overdue.text(c.language, &m.subject, mailbox, rcpt, hours);
+        let id = crate::queue::new_queue_id(now);
+        let (bytes, message_id) = notify::simple_notice(&notify::SimpleNotice {
+            from: &c.from,
+            to: &m.original_sender,
+            subject: &subject,
+            body: &body,
+            kind: overdue.kind(),
+            hostname: &self.config.smtp.hostname,
+            date_unix: now / 1000,
+            id: &id,
+        });
+        let Some(notice) =
+            self.queue_notice(&bytes, message_id, &m.original_sender, &format!("watchdog {} for {}", overdue.kind(), m.id)).await
+        else {
+            return false;
+        };
+        let detail = format!("notice {notice} to {}", m.original_sender);
+        if let Err(e) = self.store.add_event(&m.id, rcpt, now, event, &detail).await {
+            tracing::error!(queue_id = %m.id, error = %e, "cannot record the watchdog notice");
+        }
+        tracing::info!(queue_id = %m.id, rcpt = rcpt.unwrap_or("-"), notice = %notice, kind = overdue.kind(), "watchdog: sender notified");
+        true
+    }
+
+    async fn queue_notice(&self, bytes: &[u8], message_id: String, to: &str, origin: &str) -> Option<String> {
+        let c = &self.config.corporate;
+        let env = enqueue::Envelope {
+            kind: MessageKind::Notice,
+            route: Route::Corporate,
+            mail_from: c.from.clone(),
+            rcpts: vec![to.to_owned()],
+            original_sender: c.from.clone(),
+            message_id,
+            subject: origin.to_owned(),
+            origin: origin.to_owned(),
+        };
+        match self.enqueue.submit_bytes(bytes, env).await {
+            Ok(id) => Some(id),
+            Err(e) => {
+                tracing::error!(error = %e, "watchdog cannot queue a notice");
+                None
+            }
+        }
+    }
+}
