@@ -63,6 +63,14 @@ impl TestEnv {
     }
 
     async fn start_full(tweak: impl FnOnce(&mut String), clock: Arc<dyn Clock>, with_pop3: bool) -> TestEnv {
+        let mut env = Self::prepare(tweak, clock, with_pop3).await;
+        env.restart().await;
+        env
+    }
+
+    /// Simulator, capture server and config, but no gateway yet (tests that
+    /// run the `pecgate` binary as a child process).
+    pub async fn prepare(tweak: impl FnOnce(&mut String), clock: Arc<dyn Clock>, with_pop3: bool) -> TestEnv {
         init_tracing();
         let dir = tempfile::tempdir().unwrap();
         let provider = SimProvider::start(
@@ -81,9 +89,7 @@ impl TestEnv {
         write_secret(&dir.path().join("hr.pw"), HR_PASSWORD);
         let mut config_text = config_toml(provider.addr.port(), with_pop3.then_some(provider.pop3_addr.port()), capture.addr.port());
         tweak(&mut config_text);
-        let mut env = TestEnv { dir, provider, capture, app: None, config_text, clock };
-        env.restart().await;
-        env
+        TestEnv { dir, provider, capture, app: None, config_text, clock }
     }
 
     pub fn config(&self) -> Config {

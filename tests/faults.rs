@@ -1,0 +1,211 @@
+//! Faults: disk trouble, a corrupt database, session floods, an untrusted
+//! provider certificate, and kill -9 of the `pecgate` binary around DATA.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use pecgate::store::MessageState;
+
+fn msg(subject: &str) -> String {
+    format!("From: {LUCA}\r\nTo: a@pec.x.it\r\nSubject: [PEC] {subject}\r\nMessage-ID: <{subject}@azienda.it>\r\n\r\nciao\r\n")
+}
+
+#[tokio::test]
+async fn unwritable_spool_answers_452_and_recovers() {
+    let env = TestEnv::start().await;
+    let tmp = env.dir.path().join("spool/tmp");
+    // Root ignores permissions, so make the spool unusable another way: tmp/ becomes a file.
+    std::fs::remove_dir_all(&tmp).unwrap();
+    std::fs::write(&tmp, b"not a directory").unwrap();
+    let mut c = SmtpProbe::connect(env.smtp_addr()).await;
+    c.expect("220").await;
+    c.cmd("EHLO mx", "250").await;
+    c.cmd(&format!("MAIL FROM:<{LUCA}>"), "250").await;
+    c.cmd("RCPT TO:<a@pec.x.it>", "250").await;
+    c.cmd("DATA", "452 4.3.1").await;
+    c.cmd("QUIT", "221").await;
+    assert!(env.app().store.list_messages(10).await.unwrap().is_empty(), "nothing half-queued");
+    // Space comes back: the same process accepts again.
+    std::fs::remove_file(&tmp).unwrap();
+    std::fs::create_dir(&tmp).unwrap();
+    let reply = env.send(LUCA, &["a@pec.x.it"], &msg("di-nuovo")).await;
+    assert!(reply.starts_with("250"), "{reply}");
+    env.provider_messages(1).await;
+}
+
+#[test]
+fn corrupt_database_stops_start_up_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pw"), "x-secret\n").unwrap();
+    let garbage = b"this is not an SQLite database, and it must not be overwritten".repeat(100);
+    std::fs::write(dir.path().join("pecgate.db"), &garbage).unwrap();
+    let config = dir.path().join("pecgate.toml");
+    std::fs::write(
+        &config,
+        "[smtp]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"pecgate.db\"\nspool_dir = \"spool\"\n[[mailbox]]\nid = \"legal\"\naddress = \"legal@pec.x.it\"\nusername = \"legal\"\npassword_file = \"pw\"\n[mailbox.smtp]\nhost = \"localhost\"\n[[mailbox.user]]\naddress = \"a@x.it\"\nadmin = true\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pecgate")).args(["run", "--config"]).arg(&config).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("pecgate.db"), "the error names the file: {stderr}");
+    assert_eq!(std::fs::read(dir.path().join("pecgate.db")).unwrap(), garbage, "no data overwritten");
+}
+
+#[tokio::test]
+async fn session_limit_answers_421() {
+    let env = TestEnv::start_with(|t| *t = t.replace("command_timeout_secs = 10", "command_timeout_secs = 10\nmax_sessions = 2")).await;
+    let mut a = SmtpProbe::connect(env.smtp_addr()).await;
+    a.expect("220").await;
+    let mut b = SmtpProbe::connect(env.smtp_addr()).await;
+    b.expect("220").await;
+    let mut c = SmtpProbe::connect(env.smtp_addr()).await;
+    assert_eq!(c.reply().await, "421 4.7.0 too many connections, try again later\r\n");
+    a.cmd("QUIT", "221").await;
+    // A slot is free again once a session ends.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let mut d = SmtpProbe::connect(env.smtp_addr()).await;
+        if d.reply().await.starts_with("220") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn untrusted_provider_certificate_is_refused_and_nothing_is_sent() {
+    // Trust a different CA than the one that signed the simulator's certificate.
+    let mut env =
+        TestEnv::prepare(|t| *t = t.replace("ca_file = \"ca.pem\"", "ca_file = \"other-ca.pem\""), pecgate::clock::system(), false).await;
+    std::fs::write(env.dir.path().join("other-ca.pem"), pecgate::tls::TestPki::generate(&["localhost"]).unwrap().ca_pem).unwrap();
+    env.restart().await;
+    let qid = queue_id(&env.send(LUCA, &["a@pec.x.it"], &msg("cert")).await);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let m = loop {
+        let m = env.app().store.message(&qid).await.unwrap().unwrap();
+        if m.attempts > 0 {
+            break m;
+        }
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(m.state, MessageState::Queued, "kept for retry");
+    let err = m.last_error.unwrap_or_default();
+    assert!(err.contains("TLS with localhost") && err.to_lowercase().contains("certificate"), "{err}");
+    assert!(env.provider.bag.is_empty(), "never sent in clear or to an untrusted server");
+}
+
+#[tokio::test]
+async fn passwords_are_not_in_the_store_or_spool() {
+    let env = TestEnv::start_inbound(|_| {}, pecgate::clock::system()).await;
+    let qid = queue_id(&env.send(LUCA, &["a@pec.x.it"], &msg("segreti")).await);
+    env.wait_state(&qid, MessageState::Submitted).await;
+    env.poll("legal").await;
+    env.corporate_messages(2).await;
+    let mut files = vec![];
+    let mut stack = vec![env.dir.path().to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if !p.ends_with("legal.pw") && !p.ends_with("hr.pw") {
+                files.push(p);
+            }
+        }
+    }
+    assert!(files.iter().any(|p| p.to_string_lossy().ends_with("pecgate.db")));
+    for f in files {
+        let bytes = std::fs::read(&f).unwrap();
+        for pw in [LEGAL_PASSWORD, HR_PASSWORD] {
+            assert!(!bytes.windows(pw.len()).any(|w| w == pw.as_bytes()), "{pw} found in {}", f.display());
+        }
+    }
+}
+
+struct Gateway {
+    child: Child,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn spawn_gateway(env: &TestEnv, port: u16) -> Gateway {
+    let config = env.dir.path().join("pecgate.toml");
+    std::fs::write(
+        &config,
+        env.config_text.replace("listen = \"127.0.0.1:0\"\nhostname", &format!("listen = \"127.0.0.1:{port}\"\nhostname")),
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_pecgate"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "gateway did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Gateway { child }
+}
+
+#[tokio::test]
+async fn kill_9_around_data_loses_only_what_was_not_acknowledged() {
+    let env = TestEnv::prepare(|_| {}, pecgate::clock::system(), false).await;
+    let port = free_port();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+
+    // (a) killed during DATA, before the reply: the client never got 250.
+    let mut gw = spawn_gateway(&env, port).await;
+    let mut c = SmtpProbe::connect(addr).await;
+    c.expect("220").await;
+    c.cmd("EHLO mx", "250").await;
+    c.cmd(&format!("MAIL FROM:<{LUCA}>"), "250").await;
+    c.cmd("RCPT TO:<a@pec.x.it>", "250").await;
+    c.cmd("DATA", "354").await;
+    c.write(format!("From: {LUCA}\r\nTo: a@pec.x.it\r\nSubject: [PEC] a-meta\r\n\r\nmeta del messaggio\r\n").as_bytes()).await;
+    gw.child.kill().unwrap(); // SIGKILL
+    gw.child.wait().unwrap();
+    assert_eq!(c.reply().await, "", "no reply: the connection died with the process");
+
+    // (b) killed right after 250: the message must be delivered after restart.
+    let mut gw = spawn_gateway(&env, port).await;
+    // The provider is slow, so the message is still queued when the process dies.
+    env.provider.faults.add(pecgate::sim::provider::Stage::Mail, pecgate::sim::provider::FaultAction::Delay(Duration::from_secs(3600)), 1);
+    let mut c = SmtpProbe::connect(addr).await;
+    c.expect("220").await;
+    c.cmd("EHLO mx", "250").await;
+    c.cmd(&format!("MAIL FROM:<{LUCA}>"), "250").await;
+    c.cmd("RCPT TO:<a@pec.x.it>", "250").await;
+    c.cmd("DATA", "354").await;
+    let reply = c.data(&msg("dopo-250")).await;
+    assert!(reply.starts_with("250"), "{reply}");
+    gw.child.kill().unwrap();
+    gw.child.wait().unwrap();
+
+    let _gw = spawn_gateway(&env, port).await;
+    let got = env.provider_messages(1).await;
+    assert_eq!(got[0].header("Subject").as_deref(), Some("dopo-250"));
+    assert!(!got.iter().any(|m| m.text().contains("meta del messaggio")), "the unacknowledged message was not half-queued");
+    // Only one submission (the one stalled before the crash never completed).
+    assert_eq!(env.provider.bag.len(), 1);
+    let spool: Vec<_> = std::fs::read_dir(env.dir.path().join("spool/tmp")).unwrap().collect();
+    assert!(spool.is_empty(), "the partial DATA file was removed at restart");
+}
