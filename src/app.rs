@@ -70,6 +70,7 @@ impl App {
         // Crash recovery: deliveries in flight are retried; files never acknowledged go.
         let now = clock.now_ms();
         let recovered = store.recover_sending(now).await?;
+        metrics::counter!("pecgate_recovered_deliveries_total").increment(recovered);
         if recovered > 0 {
             tracing::warn!(
                 count = recovered,

@@ -60,6 +60,7 @@ pub fn init(config: &Config) {
     gauge!("pecgate_smtp_sessions_open").increment(0.0);
     counter!("pecgate_smtp_messages_received_total").increment(0);
     counter!("pecgate_smtp_tls_handshake_failures_total").increment(0);
+    counter!("pecgate_recovered_deliveries_total").increment(0);
     for reason in REJECT_REASONS {
         counter!("pecgate_smtp_messages_rejected_total", "reason" => *reason).increment(0);
     }
@@ -145,6 +146,10 @@ fn describe() {
     describe_gauge!("pecgate_receipts_overdue", "sent messages whose receipts are overdue (watchdog)");
     describe_counter!("pecgate_watchdog_notices_total", "notices sent by the watchdog");
     describe_counter!("pecgate_signature_verdicts_total", "signature verdicts of fetched messages");
+    describe_counter!(
+        "pecgate_recovered_deliveries_total",
+        "deliveries in flight at a crash, sent again at start-up (possible duplicates)"
+    );
 }
 
 /// `2xx`, `4xx`, `5xx` from a reply code.

@@ -33,6 +33,27 @@ fn kind_of(c: &Captured) -> String {
     c.header("X-Pecgate-Kind").unwrap_or_default()
 }
 
+/// Waits until `n` injections were accepted by the corporate server (state submitted).
+async fn wait_injected(env: &TestEnv, n: usize) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let done = env
+            .app()
+            .store
+            .list_messages(1000)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|m| m.kind == pecgate::store::MessageKind::Injection && m.state == MessageState::Submitted)
+            .count();
+        if done >= n {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "only {done} of {n} injections delivered");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 fn mailstore_len(env: &TestEnv, user: &str) -> usize {
     env.provider.inbound.mailstore.len(user)
 }
@@ -178,10 +199,42 @@ async fn retention_delete_removes_only_after_commit() {
     assert!(first.is_err(), "a dropped RETR fails the poll");
     assert_eq!(mailstore_len(&env, LEGAL), 2, "nothing deleted before QUIT");
     let report = env.poll("legal").await;
-    assert_eq!(report.deleted, 2);
-    assert_eq!(mailstore_len(&env, LEGAL), 0);
+    assert_eq!((report.fetched, report.deleted), (2, 0), "not deleted before the injection reached the corporate server");
     env.corporate_messages(2).await;
+    wait_injected(&env, 2).await;
+    let report = env.poll("legal").await;
+    assert_eq!((report.fetched, report.deleted), (0, 2));
+    assert_eq!(mailstore_len(&env, LEGAL), 0);
     assert_eq!(env.capture.bag.len(), 2, "each message injected exactly once");
+}
+
+#[tokio::test]
+async fn corporate_server_down_keeps_the_pop3_copy_until_injected() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let env = TestEnv::start_inbound(
+        |t| {
+            *t = t.replacen("retention = \"leave\"", "retention = \"delete\"", 1);
+            let corporate = t.split("[corporate]\nhost = \"127.0.0.1\"\nport = ").nth(1).unwrap().split('\n').next().unwrap().to_owned();
+            *t = t.replace(
+                &format!("[corporate]\nhost = \"127.0.0.1\"\nport = {corporate}"),
+                &format!("[corporate]\nhost = \"127.0.0.1\"\nport = {port}"),
+            );
+        },
+        pecgate::clock::system(),
+    )
+    .await;
+    send_and_submit(&env, &["a@pec.x.it"], &pec_message("a@pec.x.it", None, "Giu")).await;
+    assert_eq!(env.poll("legal").await.fetched, 2);
+    // Nothing listens on the corporate port: the injections wait, the POP3 copies stay.
+    assert_eq!(env.poll("legal").await.deleted, 0);
+    assert_eq!(mailstore_len(&env, LEGAL), 2);
+    // The corporate server comes back on its port.
+    let corporate = pecgate::sim::capture::CaptureServer::start(&format!("127.0.0.1:{port}"), None).await.unwrap();
+    let got = corporate.bag.wait_for(2, WAIT).await.expect("injected once the server is back");
+    assert_eq!(got.len(), 2);
+    wait_injected(&env, 2).await;
+    assert_eq!(env.poll("legal").await.deleted, 2);
+    assert_eq!(mailstore_len(&env, LEGAL), 0);
 }
 
 #[tokio::test]
@@ -194,6 +247,7 @@ async fn retention_delete_after_waits_n_days() {
     .await;
     send_and_submit(&env, &["a@pec.x.it"], &pec_message("a@pec.x.it", None, "Trenta")).await;
     assert_eq!(env.poll("legal").await.deleted, 0);
+    wait_injected(&env, 2).await;
     clock.advance(29 * 86_400_000);
     assert_eq!(env.poll("legal").await.deleted, 0);
     assert_eq!(mailstore_len(&env, LEGAL), 2);

@@ -267,7 +267,7 @@ impl Fetcher {
                     r
                 }
             };
-            if self.should_delete(&record) {
+            if self.should_delete(&record).await? {
                 client.dele(n).await?;
                 deleted.push(uidl);
             }
@@ -306,12 +306,19 @@ impl Fetcher {
         }
     }
 
-    fn should_delete(&self, r: &InboundRecord) -> bool {
-        match self.pop3.retention {
+    /// Retention, and never before the injection reached the corporate
+    /// server: while that server is down the provider's copy stays.
+    async fn should_delete(&self, r: &InboundRecord) -> Result<bool> {
+        let due = match self.pop3.retention {
             Retention::Leave => false,
             Retention::Delete => true,
             Retention::DeleteAfter => self.clock.now_ms() - r.fetched_at >= i64::from(self.pop3.delete_after_days) * 86_400_000,
+        };
+        if !due {
+            return Ok(false);
         }
+        let Some(injection) = &r.injection else { return Ok(true) };
+        Ok(self.store.message(injection).await?.is_some_and(|m| m.state == crate::store::MessageState::Submitted))
     }
 
     /// RETR to a durable file, then classify, correlate, route and commit.
@@ -425,6 +432,7 @@ impl Fetcher {
             consegna: daticert.and_then(|d| d.consegna.clone()),
             related_message: sent.as_ref().map(|m| m.id.clone()),
             routed_to: to.clone(),
+            injection: Some(injection.id.clone()),
             deleted_at: None,
         };
         if let Err(e) = self.store.commit_inbound(&record, update.as_ref(), std::slice::from_ref(&injection)).await {

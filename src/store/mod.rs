@@ -241,6 +241,8 @@ pub struct InboundRecord {
     pub related_message: Option<String>,
     /// Who it was injected to.
     pub routed_to: Vec<String>,
+    /// The queue id of its injection into the corporate server.
+    pub injection: Option<String>,
     /// When it was deleted from the provider, if it was.
     pub deleted_at: Option<i64>,
 }

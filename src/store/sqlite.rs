@@ -76,6 +76,9 @@ CREATE TABLE inbound (
 );
 CREATE INDEX inbound_related ON inbound(related_message);
 "#,
+    r#"
+ALTER TABLE inbound ADD COLUMN injection TEXT;
+"#,
 ];
 
 pub struct SqliteStore {
@@ -359,8 +362,8 @@ impl Store for SqliteStore {
     async fn commit_inbound(&self, r: &InboundRecord, update: Option<&ReceiptUpdate>, injections: &[NewMessage]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO inbound (id, mailbox_id, uidl, fetched_at, size, kind, subject, message_id, riferimento, identificativo, consegna, related_message, routed_to, deleted_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+            "INSERT INTO inbound (id, mailbox_id, uidl, fetched_at, size, kind, subject, message_id, riferimento, identificativo, consegna, related_message, routed_to, injection, deleted_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
         )
         .bind(&r.id)
         .bind(&r.mailbox_id)
@@ -375,6 +378,7 @@ impl Store for SqliteStore {
         .bind(&r.consegna)
         .bind(&r.related_message)
         .bind(r.routed_to.join(","))
+        .bind(&r.injection)
         .execute(&mut *tx)
         .await?;
         if let Some(u) = update {
@@ -573,6 +577,7 @@ fn inbound_from_row(row: &SqliteRow) -> Result<InboundRecord> {
         consegna: row.try_get("consegna")?,
         related_message: row.try_get("related_message")?,
         routed_to: routed.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+        injection: row.try_get("injection")?,
         deleted_at: row.try_get("deleted_at")?,
     })
 }
