@@ -11,16 +11,34 @@ command -v postfix >/dev/null 2>&1 || need_install+=(postfix)
 command -v swaks >/dev/null 2>&1 || need_install+=(swaks)
 command -v dovecot >/dev/null 2>&1 && [[ -e /usr/lib/dovecot/pop3 ]] || need_install+=(dovecot-core dovecot-pop3d)
 command -v openssl >/dev/null 2>&1 || need_install+=(openssl)
+command -v promtool >/dev/null 2>&1 || need_install+=(prometheus)
 if ((${#need_install[@]})); then
   echo "interop: installing ${need_install[*]}"
   export DEBIAN_FRONTEND=noninteractive
   echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+  # Keep the packages' own daemons (system Postfix, Dovecot, Prometheus) from starting.
+  made_policy=0
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; made_policy=1; fi
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_install[@]}" >/dev/null
+  [[ "$made_policy" == 1 ]] && rm -f /usr/sbin/policy-rc.d
 fi
 
 cargo build -q --manifest-path "$ROOT/Cargo.toml"
 PECGATE="$ROOT/target/debug/pecgate"
+
+# Deployment assets: the alert rules load in Prometheus, the systemd unit verifies.
+promtool check rules "$ROOT/deploy/prometheus/alerts.yml" >/dev/null || { promtool check rules "$ROOT/deploy/prometheus/alerts.yml"; echo "interop FAIL: alert rules"; exit 1; }
+echo "interop: promtool check rules OK"
+if command -v systemd-analyze >/dev/null 2>&1; then
+  U="$(mktemp -d)"
+  sed "s#/usr/local/bin/pecgate#$PECGATE#g" "$ROOT/deploy/pecgate.service" >"$U/pecgate.service"
+  systemd-analyze verify "$U/pecgate.service" || { rm -rf "$U"; echo "interop FAIL: systemd unit"; exit 1; }
+  rm -rf "$U"
+  echo "interop: systemd-analyze verify OK"
+else
+  echo "interop: systemd-analyze not available; unit not verified"
+fi
 
 T="$(mktemp -d /tmp/pecgate-interop.XXXXXX)"
 chmod 755 "$T"
