@@ -143,37 +143,49 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-async fn spawn_gateway(env: &TestEnv, port: u16) -> Gateway {
-    let config = env.dir.path().join("pecgate.toml");
-    std::fs::write(
-        &config,
-        env.config_text.replace("listen = \"127.0.0.1:0\"\nhostname", &format!("listen = \"127.0.0.1:{port}\"\nhostname")),
-    )
-    .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_pecgate"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-        assert!(tokio::time::Instant::now() < deadline, "gateway did not start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+/// Starts the binary on a free port; another port is tried if a parallel
+/// test took the one picked (the binary then exits at once).
+async fn spawn_gateway(env: &TestEnv) -> (Gateway, std::net::SocketAddr) {
+    for _ in 0..5 {
+        let port = free_port();
+        let config = env.dir.path().join("pecgate.toml");
+        let text = env.config_text.replace("listen = \"127.0.0.1:0\"\nhostname", &format!("listen = \"127.0.0.1:{port}\"\nhostname"));
+        std::fs::write(&config, text).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_pecgate"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut gw = Gateway { child };
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                // Make sure it is our gateway, not a server of a parallel test.
+                let mut probe = SmtpProbe::connect(addr).await;
+                if probe.reply().await.contains("pecgate.test ESMTP pecgate") {
+                    return (gw, addr);
+                }
+                break;
+            }
+            if gw.child.try_wait().unwrap().is_some() || tokio::time::Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
-    Gateway { child }
+    panic!("gateway did not start");
 }
 
 #[tokio::test]
 async fn kill_9_around_data_loses_only_what_was_not_acknowledged() {
     let env = TestEnv::prepare(|_| {}, pecgate::clock::system(), false).await;
-    let port = free_port();
-    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
 
     // (a) killed during DATA, before the reply: the client never got 250.
-    let mut gw = spawn_gateway(&env, port).await;
+    let (mut gw, addr) = spawn_gateway(&env).await;
     let mut c = SmtpProbe::connect(addr).await;
     c.expect("220").await;
     c.cmd("EHLO mx", "250").await;
@@ -186,7 +198,7 @@ async fn kill_9_around_data_loses_only_what_was_not_acknowledged() {
     assert_eq!(c.reply().await, "", "no reply: the connection died with the process");
 
     // (b) killed right after 250: the message must be delivered after restart.
-    let mut gw = spawn_gateway(&env, port).await;
+    let (mut gw, addr) = spawn_gateway(&env).await;
     // The provider is slow, so the message is still queued when the process dies.
     env.provider.faults.add(pecgate::sim::provider::Stage::Mail, pecgate::sim::provider::FaultAction::Delay(Duration::from_secs(3600)), 1);
     let mut c = SmtpProbe::connect(addr).await;
@@ -200,7 +212,7 @@ async fn kill_9_around_data_loses_only_what_was_not_acknowledged() {
     gw.child.kill().unwrap();
     gw.child.wait().unwrap();
 
-    let _gw = spawn_gateway(&env, port).await;
+    let _gw = spawn_gateway(&env).await;
     let got = env.provider_messages(1).await;
     assert_eq!(got[0].header("Subject").as_deref(), Some("dopo-250"));
     assert!(!got.iter().any(|m| m.text().contains("meta del messaggio")), "the unacknowledged message was not half-queued");

@@ -47,7 +47,11 @@ pub struct CaptureServer {
 impl CaptureServer {
     /// Listens on `bind` (use `127.0.0.1:0` in tests).
     pub async fn start(bind: &str, dir: Option<PathBuf>) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(bind).await?;
+        Self::start_on(TcpListener::bind(bind).await?, dir)
+    }
+
+    /// Serves on a listener the caller already holds (a port that must not change).
+    pub fn start_on(listener: TcpListener, dir: Option<PathBuf>) -> std::io::Result<Self> {
         let addr = listener.local_addr()?;
         let bag = Arc::new(Mailbag::new(dir));
         let (tx, rx) = watch::channel(false);
