@@ -73,6 +73,9 @@ enum Command {
         /// One JSON object per line (the stable contract) instead of a table.
         #[arg(long)]
         json: bool,
+        /// PEM bundle of trusted PEC provider CAs for the signature check.
+        #[arg(long)]
+        trust_store: Option<PathBuf>,
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -134,7 +137,16 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
         Command::CheckConfig { config } => Ok(check_config(&config)),
         Command::Sim { config, out } => sim(&config, out).await,
         Command::Demo { dir, port } => demo(&dir, port).await,
-        Command::Classify { json, files } => Ok(classify(&files, json)),
+        Command::Classify { json, files, trust_store } => {
+            let trust = match &trust_store {
+                Some(p) => {
+                    let pem = std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
+                    pecgate::pec::signature::TrustStore::from_pem(&pem).map_err(|e| anyhow!("{}: {e}", p.display()))?
+                }
+                None => pecgate::pec::signature::TrustStore::empty(),
+            };
+            Ok(classify(&files, json, &trust))
+        }
         Command::Status { config } => {
             let config = load(&config)?.config;
             let store = pecgate::cli::open_store(&config).await?;
@@ -326,7 +338,7 @@ async fn test_mailbox(path: &Path, only: Option<&str>) -> Result<ExitCode> {
 }
 
 /// Exit 2 if any file could not be read; the others are still classified.
-fn classify(files: &[PathBuf], json: bool) -> ExitCode {
+fn classify(files: &[PathBuf], json: bool, trust: &pecgate::pec::signature::TrustStore) -> ExitCode {
     use std::io::Write;
     let mut failed = false;
     let stdout = std::io::stdout();
@@ -336,7 +348,15 @@ fn classify(files: &[PathBuf], json: bool) -> ExitCode {
         match std::fs::read(file) {
             Ok(raw) => {
                 let c = pecgate::pec::classify(&raw);
-                let line = if json { pecgate::pec::classify_json(&name, &c).to_string() } else { pecgate::pec::classify_line(&name, &c) };
+                let at = c.daticert.as_ref().and_then(|d| d.data);
+                let sig = pecgate::pec::signature::verify(&raw, trust, at);
+                let line = if json {
+                    let mut v = pecgate::pec::classify_json(&name, &c);
+                    v["signature"] = serde_json::json!({ "verdict": sig.verdict.as_str(), "signer": sig.signer, "digest": sig.digest });
+                    v.to_string()
+                } else {
+                    format!("{}  signature={}", pecgate::pec::classify_line(&name, &c), sig.verdict.as_str())
+                };
                 let _ = writeln!(out, "{line}");
             }
             Err(e) => {

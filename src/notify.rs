@@ -129,19 +129,22 @@ pub struct Delivery<'a> {
     pub hostname: &'a str,
     pub language: Language,
     pub date_unix: i64,
+    /// The provider's signature check, if done.
+    pub signature: Option<&'a crate::pec::signature::SignatureReport>,
 }
 
 /// Inline mode: the original bytes unchanged, with a few `X-Pecgate-*`
 /// headers prepended above them (outside the signed structure, so the
 /// provider's signature still verifies).
 pub fn inline_wrap(d: &Delivery<'_>, raw: &[u8]) -> Vec<u8> {
-    let mut out = format!(
-        "X-Pecgate-Mailbox: {}\r\nX-Pecgate-Kind: {}\r\nX-Pecgate-Id: {}\r\n",
-        d.mailbox_id,
-        d.classification.kind.as_str(),
-        d.inbound_id
-    )
-    .into_bytes();
+    let mut out = format!("X-Pecgate-Mailbox: {}\r\nX-Pecgate-Kind: {}\r\n", d.mailbox_id, d.classification.kind.as_str()).into_bytes();
+    // A failed signature check is flagged to the reader, above the untouched original.
+    if let Some(s) =
+        d.signature.filter(|s| matches!(s.verdict, crate::pec::signature::Verdict::Invalid | crate::pec::signature::Verdict::Malformed))
+    {
+        out.extend_from_slice(format!("X-Pecgate-Signature: {}\r\n", s.verdict.as_str()).as_bytes());
+    }
+    out.extend_from_slice(format!("X-Pecgate-Id: {}\r\n", d.inbound_id).as_bytes());
     out.extend_from_slice(raw);
     out
 }
@@ -182,6 +185,24 @@ pub fn attach_wrap(d: &Delivery<'_>, raw: &[u8]) -> Vec<u8> {
         line(&mut summary, "Identificativo", "Provider id", &dc.identificativo);
     } else {
         line(&mut summary, "Oggetto", "Subject", c.subject.as_deref().unwrap_or(""));
+    }
+    if let Some(sig) = d.signature {
+        let verdict = match (sig.verdict, it) {
+            (crate::pec::signature::Verdict::Valid, true) => "valida, firmata da un gestore accreditato",
+            (crate::pec::signature::Verdict::Valid, false) => "valid, signed by an accredited provider",
+            (crate::pec::signature::Verdict::ValidUntrustedSigner, true) => {
+                "integra, ma il firmatario non e' nell'elenco dei gestori fidati"
+            }
+            (crate::pec::signature::Verdict::ValidUntrustedSigner, false) => "intact, but the signer is not in the trusted providers list",
+            (crate::pec::signature::Verdict::Invalid, true) => "NON VALIDA: il messaggio e' stato alterato o il certificato non era valido",
+            (crate::pec::signature::Verdict::Invalid, false) => "INVALID: the message was altered or the certificate was not valid",
+            (crate::pec::signature::Verdict::Unsigned, true) => "assente",
+            (crate::pec::signature::Verdict::Unsigned, false) => "none",
+            (crate::pec::signature::Verdict::Malformed, true) => "NON LEGGIBILE",
+            (crate::pec::signature::Verdict::Malformed, false) => "UNREADABLE",
+        };
+        line(&mut summary, "Firma del gestore", "Provider signature", verdict);
+        line(&mut summary, "Firmatario", "Signer", sig.signer.as_deref().unwrap_or(""));
     }
     if !d.status.is_empty() {
         summary.push_str(if it { "\r\nStato per destinatario:\r\n" } else { "\r\nStatus per recipient:\r\n" });
@@ -342,6 +363,7 @@ mod wrap_tests {
             hostname: "gw",
             language: Language::It,
             date_unix: 0,
+            signature: None,
         };
         let inline = inline_wrap(&d, &raw);
         assert!(inline.ends_with(&raw));

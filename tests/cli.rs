@@ -93,7 +93,8 @@ fn classify_json_contract_and_unreadable_files() {
         k.sort();
         k
     };
-    let want = ["daticert", "file", "has_original", "kind", "original_subject", "receipt_type", "riferimento_message_id", "subject"];
+    let want =
+        ["daticert", "file", "has_original", "kind", "original_subject", "receipt_type", "riferimento_message_id", "signature", "subject"];
     for l in &lines {
         assert_eq!(keys(l), want);
     }
@@ -104,6 +105,8 @@ fn classify_json_contract_and_unreadable_files() {
     assert_eq!(lines[1]["has_original"], true);
     assert_eq!(lines[1]["daticert"]["consegna"], "ufficio@pec.comune.example.it");
     assert_eq!(lines[2]["kind"], "not-pec");
+    assert_eq!(lines[2]["signature"]["verdict"], "unsigned");
+    assert_eq!(lines[0]["signature"]["verdict"], "malformed", "the builder's placeholder signature is not a CMS structure");
     assert_eq!(lines[2]["daticert"], serde_json::Value::Null);
 
     let table = pecgate().arg("classify").args([&acc, &plain]).output().unwrap();

@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use pecgate::clock::ManualClock;
-use pecgate::pec::{BuildParams, Kind, build_message};
+use pecgate::pec::{BuildParams, Kind};
 use pecgate::sim::Captured;
 use pecgate::sim::pop3::Fault;
 use pecgate::sim::receipts::Behavior;
@@ -137,11 +137,11 @@ async fn not_accepted_and_unknown_receipts_and_envelopes_are_routed() {
     let mut webmail = BuildParams::sample(Kind::Accettazione);
     webmail.msgid = "sent-from-webmail@provider.example".into();
     webmail.to = LEGAL.into();
-    env.provider.inbound.deliver(LEGAL, build_message(&webmail));
+    env.provider.inbound.deliver(LEGAL, pecgate::sim::receipts::build_signed(&mut webmail));
     // 3. an anomaly envelope
     let mut anomaly = BuildParams::sample(Kind::Anomalia);
     anomaly.to = LEGAL.into();
-    env.provider.inbound.deliver(LEGAL, build_message(&anomaly));
+    env.provider.inbound.deliver(LEGAL, pecgate::sim::receipts::build_signed(&mut anomaly));
     // 4. plain mail that slipped through
     env.provider.inbound.deliver(LEGAL, b"From: spam@example.org\r\nTo: legal@pec.azienda.it\r\nSubject: offerta\r\n\r\nciao\r\n".to_vec());
 
@@ -248,6 +248,32 @@ async fn corporate_server_down_keeps_the_pop3_copy_until_injected() {
     wait_injected(&env, 2).await;
     assert_eq!(env.poll("legal").await.deleted, 2);
     assert_eq!(mailstore_len(&env, LEGAL), 0);
+}
+
+#[tokio::test]
+async fn provider_signatures_are_checked_and_failures_flagged() {
+    let env = TestEnv::start_inbound(|t| t.push_str("\n[pec]\ntrust_store = \"sim-signer-ca.pem\"\n"), pecgate::clock::system()).await;
+    send_and_submit(&env, &["a@pec.x.it"], &pec_message("a@pec.x.it", None, "Firmata")).await;
+    env.poll("legal").await;
+    let linked = env.app().store.list_messages(10).await.unwrap();
+    let sent = linked.iter().find(|m| m.kind == pecgate::store::MessageKind::Pec).unwrap();
+    let receipts = env.app().store.inbound_for(&sent.id).await.unwrap();
+    assert_eq!(receipts.len(), 2);
+    assert!(receipts.iter().all(|r| r.signature.as_deref() == Some("valid")), "{receipts:?}");
+    assert!(receipts[0].signer.as_deref().unwrap_or("").contains("Gestore PEC simulato"));
+    for c in env.corporate_messages(2).await {
+        assert!(c.header("X-Pecgate-Signature").is_none(), "a valid signature is not flagged");
+    }
+    // A relay alters a byte after the provider signed: flagged, still delivered, admin told.
+    env.provider.inbound.set_behavior(Behavior { tamper: true, ..Default::default() });
+    send_and_submit(&env, &["b@pec.x.it"], &pec_message("b@pec.x.it", None, "Alterata")).await;
+    env.poll("legal").await;
+    let got = env.corporate_messages(6).await;
+    let flagged: Vec<&Captured> = got.iter().filter(|c| c.header("X-Pecgate-Signature").as_deref() == Some("invalid")).collect();
+    assert_eq!(flagged.len(), 2, "both altered receipts delivered and flagged");
+    let notices: Vec<&Captured> = got.iter().filter(|c| kind_of(c) == "mailbox-notice").collect();
+    assert_eq!(notices.len(), 2);
+    assert!(notices.iter().all(|n| n.rcpts == [MARIO]));
 }
 
 #[tokio::test]

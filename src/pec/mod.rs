@@ -40,6 +40,7 @@ mod classify;
 mod daticert;
 mod mime;
 mod report;
+pub mod signature;
 
 pub use build::{BuildParams, build_daticert, build_message, build_signed_content};
 pub use classify::{Classification, classify};

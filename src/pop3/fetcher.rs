@@ -63,6 +63,17 @@ impl Error {
     }
 }
 
+/// The configured trust store (validated at load; empty if none).
+fn load_trust_store(config: &Config) -> pec::signature::TrustStore {
+    config
+        .pec
+        .trust_store
+        .as_ref()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|pem| pec::signature::TrustStore::from_pem(&pem).ok())
+        .unwrap_or_else(pec::signature::TrustStore::empty)
+}
+
 /// What one poll did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct PollReport {
@@ -95,6 +106,8 @@ pub struct Fetcher {
     poll_lock: tokio::sync::Mutex<()>,
     poll_now: Notify,
     status: Mutex<FetchStatus>,
+    /// Trusted PEC provider CAs for the signature check (`[pec] trust_store`).
+    trust: pec::signature::TrustStore,
 }
 
 impl Fetcher {
@@ -115,7 +128,6 @@ impl Fetcher {
             timeout: Duration::from_secs(p.timeout_secs.max(1)),
         };
         Ok(Some(Self {
-            config,
             mailbox: mailbox.clone(),
             pop3: p,
             endpoint,
@@ -126,6 +138,8 @@ impl Fetcher {
             poll_lock: tokio::sync::Mutex::new(()),
             poll_now: Notify::new(),
             status: Mutex::new(FetchStatus::default()),
+            trust: load_trust_store(&config),
+            config,
         }))
     }
 
@@ -345,7 +359,8 @@ impl Fetcher {
         // Classification works on a copy in memory; the stored file is never touched again.
         let raw = tokio::fs::read(self.spool.inbound_path(&id)).await.map_err(Error::Spool)?;
         let c = pec::classify(&raw);
-        match self.route_and_commit(&id, uidl, size, now, &c, &raw).await {
+        let sig = pec::signature::verify(&raw, &self.trust, c.daticert.as_ref().and_then(|d| d.data));
+        match self.route_and_commit(&id, uidl, size, now, &c, &sig, &raw).await {
             Ok(r) => Ok(r),
             Err(e) => {
                 // Not committed: the POP3 copy stays and is fetched again next time.
@@ -355,7 +370,17 @@ impl Fetcher {
         }
     }
 
-    async fn route_and_commit(&self, id: &str, uidl: &str, size: u64, now: i64, c: &Classification, raw: &[u8]) -> Result<InboundRecord> {
+    #[allow(clippy::too_many_arguments)]
+    async fn route_and_commit(
+        &self,
+        id: &str,
+        uidl: &str,
+        size: u64,
+        now: i64,
+        c: &Classification,
+        sig: &pec::signature::SignatureReport,
+        raw: &[u8],
+    ) -> Result<InboundRecord> {
         let daticert = c.daticert.as_ref();
         let identificativo = daticert.map(|d| d.identificativo.clone()).filter(|s| !s.is_empty());
         let (sent, update, status) = if c.kind.is_receipt() {
@@ -401,6 +426,7 @@ impl Fetcher {
             hostname: &self.config.smtp.hostname,
             language: corp.language,
             date_unix: now / 1000,
+            signature: Some(sig),
         };
         let wrapped = match corp.mode {
             InjectMode::Inline => notify::inline_wrap(&delivery, raw),
@@ -433,6 +459,8 @@ impl Fetcher {
             related_message: sent.as_ref().map(|m| m.id.clone()),
             routed_to: to.clone(),
             injection: Some(injection.id.clone()),
+            signature: Some(sig.verdict.as_str().to_owned()),
+            signer: sig.signer.clone(),
             deleted_at: None,
         };
         if let Err(e) = self.store.commit_inbound(&record, update.as_ref(), std::slice::from_ref(&injection)).await {
@@ -441,6 +469,19 @@ impl Fetcher {
         }
         self.enqueue.kick();
         self.record_fetch_metrics(c, sent.as_ref());
+        metrics::counter!("pecgate_signature_verdicts_total", "mailbox" => self.mailbox.id.clone(), "verdict" => sig.verdict.as_str())
+            .increment(1);
+        if matches!(sig.verdict, pec::signature::Verdict::Invalid | pec::signature::Verdict::Malformed) {
+            let problem = format!(
+                "message {id} ({}, \"{}\") has a {} provider signature: {}. It was delivered marked X-Pecgate-Signature; keep the stored original as evidence.",
+                c.kind.as_str(),
+                c.subject.as_deref().unwrap_or(""),
+                sig.verdict.as_str(),
+                sig.detail
+            );
+            tracing::warn!(mailbox = %self.mailbox.id, inbound_id = %id, verdict = sig.verdict.as_str(), detail = %sig.detail, "signature check failed");
+            self.notify_admin(&problem).await;
+        }
         tracing::info!(
             mailbox = %self.mailbox.id,
             inbound_id = %id,

@@ -3,19 +3,24 @@
 //! per certified recipient a delivery receipt (or an error), nothing for
 //! "esterno" recipients, and a transport envelope into recipients that are
 //! mailboxes of this simulator. Built with `pec::build`, so the structure is
-//! the real one; the signature part is a placeholder (the simulator does not
-//! sign: S/MIME verification comes later).
+//! the real one, and signed (S/MIME, SHA-256) with the committed TEST-ONLY
+//! CA of `pec::signature::TestSigner`, so the signature check sees `valid`
+//! when that CA is in `[pec] trust_store`. `Behavior::tamper` alters one
+//! byte after signing, as a broken relay would.
 //!
 //! Recipient local parts steer outcomes in tests and the demo:
 //! `errore*` -> errore-consegna, `preavviso*` -> preavviso-errore-consegna,
 //! `virus*` -> rilevazione-virus, `silenzio*` -> no receipt at all.
 //! A domain containing "pec" (or a simulator mailbox) is certified.
 
+use std::sync::OnceLock;
+
 use chrono::{DateTime, FixedOffset};
 
 use super::Captured;
 use super::provider::SimMailbox;
-use crate::pec::{BuildParams, Kind, ReceiptType, Recipient, build_message};
+use crate::pec::signature::{Digest, TestSigner};
+use crate::pec::{BuildParams, Kind, ReceiptType, Recipient, build_message, build_signed_content};
 
 /// Knobs for receipts, set from tests or the demo.
 #[derive(Debug, Default, Clone)]
@@ -28,6 +33,44 @@ pub struct Behavior {
     pub deliveries_first: bool,
     /// Receipts are kept back until released (slow providers).
     pub hold: bool,
+    /// One byte of every generated message is altered after signing.
+    pub tamper: bool,
+}
+
+/// The simulator's signer (parsed once).
+fn signer() -> Option<&'static TestSigner> {
+    static SIGNER: OnceLock<Option<TestSigner>> = OnceLock::new();
+    SIGNER
+        .get_or_init(|| match TestSigner::load() {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!(error = %e, "simulator signer unavailable; messages stay unsigned placeholders");
+                None
+            }
+        })
+        .as_ref()
+}
+
+/// Builds a PEC message signed by the simulator's test CA.
+pub fn build_signed(p: &mut BuildParams) -> Vec<u8> {
+    if let Some(s) = signer()
+        && let Ok(sig) = s.sign_detached(&build_signed_content(p), Digest::Sha256)
+    {
+        p.signature = sig;
+    }
+    build_message(p)
+}
+
+/// Alters one letter inside the signed part (its last text line), keeping the MIME structure.
+pub fn tamper(mut bytes: Vec<u8>) -> Vec<u8> {
+    let Some(part) = crate::pec::signed_part(&bytes) else { return bytes };
+    let start = part.as_ptr() as usize - bytes.as_ptr() as usize;
+    let end = start + part.len();
+    // The last letter of the signed part: inside a text line, not a boundary or header.
+    if let Some(i) = (start..end).rev().find(|&i| bytes[i].is_ascii_alphabetic()) {
+        bytes[i] = if bytes[i] == b'X' { b'Y' } else { b'X' };
+    }
+    bytes
 }
 
 pub fn is_certified(address: &str, local: &[SimMailbox]) -> bool {
@@ -74,9 +117,9 @@ pub fn receipts_for(
         let mut p = params(Kind::NonAccettazione, &sender.address, None, 0);
         p.errore = "altro".into();
         p.errore_esteso = Some("messaggio non conforme (simulato)".into());
-        return vec![(sender.username.clone(), build_message(&p))];
+        return vec![(sender.username.clone(), finish(&mut p, behavior))];
     }
-    let acceptance = (sender.username.clone(), build_message(&params(Kind::Accettazione, &sender.address, None, 0)));
+    let acceptance = (sender.username.clone(), finish(&mut params(Kind::Accettazione, &sender.address, None, 0), behavior));
     let mut deliveries = Vec::new();
     let mut envelopes = Vec::new();
     for (i, r) in submission.rcpts.iter().enumerate() {
@@ -103,11 +146,11 @@ pub fn receipts_for(
         } else if receipt_type == ReceiptType::Completa {
             p.original = Some(submission.data.clone());
         }
-        deliveries.push((sender.username.clone(), build_message(&p)));
+        deliveries.push((sender.username.clone(), finish(&mut p, behavior)));
         if let Some(target) = local.iter().find(|m| m.address.eq_ignore_ascii_case(r)) {
             let mut e = params(Kind::PostaCertificata, r, None, n + 1000);
             e.original = Some(submission.data.clone());
-            envelopes.push((target.username.clone(), build_message(&e)));
+            envelopes.push((target.username.clone(), finish(&mut e, behavior)));
         }
     }
     let mut out = Vec::new();
@@ -123,6 +166,11 @@ pub fn receipts_for(
         out = out.into_iter().flat_map(|m| [m.clone(), m]).collect();
     }
     out
+}
+
+fn finish(p: &mut BuildParams, behavior: &Behavior) -> Vec<u8> {
+    let signed = build_signed(p);
+    if behavior.tamper { tamper(signed) } else { signed }
 }
 
 #[cfg(test)]
@@ -157,8 +205,15 @@ mod tests {
         );
         let acc = classify(&out[0].1);
         assert_eq!(acc.riferimento_message_id.as_deref(), Some("m1@a.it"));
-        let d = acc.daticert.unwrap();
+        let d = acc.daticert.clone().unwrap();
         assert_eq!(d.destinatari.iter().filter(|r| r.tipo == "esterno").count(), 1);
+        // Signed by the simulator's test CA; a tampered copy no longer verifies.
+        let trust = crate::pec::signature::TrustStore::from_pem(TestSigner::load().unwrap().ca_pem()).unwrap();
+        let at = acc.daticert.as_ref().and_then(|d| d.data);
+        assert_eq!(crate::pec::signature::verify(&out[0].1, &trust, at).verdict.as_str(), "valid");
+        let bad = tamper(out[0].1.clone());
+        assert_ne!(bad, out[0].1);
+        assert_eq!(crate::pec::signature::verify(&bad, &trust, at).verdict.as_str(), "invalid");
         let refused = receipts_for(&sub, &sender, &local, &Behavior::default(), true, now, 8);
         assert_eq!(refused.len(), 1);
         assert_eq!(classify(&refused[0].1).kind, Kind::NonAccettazione);

@@ -85,6 +85,8 @@ impl TestEnv {
         .unwrap();
         let capture = CaptureServer::start("127.0.0.1:0", None).await.unwrap();
         std::fs::write(dir.path().join("ca.pem"), &provider.ca_pem).unwrap();
+        // The CA the simulator signs PEC messages with (for `[pec] trust_store`).
+        std::fs::write(dir.path().join("sim-signer-ca.pem"), pecgate::pec::signature::TestSigner::load().unwrap().ca_pem()).unwrap();
         write_secret(&dir.path().join("legal.pw"), &format!("{LEGAL_PASSWORD}\n"));
         write_secret(&dir.path().join("hr.pw"), HR_PASSWORD);
         let mut config_text = config_toml(provider.addr.port(), with_pop3.then_some(provider.pop3_addr.port()), capture.addr.port());
