@@ -38,6 +38,8 @@ pub enum Error {
     Outbound(#[from] outbound::Error),
     #[error("fetcher: {0}")]
     Fetch(#[from] crate::pop3::fetcher::Error),
+    #[error("{0}")]
+    Admin(#[from] crate::admin::auth::Error),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -138,6 +140,8 @@ impl App {
             metrics: metrics_handle,
             fetchers: fetchers.clone(),
             clock: clock.clone(),
+            auth: crate::admin::auth::Auth::load(&config.admin)?,
+            kick: kick.clone(),
         });
         let (admin_addr, admin_task) = crate::admin::spawn(admin, admin_state, shutdown_rx.clone()).map_err(|source| Error::Bind {
             what: "admin.listen",

@@ -1,6 +1,11 @@
 //! The admin listener: `/healthz` (alive), `/readyz` (store and spool
-//! writable, per-mailbox status), `/metrics` (Prometheus). API and web page
-//! come later. Bind it to loopback unless a scraper needs it elsewhere.
+//! writable, per-mailbox status), `/metrics` (Prometheus), the JSON API under
+//! `/api/v1` ([`api`]) and the web page at `/` ([`page`]), both behind
+//! [`auth`]. Bind it to loopback unless a scraper needs it elsewhere.
+
+pub mod api;
+pub mod auth;
+pub mod page;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -8,13 +13,13 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
@@ -30,6 +35,9 @@ pub struct AdminState {
     pub metrics: PrometheusHandle,
     pub fetchers: HashMap<String, Arc<Fetcher>>,
     pub clock: Arc<dyn Clock>,
+    pub auth: auth::Auth,
+    /// Wakes the delivery dispatcher after an operator retry.
+    pub kick: Arc<Notify>,
 }
 
 /// Serves the admin routes on `listener` until `shutdown` turns true.
@@ -39,7 +47,10 @@ pub fn spawn(
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
     let addr = listener.local_addr()?;
-    let app = Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics)).with_state(state);
+    if state.auth.is_open() {
+        tracing::warn!(listen = %addr, "admin API and page without a token (no admin.token_file): served to anyone on this host");
+    }
+    let app = router(state);
     let handle = tokio::spawn(async move {
         let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
             while !*shutdown.borrow_and_update() {
@@ -53,6 +64,31 @@ pub fn spawn(
         }
     });
     Ok((addr, handle))
+}
+
+/// Every admin route, with the security headers on every response.
+pub fn router(state: Arc<AdminState>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .merge(api::router(state.clone()))
+        .merge(page::router())
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(state)
+}
+
+const CSP: &str =
+    "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// No inline script or style, no framing, no sniffing, no referrer leaking ids.
+async fn security_headers(mut resp: Response) -> Response {
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    resp
 }
 
 /// Liveness: the process answers.

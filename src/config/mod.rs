@@ -59,6 +59,7 @@ pub struct Config {
     pub admin: AdminConfig,
     pub queue: QueueConfig,
     pub watchdog: WatchdogConfig,
+    pub pec: PecConfig,
     pub log: LogConfig,
     /// Accept literal `password = "..."` keys in this file (not recommended).
     pub allow_plaintext_secrets: bool,
@@ -225,12 +226,16 @@ impl Default for CorporateConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     pub listen: String,
+    /// Bearer token of the API and password of the web page. Without it the
+    /// API and page are served only on a loopback listener.
     pub token_file: Option<PathBuf>,
+    /// Language of the web page (`?lang=` overrides it per request).
+    pub language: Language,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:9180".into(), token_file: None }
+        Self { listen: "127.0.0.1:9180".into(), token_file: None, language: Language::It }
     }
 }
 
@@ -249,6 +254,16 @@ impl Default for QueueConfig {
     fn default() -> Self {
         Self { min_backoff_secs: 60, max_backoff_secs: 3600, max_age_secs: 2 * 24 * 3600 }
     }
+}
+
+/// `[pec]`: checks on what the providers send.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PecConfig {
+    /// PEM bundle of the accredited PEC providers' CA certificates (from
+    /// AgID's list). Without it signatures are still checked, but a good
+    /// one reads `valid-untrusted-signer`.
+    pub trust_store: Option<PathBuf>,
 }
 
 /// `[watchdog]`: what nobody watches by hand (PEC.md: 12 h / 24 h timeouts).
@@ -545,6 +560,7 @@ impl Config {
         fix_opt(&mut self.corporate.ca_file);
         fix_opt(&mut self.corporate.password_file);
         fix_opt(&mut self.admin.token_file);
+        fix_opt(&mut self.pec.trust_store);
         for m in &mut self.mailboxes {
             fix_opt(&mut m.password_file);
             fix_opt(&mut m.smtp.ca_file);
@@ -622,14 +638,34 @@ impl Config {
             v.error("corporate.username", "is missing while a corporate password is set; set both for SMTP AUTH or neither");
         }
 
-        if self.admin.listen.parse::<SocketAddr>().is_err() {
-            v.error("admin.listen", format!("{:?} is not an address:port; write e.g. \"127.0.0.1:9180\"", self.admin.listen));
+        match self.admin.listen.parse::<SocketAddr>() {
+            Err(_) => v.error("admin.listen", format!("{:?} is not an address:port; write e.g. \"127.0.0.1:9180\"", self.admin.listen)),
+            // The API can retry and drop mail: never serve it unauthenticated beyond this host.
+            Ok(addr) if !addr.ip().is_loopback() && self.admin.token_file.is_none() => v.error(
+                "admin.token_file",
+                format!(
+                    "is not set while admin.listen {} is not a loopback address; set token_file (a file with a long random token) or listen on 127.0.0.1",
+                    self.admin.listen
+                ),
+            ),
+            Ok(_) => {}
         }
         if let Some(t) = &self.admin.token_file {
             v.file_exists("admin.token_file", t);
+            warn_if_readable_by_others(v, "admin.token_file", t);
         }
         if self.queue.min_backoff_secs == 0 || self.queue.max_backoff_secs < self.queue.min_backoff_secs {
             v.error("queue.min_backoff_secs", "must be at least 1 and not above queue.max_backoff_secs");
+        }
+        if let Some(ts) = &self.pec.trust_store {
+            match std::fs::read_to_string(ts) {
+                Ok(pem) => {
+                    if let Err(e) = crate::pec::signature::TrustStore::from_pem(&pem) {
+                        v.error("pec.trust_store", format!("{}: {e}; it must be a PEM bundle of CA certificates", ts.display()));
+                    }
+                }
+                Err(e) => v.error("pec.trust_store", format!("cannot read {}: {e}", ts.display())),
+            }
         }
         let w = &self.watchdog;
         if w.interval_secs == 0 || w.acceptance_timeout_minutes == 0 || w.queue_stuck_minutes == 0 || w.poll_stale_minutes == 0 {

@@ -150,3 +150,17 @@ fn password_file_mode_warning() {
         assert!(loaded.warnings.iter().any(|w| w.message.contains("chmod 600")), "{:?}", loaded.warnings);
     }
 }
+
+#[test]
+fn admin_without_token_only_on_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = minimal(dir.path());
+    assert!(problems(&format!("[admin]\nlisten = \"127.0.0.1:9180\"\n{base}"), dir.path()).is_empty());
+    let open = problems(&format!("[admin]\nlisten = \"0.0.0.0:9180\"\n{base}"), dir.path());
+    assert!(open.iter().any(|p| p.starts_with("admin.token_file: is not set")), "{open:?}");
+    write(dir.path(), "admin.token", "t0ken\n");
+    let with_token = format!("[admin]\nlisten = \"0.0.0.0:9180\"\ntoken_file = \"admin.token\"\nlanguage = \"en\"\n{base}");
+    assert!(problems(&with_token, dir.path()).is_empty());
+    let loaded = load_str(&with_token, Some(dir.path())).unwrap().config;
+    assert_eq!(loaded.admin.language, Language::En);
+}

@@ -243,6 +243,10 @@ pub struct InboundRecord {
     pub routed_to: Vec<String>,
     /// The queue id of its injection into the corporate server.
     pub injection: Option<String>,
+    /// Verdict of the provider's S/MIME signature (`valid`, `invalid`, ...).
+    pub signature: Option<String>,
+    /// Subject of the signer certificate.
+    pub signer: Option<String>,
     /// When it was deleted from the provider, if it was.
     pub deleted_at: Option<i64>,
 }
@@ -259,6 +263,46 @@ pub struct ReceiptUpdate {
     pub event_detail: String,
 }
 
+/// Filters of the admin message list (`GET /api/v1/messages`).
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub mailbox: Option<String>,
+    /// `Some("out")`: PEC messages sent through pecgate; `Some("in")`: fetched records; `None`: both.
+    pub direction: Option<String>,
+    /// Message or recipient state (out), PEC kind (in).
+    pub status: Option<String>,
+    /// Substring of subject, addresses or Message-ID.
+    pub q: Option<String>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    /// Resume strictly after this (created_at, id), newest first.
+    pub after: Option<(i64, String)>,
+    pub limit: u32,
+}
+
+/// One row of the admin message list: a sent message or a fetched record.
+#[derive(Debug, Clone, Serialize)]
+pub struct ListItem {
+    pub id: String,
+    /// "out" or "in".
+    pub direction: String,
+    pub mailbox: Option<String>,
+    /// Message kind (out) or PEC kind (in).
+    pub kind: String,
+    /// Message state (out) or PEC kind (in).
+    pub state: String,
+    pub from: String,
+    pub recipients: Vec<String>,
+    /// State of each recipient, in the order of `recipients` (out only).
+    pub recipient_states: Vec<String>,
+    pub subject: String,
+    pub message_id: Option<String>,
+    pub size: u64,
+    pub created_at: i64,
+    /// For fetched records: the sent message it refers to.
+    pub related_message: Option<String>,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Inserts a queued message with its recipients and `received`/`queued` events, in one commit.
@@ -269,6 +313,8 @@ pub trait Store: Send + Sync {
     async fn next_due(&self) -> Result<Option<i64>>;
     /// queued -> sending; false if someone else took it.
     async fn claim(&self, id: &str, now: i64) -> Result<bool>;
+    /// Claims several in one commit; returns the ids it got.
+    async fn claim_many(&self, ids: &[String], now: i64) -> Result<Vec<String>>;
     /// Records a delivery attempt (recipients, message state, events) in one commit.
     async fn record_attempt(&self, id: &str, attempt: &Attempt) -> Result<()>;
     /// After a crash: every `sending` message goes back to `queued` (returns how many).
@@ -317,4 +363,13 @@ pub trait Store: Send + Sync {
     async fn awaiting_delivery(&self, before: i64, notice_kind: &str, unnotified: bool) -> Result<Vec<(Message, String)>>;
     /// Recipients of provider-bound messages by (mailbox id, state).
     async fn recipient_state_counts(&self) -> Result<Vec<(String, String, i64)>>;
+
+    /// The admin list: sent PEC messages and fetched records, newest first, filtered.
+    async fn list_filtered(&self, filter: &ListFilter) -> Result<Vec<ListItem>>;
+    /// One fetched record by id.
+    async fn inbound(&self, id: &str) -> Result<Option<InboundRecord>>;
+    /// Per mailbox id: when a message was last submitted to its provider.
+    async fn last_sends(&self) -> Result<Vec<(String, i64)>>;
+    /// Messages waiting in the queue (queued or sending, every kind), oldest first.
+    async fn waiting_messages(&self, limit: u32) -> Result<Vec<Message>>;
 }

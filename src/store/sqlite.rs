@@ -10,8 +10,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::{
-    Attempt, Error, Event, InboundRecord, Message, MessageKind, MessageState, NewMessage, ReceiptUpdate, Recipient, RecipientState, Result,
-    Route, Store,
+    Attempt, Error, Event, InboundRecord, ListFilter, ListItem, Message, MessageKind, MessageState, NewMessage, ReceiptUpdate, Recipient,
+    RecipientState, Result, Route, Store,
 };
 
 /// Schema versions, applied in order, each once (recorded in `schema_version`).
@@ -78,6 +78,16 @@ CREATE INDEX inbound_related ON inbound(related_message);
 "#,
     r#"
 ALTER TABLE inbound ADD COLUMN injection TEXT;
+"#,
+    // Admin list: newest first without sorting the whole table.
+    r#"
+CREATE INDEX messages_created ON messages(created_at, id);
+CREATE INDEX inbound_fetched ON inbound(fetched_at, id);
+"#,
+    // Provider signature verdict of fetched messages.
+    r#"
+ALTER TABLE inbound ADD COLUMN signature TEXT;
+ALTER TABLE inbound ADD COLUMN signer TEXT;
 "#,
 ];
 
@@ -233,6 +243,23 @@ impl Store for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn claim_many(&self, ids: &[String], now: i64) -> Result<Vec<String>> {
+        let mut tx = self.pool.begin().await?;
+        let mut claimed = Vec::with_capacity(ids.len());
+        for id in ids {
+            let done = sqlx::query("UPDATE messages SET state = 'sending', updated_at = ? WHERE id = ? AND state = 'queued'")
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            if done.rows_affected() == 1 {
+                claimed.push(id.clone());
+            }
+        }
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
     async fn record_attempt(&self, id: &str, a: &Attempt) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for r in &a.recipients {
@@ -362,8 +389,8 @@ impl Store for SqliteStore {
     async fn commit_inbound(&self, r: &InboundRecord, update: Option<&ReceiptUpdate>, injections: &[NewMessage]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO inbound (id, mailbox_id, uidl, fetched_at, size, kind, subject, message_id, riferimento, identificativo, consegna, related_message, routed_to, injection, deleted_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+            "INSERT INTO inbound (id, mailbox_id, uidl, fetched_at, size, kind, subject, message_id, riferimento, identificativo, consegna, related_message, routed_to, injection, signature, signer, deleted_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
         )
         .bind(&r.id)
         .bind(&r.mailbox_id)
@@ -379,6 +406,8 @@ impl Store for SqliteStore {
         .bind(&r.related_message)
         .bind(r.routed_to.join(","))
         .bind(&r.injection)
+        .bind(&r.signature)
+        .bind(&r.signer)
         .execute(&mut *tx)
         .await?;
         if let Some(u) = update {
@@ -558,6 +587,156 @@ impl Store for SqliteStore {
             .await?;
         rows.iter().map(inbound_from_row).collect()
     }
+    async fn list_filtered(&self, f: &ListFilter) -> Result<Vec<ListItem>> {
+        let limit = i64::from(f.limit.clamp(1, 1000));
+        let like = f.q.as_deref().filter(|q| !q.is_empty()).map(|q| format!("%{}%", escape_like(q)));
+        let mut binds: Vec<Bind> = Vec::new();
+        let mut branches = Vec::new();
+        if f.direction.as_deref() != Some("in") {
+            let mut w = vec!["m.kind = 'pec'".to_owned(), "m.route = 'provider'".to_owned()];
+            if let Some(mb) = &f.mailbox {
+                w.push("m.mailbox_id = ?".into());
+                binds.push(Bind::S(mb.clone()));
+            }
+            if let Some(st) = &f.status {
+                w.push("(m.state = ? OR EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id AND r.state = ?))".into());
+                binds.extend([Bind::S(st.clone()), Bind::S(st.clone())]);
+            }
+            if let Some(l) = &like {
+                w.push(
+                    "(m.subject LIKE ? ESCAPE '\\' OR m.original_sender LIKE ? ESCAPE '\\' OR m.mail_from LIKE ? ESCAPE '\\'
+                      OR m.message_id LIKE ? ESCAPE '\\'
+                      OR EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id AND r.address LIKE ? ESCAPE '\\'))"
+                        .into(),
+                );
+                binds.extend((0..5).map(|_| Bind::S(l.clone())));
+            }
+            push_range(&mut w, &mut binds, "m.created_at", "m.id", f);
+            branches.push(format!(
+                "SELECT * FROM (SELECT m.id AS id, 'out' AS direction, m.mailbox_id AS mailbox, m.kind AS kind, m.state AS state,
+                   m.original_sender AS sender, (SELECT group_concat(address, ',') FROM (SELECT address FROM recipients r WHERE r.message_id = m.id ORDER BY rowid)) AS rcpts,
+                   (SELECT group_concat(state, ',') FROM (SELECT state FROM recipients r WHERE r.message_id = m.id ORDER BY rowid)) AS rstates,
+                   m.subject AS subject, m.message_id AS message_id, m.size AS size, m.created_at AS created_at, NULL AS related
+                 FROM messages m WHERE {} ORDER BY m.created_at DESC, m.id DESC LIMIT {limit})",
+                w.join(" AND ")
+            ));
+        }
+        if f.direction.as_deref() != Some("out") {
+            let mut w = vec!["1 = 1".to_owned()];
+            if let Some(mb) = &f.mailbox {
+                w.push("i.mailbox_id = ?".into());
+                binds.push(Bind::S(mb.clone()));
+            }
+            if let Some(st) = &f.status {
+                w.push("i.kind = ?".into());
+                binds.push(Bind::S(st.clone()));
+            }
+            if let Some(l) = &like {
+                w.push(
+                    "(i.subject LIKE ? ESCAPE '\\' OR i.message_id LIKE ? ESCAPE '\\' OR i.consegna LIKE ? ESCAPE '\\'
+                      OR i.riferimento LIKE ? ESCAPE '\\' OR i.identificativo LIKE ? ESCAPE '\\')"
+                        .into(),
+                );
+                binds.extend((0..5).map(|_| Bind::S(l.clone())));
+            }
+            push_range(&mut w, &mut binds, "i.fetched_at", "i.id", f);
+            branches.push(format!(
+                "SELECT * FROM (SELECT i.id AS id, 'in' AS direction, i.mailbox_id AS mailbox, i.kind AS kind, i.kind AS state,
+                   '' AS sender, i.consegna AS rcpts, NULL AS rstates, i.subject AS subject, i.message_id AS message_id, i.size AS size,
+                   i.fetched_at AS created_at, i.related_message AS related
+                 FROM inbound i WHERE {} ORDER BY i.fetched_at DESC, i.id DESC LIMIT {limit})",
+                w.join(" AND ")
+            ));
+        }
+        let sql = format!("SELECT * FROM ({}) ORDER BY created_at DESC, id DESC LIMIT {limit}", branches.join(" UNION ALL "));
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
+        for b in binds {
+            query = match b {
+                Bind::S(s) => query.bind(s),
+                Bind::I(i) => query.bind(i),
+            };
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                let rcpts: Option<String> = r.try_get("rcpts")?;
+                let states: Option<String> = r.try_get("rstates")?;
+                let size: i64 = r.try_get("size")?;
+                Ok(ListItem {
+                    id: r.try_get("id")?,
+                    direction: r.try_get("direction")?,
+                    mailbox: r.try_get("mailbox")?,
+                    kind: r.try_get("kind")?,
+                    state: r.try_get("state")?,
+                    from: r.try_get("sender")?,
+                    recipients: rcpts.unwrap_or_default().split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+                    recipient_states: states.unwrap_or_default().split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+                    subject: r.try_get("subject")?,
+                    message_id: r.try_get("message_id")?,
+                    size: size.max(0) as u64,
+                    created_at: r.try_get("created_at")?,
+                    related_message: r.try_get("related")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn inbound(&self, id: &str) -> Result<Option<InboundRecord>> {
+        let row = sqlx::query("SELECT * FROM inbound WHERE id = ?").bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(inbound_from_row).transpose()
+    }
+
+    async fn last_sends(&self) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT m.mailbox_id AS mb, MAX(e.at) AS at FROM events e JOIN messages m ON m.id = e.message_id
+             WHERE e.kind = 'submitted' AND e.rcpt IS NULL AND m.route = 'provider' GROUP BY m.mailbox_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok((r.try_get("mb")?, r.try_get("at")?))).collect()
+    }
+
+    async fn waiting_messages(&self, limit: u32) -> Result<Vec<Message>> {
+        let rows = sqlx::query("SELECT * FROM messages WHERE state IN ('queued', 'sending') ORDER BY created_at, id LIMIT ?")
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(message_from_row).collect()
+    }
+}
+
+/// A value bound to a dynamically built query.
+enum Bind {
+    S(String),
+    I(i64),
+}
+
+/// Time window and cursor conditions of the admin list.
+fn push_range(w: &mut Vec<String>, binds: &mut Vec<Bind>, at: &str, id: &str, f: &ListFilter) {
+    if let Some(since) = f.since {
+        w.push(format!("{at} >= ?"));
+        binds.push(Bind::I(since));
+    }
+    if let Some(until) = f.until {
+        w.push(format!("{at} < ?"));
+        binds.push(Bind::I(until));
+    }
+    if let Some((c_at, c_id)) = &f.after {
+        w.push(format!("({at} < ? OR ({at} = ? AND {id} < ?))"));
+        binds.extend([Bind::I(*c_at), Bind::I(*c_at), Bind::S(c_id.clone())]);
+    }
+}
+
+/// So that `%`, `_` and `\` typed in a search match themselves (LIKE ... ESCAPE '\').
+fn escape_like(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 fn inbound_from_row(row: &SqliteRow) -> Result<InboundRecord> {
@@ -578,6 +757,8 @@ fn inbound_from_row(row: &SqliteRow) -> Result<InboundRecord> {
         related_message: row.try_get("related_message")?,
         routed_to: routed.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
         injection: row.try_get("injection")?,
+        signature: row.try_get("signature")?,
+        signer: row.try_get("signer")?,
         deleted_at: row.try_get("deleted_at")?,
     })
 }

@@ -347,3 +347,8 @@ grep -q 'kind=accettazione related=[0-9A-F]' "$T/pecgate-in.log" || fail "the ac
 grep -q 'kind=avvenuta-consegna related=[0-9A-F]' "$T/pecgate-in.log" || fail "the delivery receipt was not correlated"
 if grep -qF "$PASSWORD" "$T/pecgate-in.log" "$D/dovecot.log"; then fail "password found in a log"; fi
 echo "interop: inbound OK (receipts correlated, POP3 copies deleted after commit)"
+
+# ---------------------------------------------------------------------------
+# Part 3: the admin page in a real browser (headless Chromium).
+# ---------------------------------------------------------------------------
+bash "$HERE/browser.sh"

@@ -1,0 +1,200 @@
+//! Who may use the admin API and page: one bearer token (`[admin] token_file`)
+//! for the API, the same token typed into `/login` for the page, which then
+//! holds a server-side session (random id in an `HttpOnly; SameSite=Strict`
+//! cookie) with its own CSRF token for every form. Without a token the
+//! listener is loopback-only (config validation) and everyone on this host
+//! gets a session without logging in.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use axum::http::HeaderMap;
+use axum::http::header;
+use ring::rand::{SecureRandom, SystemRandom};
+
+use crate::config::{AdminConfig, Language};
+use crate::util::constant_time_eq;
+
+/// Name of the session cookie.
+pub const COOKIE: &str = "pecgate_session";
+/// A session lasts this long after login (no sliding renewal: a stolen cookie expires).
+pub const SESSION_TTL_MS: i64 = 8 * 3600 * 1000;
+/// Bound on live sessions, so that a login loop cannot grow memory without limit.
+const MAX_SESSIONS: usize = 1000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("admin.token_file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("admin.token_file {0} is empty")]
+    Empty(String),
+    #[error("the system random generator failed")]
+    Random,
+}
+
+/// A logged-in browser.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub id: String,
+    pub csrf: String,
+    pub expires_at: i64,
+    /// Chosen with `?lang=`; overrides `[admin] language` for this session.
+    pub lang: Option<Language>,
+}
+
+pub struct Auth {
+    token: Option<String>,
+    sessions: Mutex<HashMap<String, Session>>,
+    rng: SystemRandom,
+}
+
+impl Auth {
+    /// Reads the token file (one trailing newline ignored), if configured.
+    pub fn load(config: &AdminConfig) -> Result<Auth, Error> {
+        let token = match &config.token_file {
+            None => None,
+            Some(path) => Some(read_token(path)?),
+        };
+        Ok(Auth::new(token))
+    }
+
+    pub fn new(token: Option<String>) -> Auth {
+        Auth { token, sessions: Mutex::new(HashMap::new()), rng: SystemRandom::new() }
+    }
+
+    /// No token configured: loopback-only, no login.
+    pub fn is_open(&self) -> bool {
+        self.token.is_none()
+    }
+
+    /// Compares in constant time, so response timing does not leak the token.
+    pub fn token_matches(&self, given: &str) -> bool {
+        match &self.token {
+            Some(t) => constant_time_eq(t.as_bytes(), given.as_bytes()),
+            None => true,
+        }
+    }
+
+    /// `Authorization: Bearer <token>`.
+    pub fn bearer_ok(&self, headers: &HeaderMap) -> bool {
+        if self.is_open() {
+            return true;
+        }
+        let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else { return false };
+        match value.split_once(' ') {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => self.token_matches(token.trim()),
+            _ => false,
+        }
+    }
+
+    /// A new session with fresh random id and CSRF token; expired ones are purged.
+    pub fn create_session(&self, now: i64, lang: Option<Language>) -> Result<Session, Error> {
+        let session = Session { id: self.random_hex()?, csrf: self.random_hex()?, expires_at: now + SESSION_TTL_MS, lang };
+        let mut map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, s| s.expires_at > now);
+        if map.len() >= MAX_SESSIONS {
+            // Drop the session closest to expiry rather than refusing a legitimate login.
+            if let Some(oldest) = map.values().min_by_key(|s| s.expires_at).map(|s| s.id.clone()) {
+                map.remove(&oldest);
+            }
+        }
+        map.insert(session.id.clone(), session.clone());
+        Ok(session)
+    }
+
+    /// The live session named by the request's cookie.
+    pub fn session(&self, headers: &HeaderMap, now: i64) -> Option<Session> {
+        let id = cookie(headers, COOKIE)?;
+        let mut map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        match map.get(&id) {
+            Some(s) if s.expires_at > now => Some(s.clone()),
+            Some(_) => {
+                map.remove(&id);
+                None
+            }
+            None => None,
+        }
+    }
+
+    pub fn set_language(&self, id: &str, lang: Language) {
+        if let Some(s) = self.sessions.lock().unwrap_or_else(|p| p.into_inner()).get_mut(id) {
+            s.lang = Some(lang);
+        }
+    }
+
+    pub fn end_session(&self, id: &str) {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+    }
+
+    fn random_hex(&self) -> Result<String, Error> {
+        let mut bytes = [0u8; 32];
+        self.rng.fill(&mut bytes).map_err(|_| Error::Random)?;
+        Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    }
+}
+
+/// The CSRF field of a form matches the session's token.
+pub fn csrf_ok(session: &Session, given: Option<&str>) -> bool {
+    given.is_some_and(|g| constant_time_eq(session.csrf.as_bytes(), g.as_bytes()))
+}
+
+/// `Set-Cookie` value for a session (`Secure` is left out: the listener is plain HTTP, usually on loopback).
+pub fn session_cookie(id: &str) -> String {
+    format!("{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}", SESSION_TTL_MS / 1000)
+}
+
+/// `Set-Cookie` value that removes the session cookie.
+pub fn expired_cookie() -> String {
+    format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0")
+}
+
+/// The value of cookie `name`, from any `Cookie` header.
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+fn read_token(path: &PathBuf) -> Result<String, Error> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.display().to_string(), source })?;
+    let token = text.strip_suffix("\r\n").or_else(|| text.strip_suffix('\n')).unwrap_or(&text);
+    if token.is_empty() {
+        return Err(Error::Empty(path.display().to_string()));
+    }
+    Ok(token.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn bearer_sessions_and_csrf() {
+        let auth = Auth::new(Some("s3cret".into()));
+        let mut h = HeaderMap::new();
+        assert!(!auth.bearer_ok(&h));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer s3cre"));
+        assert!(!auth.bearer_ok(&h));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("bearer s3cret"));
+        assert!(auth.bearer_ok(&h));
+
+        let s = auth.create_session(1_000, None).unwrap();
+        assert_eq!(s.id.len(), 64);
+        assert_ne!(s.id, s.csrf);
+        let mut c = HeaderMap::new();
+        c.insert(header::COOKIE, HeaderValue::from_str(&format!("a=b; {COOKIE}={}", s.id)).unwrap());
+        assert_eq!(auth.session(&c, 2_000).map(|x| x.csrf), Some(s.csrf.clone()));
+        assert!(auth.session(&c, 1_000 + SESSION_TTL_MS).is_none(), "expired");
+        assert!(auth.session(&c, 2_000).is_none(), "an expired session is gone");
+        assert!(csrf_ok(&s, Some(&s.csrf)));
+        assert!(!csrf_ok(&s, Some("x")));
+        assert!(!csrf_ok(&s, None));
+    }
+}
