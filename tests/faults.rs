@@ -221,3 +221,46 @@ async fn kill_9_around_data_loses_only_what_was_not_acknowledged() {
     let spool: Vec<_> = std::fs::read_dir(env.dir.path().join("spool/tmp")).unwrap().collect();
     assert!(spool.is_empty(), "the partial DATA file was removed at restart");
 }
+
+/// Waits for a message state, then returns how many attempts it took.
+async fn attempts_until(env: &TestEnv, qid: &str, state: MessageState) -> u32 {
+    env.wait_state(qid, state).await.attempts
+}
+
+#[tokio::test]
+async fn provider_faults_are_retried_and_delivered_once() {
+    use pecgate::sim::provider::{FaultAction, Stage};
+    let cases: Vec<(&str, Stage, FaultAction, u32)> = vec![
+        // unreachable for a while: the connection drops at once, three times
+        ("giu", Stage::Auth, FaultAction::Disconnect, 4),
+        // dropped in the middle of the transaction
+        ("caduta", Stage::Data, FaultAction::Disconnect, 2),
+        // slower than timeout_secs
+        ("lento", Stage::Mail, FaultAction::Delay(Duration::from_secs(3)), 2),
+    ];
+    // A fresh gateway per case: no pooled connection blurs the attempt count.
+    for (subject, stage, action, attempts) in cases {
+        let env = TestEnv::start_with(|t| *t = t.replacen("timeout_secs = 5", "timeout_secs = 1", 1)).await;
+        env.provider.faults.add(stage, action, (attempts - 1) as usize);
+        let qid = queue_id(&env.send(LUCA, &["a@pec.x.it"], &msg(subject)).await);
+        assert_eq!(attempts_until(&env, &qid, MessageState::Submitted).await, attempts, "{subject}");
+        let got = env.provider_messages(1).await;
+        assert_eq!(got.len(), 1, "{subject}: delivered exactly once");
+        let deferred = env.app().store.events(&qid).await.unwrap().iter().filter(|e| e.kind == "deferred").count();
+        assert_eq!(deferred as u32, attempts - 1, "{subject}: each failed attempt is in the history");
+    }
+}
+
+#[tokio::test]
+async fn pop3_retr_failure_loses_nothing() {
+    let env = TestEnv::start_inbound(|_| {}, pecgate::clock::system()).await;
+    let qid = queue_id(&env.send(LUCA, &["a@pec.x.it"], &msg("retr")).await);
+    env.wait_state(&qid, MessageState::Submitted).await;
+    // The server lists the messages, then refuses to RETR one.
+    env.provider.pop3_faults.arm(pecgate::sim::pop3::Fault::RetrError, 1);
+    assert!(env.app().poll("legal").await.unwrap().is_err());
+    assert_eq!(env.poll("legal").await.fetched, 2, "fetched on the next poll");
+    env.corporate_messages(2).await;
+    assert_eq!(env.poll("legal").await.fetched, 0);
+    assert_eq!(env.capture.bag.len(), 2, "nothing lost, nothing twice");
+}

@@ -186,6 +186,7 @@ impl Outbound {
         let now = self.clock.now_ms();
         let due = self.store.due_messages(now, 500).await?;
         let mut wait_until = now + 30_000;
+        let mut ready = Vec::new();
         for m in due {
             let key = route_key(&m.route);
             let Some(dest) = self.destinations.get(&key).cloned() else {
@@ -201,7 +202,13 @@ impl Outbound {
                 wait_until = wait_until.min(free_at);
                 continue;
             }
-            if !self.store.claim(&m.id, now).await? {
+            ready.push((m, dest, permit));
+        }
+        // One commit claims the whole batch (a commit per message cost an fsync each).
+        let ids: Vec<String> = ready.iter().map(|(m, _, _)| m.id.clone()).collect();
+        let claimed = if ids.is_empty() { Vec::new() } else { self.store.claim_many(&ids, now).await? };
+        for (m, dest, permit) in ready {
+            if !claimed.contains(&m.id) {
                 continue;
             }
             let this = self.clone();
@@ -357,7 +364,9 @@ impl Outbound {
                     dest.put_idle(c);
                     return Ok(r);
                 }
-                Err(e @ (ClientError::Io { .. } | ClientError::Timeout { .. })) if was_reused => {
+                // A pooled connection the server closed fails at the first command; only
+                // then is an immediate retry safe (after DATA it could duplicate the message).
+                Err(e @ (ClientError::Io { stage: "MAIL FROM", .. } | ClientError::Timeout { stage: "MAIL FROM", .. })) if was_reused => {
                     tracing::debug!(error = %e, "reused connection failed; reconnecting");
                     continue;
                 }
