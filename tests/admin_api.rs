@@ -322,6 +322,20 @@ async fn api_and_page_with_token() {
     }
     let summary: Value = serde_json::from_slice(&files["summary.json"]).unwrap();
     assert_eq!(summary["recipients"].as_array().unwrap().len(), 2);
+    // Signature verdicts and the signer certificates are part of the evidence.
+    assert!(
+        summary["receipts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["signature"] == "valid-untrusted-signer" && r["signer"].as_str().is_some()),
+        "{summary}"
+    );
+    let pems: Vec<&String> = files.keys().filter(|n| n.ends_with(".signer.pem")).collect();
+    assert_eq!(pems.len(), 3, "{names:?}");
+    for p in pems {
+        assert!(String::from_utf8_lossy(&files[p]).starts_with("-----BEGIN CERTIFICATE-----\n"));
+    }
     let csv = String::from_utf8(files["summary.csv"].clone()).unwrap();
     assert!(csv.starts_with("record,id,recipient,state_or_kind,time_utc,detail\r\n"), "{csv}");
     assert!(csv.contains(&format!("recipient,{q3},c@pec.z.it,delivered,")), "{csv}");

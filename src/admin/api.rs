@@ -250,6 +250,10 @@ pub struct ReceiptView {
     pub subject: String,
     pub size: u64,
     pub raw: String,
+    /// Verdict of the provider's S/MIME signature (`valid`, `invalid`, ...).
+    pub signature: Option<String>,
+    /// Subject of the signer certificate.
+    pub signer: Option<String>,
 }
 
 /// Everything known about a sent message.
@@ -308,6 +312,8 @@ async fn message_view(state: &AdminState, message: Message) -> ApiResult<Message
             consegna: r.consegna,
             subject: r.subject,
             size: r.size,
+            signature: r.signature,
+            signer: r.signer,
         })
         .collect();
     Ok(MessageView {
@@ -385,12 +391,33 @@ async fn evidence(State(state): State<Arc<AdminState>>, Path(id): Path<String>) 
     let mut zip = zip::Writer::default();
     zip.add(&format!("message-{id}.eml"), &message_bytes(&state, &id).await?);
     for (n, r) in view.receipts.iter().enumerate() {
-        zip.add(&format!("receipts/{:02}-{}-{}.eml", n + 1, safe_name(&r.kind), r.id), &receipt_bytes(&state, &r.id).await?);
+        let raw = receipt_bytes(&state, &r.id).await?;
+        let name = format!("receipts/{:02}-{}-{}", n + 1, safe_name(&r.kind), r.id);
+        // The provider's signer certificate, as evidence next to the receipt (verdict in summary.json).
+        let c = crate::pec::classify(&raw);
+        let report =
+            crate::pec::signature::verify(&raw, &crate::pec::signature::TrustStore::empty(), c.daticert.as_ref().and_then(|d| d.data));
+        if let Some(der) = &report.signer_cert_der {
+            zip.add(&format!("{name}.signer.pem"), pem_certificate(der).as_bytes());
+        }
+        zip.add(&format!("{name}.eml"), &raw);
     }
     let summary = serde_json::to_vec_pretty(&view).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     zip.add("summary.json", &summary);
     zip.add("summary.csv", summary_csv(&view).as_bytes());
     Ok(download(zip.finish(), "application/zip", &format!("pecgate-evidence-{id}.zip")))
+}
+
+fn pem_certificate(der: &[u8]) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(chunk));
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    out
 }
 
 fn safe_name(s: &str) -> String {
@@ -412,7 +439,8 @@ fn summary_csv(v: &MessageView) -> String {
         row(&mut out, ["recipient", &m.id, &rr.address, rr.state.as_str(), &utc(rr.updated_at), rr.last_reply.as_deref().unwrap_or("")]);
     }
     for r in &v.receipts {
-        row(&mut out, ["receipt", &r.id, r.consegna.as_deref().unwrap_or(""), &r.kind, &utc(r.fetched_at), &r.subject]);
+        let detail = format!("{} | signature {}", r.subject, r.signature.as_deref().unwrap_or("not checked"));
+        row(&mut out, ["receipt", &r.id, r.consegna.as_deref().unwrap_or(""), &r.kind, &utc(r.fetched_at), &detail]);
     }
     out
 }

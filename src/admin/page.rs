@@ -149,6 +149,7 @@ fn t(lang: Language, key: &str) -> &'static str {
         "receipts" => ("Ricevute", "Receipts"),
         "download_raw" => ("Scarica il messaggio (.eml)", "Download the message (.eml)"),
         "evidence" => ("Scarica il pacchetto di prova (.zip)", "Download the evidence package (.zip)"),
+        "signature" => ("Firma del gestore", "Provider signature"),
         "download" => ("Scarica", "Download"),
         "kind" => ("Tipo", "Type"),
         "time" => ("Ora", "Time"),
@@ -499,19 +500,22 @@ async fn detail_view(State(state): State<Arc<AdminState>>, headers: HeaderMap, u
             } else {
                 let _ = write!(
                     body,
-                    "<div class=\"table-wrap\"><table><thead><tr><th scope=\"col\">{}</th><th scope=\"col\">{}</th><th scope=\"col\">{}</th><th scope=\"col\">{}</th></tr></thead><tbody>",
+                    "<div class=\"table-wrap\"><table><thead><tr><th scope=\"col\">{}</th><th scope=\"col\">{}</th><th scope=\"col\">{}</th><th scope=\"col\">{}</th><th scope=\"col\">{}</th></tr></thead><tbody>",
                     t(lang, "kind"),
                     t(lang, "time"),
                     t(lang, "recipient"),
+                    t(lang, "signature"),
                     t(lang, "download")
                 );
                 for r in &v.receipts {
                     let _ = write!(
                         body,
-                        "<tr><td>{}</td><td>{}</td><td>{}</td><td><a href=\"/api/v1/receipts/{}/raw\">.eml ({})</a></td></tr>",
+                        "<tr><td>{}</td><td>{}</td><td>{}</td><td><span title=\"{}\">{}</span></td><td><a href=\"/api/v1/receipts/{}/raw\">.eml ({})</a></td></tr>",
                         badge(lang, &r.kind),
                         when(lang, Some(r.fetched_at)),
                         esc(r.consegna.as_deref().unwrap_or("")),
+                        esc(r.signer.as_deref().unwrap_or("")),
+                        esc(r.signature.as_deref().unwrap_or("-")),
                         enc(&r.id),
                         size(r.size)
                     );
