@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 use self::client::{ClientError, Endpoint, Scope, Severity, SmtpClient};
@@ -90,6 +90,41 @@ pub struct Outbound {
     destinations: HashMap<String, Arc<Destination>>,
     enqueue: Arc<Enqueue>,
     kick: Arc<Notify>,
+    /// Group commit of delivery results (see [`GroupCommit`]).
+    results: mpsc::Sender<PendingResult>,
+}
+
+type PendingResult = (String, Attempt, oneshot::Sender<std::result::Result<(), String>>);
+
+/// Group commit: deliveries finishing while a commit is running are written
+/// together in the next one, so 20 parallel deliveries cost one fsync
+/// instead of twenty. Each delivery still waits for its own result to be
+/// durable before it logs, notifies or reports.
+struct GroupCommit;
+
+impl GroupCommit {
+    const MAX_BATCH: usize = 128;
+
+    fn spawn(store: Arc<dyn Store>) -> mpsc::Sender<PendingResult> {
+        let (tx, mut rx) = mpsc::channel::<PendingResult>(1024);
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < Self::MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(next) => batch.push(next),
+                        Err(_) => break,
+                    }
+                }
+                let items: Vec<(String, Attempt)> = batch.iter().map(|(id, a, _)| (id.clone(), a.clone())).collect();
+                let result = store.record_attempts(&items).await.map_err(|e| e.to_string());
+                for (_, _, reply) in batch {
+                    let _ = reply.send(result.clone());
+                }
+            }
+        });
+        tx
+    }
 }
 
 impl Outbound {
@@ -149,7 +184,8 @@ impl Outbound {
             }),
         );
         let retry = RetryPolicy::from_config(&config.queue);
-        Ok(Self { store, spool, clock, config, retry, destinations, enqueue, kick })
+        let results = GroupCommit::spawn(store.clone());
+        Ok(Self { store, spool, clock, config, retry, destinations, enqueue, kick, results })
     }
 
     /// The dispatcher loop: runs until `shutdown` turns true, then gives
@@ -300,7 +336,7 @@ impl Outbound {
         };
         let next_attempt_at = if deferred { self.retry.next_attempt(now, m.attempts + 1) } else { now };
         let attempt = Attempt { at: now, recipients: outcomes.clone(), state, next_attempt_at, error: error.clone(), relay: relay.clone() };
-        if let Err(e) = self.store.record_attempt(&m.id, &attempt).await {
+        if let Err(e) = self.record(&m.id, attempt).await {
             // The provider has the message but our record does not say so: the
             // documented at-least-once window; it will be sent again after restart.
             tracing::error!(queue_id = %m.id, error = %e, "cannot record the delivery attempt");
@@ -333,6 +369,13 @@ impl Outbound {
         if !failed.is_empty() && m.kind == MessageKind::Pec {
             self.notify_sender(&m, &failed).await;
         }
+    }
+
+    /// Makes a delivery result durable through the group commit.
+    async fn record(&self, id: &str, attempt: Attempt) -> std::result::Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        self.results.send((id.to_owned(), attempt, tx)).await.map_err(|_| "result writer stopped".to_owned())?;
+        rx.await.map_err(|_| "result writer stopped".to_owned())?
     }
 
     async fn already_submitted(&self, id: &str) -> bool {

@@ -317,6 +317,8 @@ pub trait Store: Send + Sync {
     async fn claim_many(&self, ids: &[String], now: i64) -> Result<Vec<String>>;
     /// Records a delivery attempt (recipients, message state, events) in one commit.
     async fn record_attempt(&self, id: &str, attempt: &Attempt) -> Result<()>;
+    /// Records several attempts in one commit (group commit of concurrent deliveries).
+    async fn record_attempts(&self, batch: &[(String, Attempt)]) -> Result<()>;
     /// After a crash: every `sending` message goes back to `queued` (returns how many).
     async fn recover_sending(&self, now: i64) -> Result<u64>;
     async fn message(&self, id: &str) -> Result<Option<Message>>;

@@ -180,6 +180,35 @@ async fn insert_message_tx(tx: &mut Transaction<'_, Sqlite>, m: &NewMessage) -> 
     Ok(())
 }
 
+async fn record_attempt_tx(tx: &mut Transaction<'_, Sqlite>, id: &str, a: &Attempt) -> Result<()> {
+    for r in &a.recipients {
+        sqlx::query("UPDATE recipients SET state = ?, last_reply = ?, updated_at = ? WHERE message_id = ? AND address = ?")
+            .bind(r.state.as_str())
+            .bind(&r.reply)
+            .bind(a.at)
+            .bind(id)
+            .bind(&r.address)
+            .execute(&mut **tx)
+            .await?;
+        insert_event(tx, id, Some(&r.address), a.at, r.state.as_str(), &format!("relay={} reply={}", a.relay, r.reply)).await?;
+    }
+    sqlx::query("UPDATE messages SET state = ?, attempts = attempts + 1, next_attempt_at = ?, last_error = ?, updated_at = ? WHERE id = ?")
+        .bind(a.state.as_str())
+        .bind(a.next_attempt_at)
+        .bind(&a.error)
+        .bind(a.at)
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    let detail = match (&a.error, a.state) {
+        (Some(e), MessageState::Queued) => format!("retry at {} after: {e}", a.next_attempt_at),
+        (Some(e), _) => e.clone(),
+        (None, _) => format!("relay={}", a.relay),
+    };
+    insert_event(tx, id, None, a.at, a.state.as_str(), &detail).await?;
+    Ok(())
+}
+
 fn message_from_row(row: &SqliteRow) -> Result<Message> {
     let route: String = row.try_get("route")?;
     let mailbox: Option<String> = row.try_get("mailbox_id")?;
@@ -262,33 +291,16 @@ impl Store for SqliteStore {
 
     async fn record_attempt(&self, id: &str, a: &Attempt) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        for r in &a.recipients {
-            sqlx::query("UPDATE recipients SET state = ?, last_reply = ?, updated_at = ? WHERE message_id = ? AND address = ?")
-                .bind(r.state.as_str())
-                .bind(&r.reply)
-                .bind(a.at)
-                .bind(id)
-                .bind(&r.address)
-                .execute(&mut *tx)
-                .await?;
-            insert_event(&mut tx, id, Some(&r.address), a.at, r.state.as_str(), &format!("relay={} reply={}", a.relay, r.reply)).await?;
+        record_attempt_tx(&mut tx, id, a).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn record_attempts(&self, batch: &[(String, Attempt)]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for (id, a) in batch {
+            record_attempt_tx(&mut tx, id, a).await?;
         }
-        sqlx::query(
-            "UPDATE messages SET state = ?, attempts = attempts + 1, next_attempt_at = ?, last_error = ?, updated_at = ? WHERE id = ?",
-        )
-        .bind(a.state.as_str())
-        .bind(a.next_attempt_at)
-        .bind(&a.error)
-        .bind(a.at)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        let detail = match (&a.error, a.state) {
-            (Some(e), MessageState::Queued) => format!("retry at {} after: {e}", a.next_attempt_at),
-            (Some(e), _) => e.clone(),
-            (None, _) => format!("relay={}", a.relay),
-        };
-        insert_event(&mut tx, id, None, a.at, a.state.as_str(), &detail).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -822,5 +834,26 @@ mod tests {
         assert_eq!((m.state, m.attempts), (MessageState::Queued, 1));
         let kinds: Vec<String> = s.events("Q1").await.unwrap().into_iter().map(|e| e.kind).collect();
         assert_eq!(kinds, ["received", "queued", "recovered", "submitted", "deferred", "queued"]);
+
+        // Group commit: several attempts in one transaction.
+        s.insert_message(&new_message("Q2", &["c@x.it"])).await.unwrap();
+        let done = |rcpt: &str| Attempt {
+            at: 4_000,
+            recipients: vec![super::super::RecipientOutcome {
+                address: rcpt.into(),
+                state: RecipientState::Submitted,
+                reply: "250 ok".into(),
+            }],
+            state: MessageState::Submitted,
+            next_attempt_at: 4_000,
+            error: None,
+            relay: "sim:465".into(),
+        };
+        s.record_attempts(&[("Q1".into(), done("b@x.it")), ("Q2".into(), done("c@x.it"))]).await.unwrap();
+        for id in ["Q1", "Q2"] {
+            assert_eq!(s.message(id).await.unwrap().unwrap().state, MessageState::Submitted);
+            assert!(s.pending_recipients(id).await.unwrap().is_empty());
+        }
+        assert_eq!(s.claim_many(&["Q1".into(), "Q2".into()], 5_000).await.unwrap(), Vec::<String>::new(), "nothing queued to claim");
     }
 }
