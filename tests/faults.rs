@@ -264,3 +264,35 @@ async fn pop3_retr_failure_loses_nothing() {
     assert_eq!(env.poll("legal").await.fetched, 0);
     assert_eq!(env.capture.bag.len(), 2, "nothing lost, nothing twice");
 }
+
+#[test]
+fn locked_database_stops_start_up_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pw"), "x-secret\n").unwrap();
+    let db = dir.path().join("pecgate.db");
+    // Another process holds an exclusive lock for as long as the test needs.
+    let mut holder = Command::new("python3")
+        .arg("-c")
+        .arg("import sqlite3,sys,time\nc=sqlite3.connect(sys.argv[1],isolation_level=None)\nc.execute('CREATE TABLE IF NOT EXISTS other(x)')\nc.execute('BEGIN EXCLUSIVE')\nprint('locked',flush=True)\ntime.sleep(120)")
+        .arg(&db)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(holder.stdout.take().unwrap()), &mut line).unwrap();
+    assert_eq!(line.trim(), "locked");
+    let before = std::fs::read(&db).unwrap();
+    let config = dir.path().join("pecgate.toml");
+    std::fs::write(
+        &config,
+        "[smtp]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"pecgate.db\"\nspool_dir = \"spool\"\n[[mailbox]]\nid = \"legal\"\naddress = \"legal@pec.x.it\"\nusername = \"legal\"\npassword_file = \"pw\"\n[mailbox.smtp]\nhost = \"localhost\"\n[[mailbox.user]]\naddress = \"a@x.it\"\nadmin = true\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pecgate")).args(["run", "--config"]).arg(&config).output().unwrap();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("pecgate.db") && stderr.contains("locked"), "{stderr}");
+    assert_eq!(std::fs::read(&db).unwrap(), before, "nothing written while locked");
+}
