@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use pecgate::pec::{BuildParams, Kind, build_message};
+use pecgate::pec::{BuildParams, Kind};
 use pecgate::sim::capture::CaptureServer;
 use pecgate::sim::provider::{SimMailbox, SimProvider};
 
@@ -26,7 +26,7 @@ async fn main() {
     for i in 0..n {
         let mut p = BuildParams::sample(if i % 2 == 0 { Kind::Accettazione } else { Kind::AvvenutaConsegna });
         p.msgid = format!("bench-{i}@azienda.bench");
-        provider.inbound.deliver(&mailbox.username, build_message(&p));
+        provider.inbound.deliver(&mailbox.username, pecgate::sim::receipts::build_signed(&mut p));
     }
     std::fs::write(dir.path().join("ca.pem"), &provider.ca_pem).expect("ca");
     std::fs::write(dir.path().join("pw"), "bench-password").expect("pw");

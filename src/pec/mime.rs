@@ -203,7 +203,7 @@ pub fn signed_part(raw: &[u8]) -> Option<&[u8]> {
 
 /// After `--boundary` a delimiter line continues with `--`, whitespace or
 /// the line end.
-fn is_delimiter_end(rest: &[u8]) -> bool {
+pub(crate) fn is_delimiter_end(rest: &[u8]) -> bool {
     match rest.first() {
         None => true,
         Some(b'\r' | b'\n' | b' ' | b'\t') => true,
