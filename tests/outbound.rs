@@ -210,3 +210,20 @@ async fn wrong_provider_password_keeps_the_message_queued() {
     assert!(env.provider.bag.is_empty());
     assert!(env.capture.bag.is_empty());
 }
+
+#[tokio::test]
+async fn crash_after_the_provider_accepted_sends_again_and_says_so() {
+    // Case (d): the provider has the message but pecgate dies before it hears 250.
+    let mut env = TestEnv::start().await;
+    env.provider.faults.add(Stage::Accepted, FaultAction::Delay(std::time::Duration::from_secs(3600)), 1);
+    let qid = queue_id(&env.send(MARIO, &["a@pec.x.it"], &message(MARIO, "a@pec.x.it", None, "[PEC:legal] finestra", "")).await);
+    env.provider_messages(1).await;
+    env.crash();
+    env.restart().await;
+    let got = env.provider_messages(2).await;
+    assert_eq!(got.len(), 2, "the documented at-least-once window: sent again");
+    assert_eq!(got[0].data, got[1].data, "the same bytes, the same Message-ID: the provider or the reader can tell");
+    env.wait_state(&qid, MessageState::Submitted).await;
+    let events: Vec<String> = env.app().store.events(&qid).await.unwrap().into_iter().map(|e| e.kind).collect();
+    assert_eq!(events.iter().filter(|k| *k == "recovered").count(), 1, "{events:?}");
+}

@@ -42,6 +42,9 @@ pub enum Stage {
     Mail,
     Rcpt,
     Data,
+    /// After the message is accepted and recorded, before the 250 is sent
+    /// (the at-least-once window: the provider has it, the client may not know).
+    Accepted,
 }
 
 #[derive(Debug, Clone)]
@@ -213,6 +216,9 @@ impl Backend for ProviderBackend {
         let captured = Captured { mail_from: envelope.mail_from.clone(), rcpts: envelope.rcpts.clone(), data, auth: info.auth.clone() };
         self.inbound.after_submission(&captured, m);
         self.bag.push(captured);
+        if let Err(r) = self.faults.fire(Stage::Accepted).await {
+            return r;
+        }
         Reply::new(250, Some("2.0.0"), format!("ok: message accepted for mailbox {}", m.address)).into()
     }
 }
