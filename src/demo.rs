@@ -69,7 +69,11 @@ impl Demo {
             self.provider.addr, self.provider.pop3_addr
         );
         let _ = writeln!(s, "  corporate capture       {}   (stands in for your mail server)", self.capture.addr);
-        let _ = writeln!(s, "  admin                   http://{}/healthz", self.app.admin_addr);
+        let _ = writeln!(
+            s,
+            "  admin                   http://{}/healthz   (web page: http://{}/ ; metrics: /metrics)",
+            self.app.admin_addr, self.app.admin_addr
+        );
         let _ = writeln!(s, "\nTry, from another terminal:\n");
         let _ = writeln!(
             s,
@@ -90,8 +94,16 @@ impl Demo {
         );
         let _ = writeln!(
             s,
-            "  {}/corporate/  notices pecgate sends back to users (try a Bcc or an unknown sender to see a refusal)",
+            "  {}/corporate/  what reaches your users: a few seconds later the provider's acceptance (accettazione)\n                 and delivery (avvenuta-consegna) receipts for {DEMO_SENDER}, fetched over POP3S and signature-checked",
             self.dir.display()
+        );
+        let _ = writeln!(
+            s,
+            "  recipient names steer the simulated outcome: errore-x@pec... (not delivered), preavviso-x@pec... (12 h warning), x@gmail.example (not PEC: no receipt)"
+        );
+        let _ = writeln!(
+            s,
+            "  a Bcc or an unknown sender (--from x@azienda.example) shows a refusal; the admin page shows every message and receipt"
         );
         let _ =
             writeln!(s, "  {}/pecgate.db  the queue: sqlite3 {}/pecgate.db 'select * from events'", self.dir.display(), self.dir.display());
