@@ -296,3 +296,45 @@ fn locked_database_stops_start_up_naming_the_file() {
     assert!(stderr.contains("pecgate.db") && stderr.contains("locked"), "{stderr}");
     assert_eq!(std::fs::read(&db).unwrap(), before, "nothing written while locked");
 }
+
+#[tokio::test]
+async fn kill_9_after_injection_before_dele_injects_once_and_deletes_later() {
+    // retention = delete: the provider's copy goes only after the injection
+    // reached the corporate server, at a later poll. The gateway dies in between.
+    let env =
+        TestEnv::prepare(|t| *t = t.replacen("retention = \"leave\"", "retention = \"delete\"", 1), pecgate::clock::system(), true).await;
+    let mut webmail = pecgate::pec::BuildParams::sample(pecgate::pec::Kind::Accettazione);
+    webmail.to = LEGAL.into();
+    env.provider.inbound.deliver(LEGAL, pecgate::sim::receipts::build_signed(&mut webmail));
+    let (mut gw, _) = spawn_gateway(&env).await;
+    // The start-up poll fetches it; the injection then reaches the corporate server.
+    let got = env.corporate_messages(1).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(env.provider.inbound.mailstore.len(LEGAL), 1, "not deleted in the poll that fetched it");
+    // Kill once the injection's 250 is committed (before that, it is the documented
+    // at-least-once window and the injection would be sent again).
+    let store = pecgate::store::sqlite::SqliteStore::open(&env.dir.path().join("pecgate.db")).await.unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        use pecgate::store::Store;
+        let done = store
+            .list_messages(10)
+            .await
+            .unwrap()
+            .iter()
+            .any(|m| m.kind == pecgate::store::MessageKind::Injection && m.state == MessageState::Submitted);
+        if done {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "injection never recorded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(store);
+    gw.child.kill().unwrap();
+    gw.child.wait().unwrap();
+    // Restart: the start-up poll sees a committed, injected message: DELE, no second injection.
+    let _gw = spawn_gateway(&env).await;
+    let store = &env.provider.inbound.mailstore;
+    assert!(store.wait_for(WAIT, |s| s.len(LEGAL) == 0).await, "deleted after the restart");
+    assert_eq!(env.capture.bag.len(), 1, "injected exactly once");
+}
