@@ -55,19 +55,15 @@ pub fn failure_notice(n: &FailureNotice) -> (Vec<u8>, String) {
         body.push_str(&format!("{rcpt_label}: {}\r\n  {}\r\n", f.address, f.reply));
     }
     body.push_str(&format!("\r\n{footer}\r\n\r\nqueue id: {}\r\nMessage-ID: <{}>\r\n", n.queue_id, n.message_id));
-    let message_id = format!("{}.notice@{}", n.queue_id, n.hostname);
-    let bytes = MessageBuilder::new()
-        .from(("pecgate", n.from))
-        .to(n.to)
-        .subject(subject)
-        .message_id(message_id.as_str())
-        .date(n.date_unix)
-        .header("Auto-Submitted", mail_builder::headers::raw::Raw::new("auto-generated"))
-        .header("X-Pecgate-Kind", mail_builder::headers::raw::Raw::new("failure-notice"))
-        .text_body(body)
-        .write_to_vec()
-        .unwrap_or_default();
-    (normalize_crlf(&bytes), message_id)
+    simple_notice(&SimpleNotice {
+        from: n.from,
+        to: n.to,
+        subject: &subject,
+        body: &body,
+        kind: "failure-notice",
+        message_id: &format!("{}.notice@{}", n.queue_id, n.hostname),
+        date_unix: n.date_unix,
+    })
 }
 
 /// mail-builder writes CRLF already; make sure of it for the spool contract.
@@ -326,19 +322,15 @@ pub fn mailbox_notice(n: &MailboxNotice<'_>) -> (Vec<u8>, String) {
             ),
         ),
     };
-    let message_id = format!("{id}.mailbox@{hostname}");
-    let bytes = MessageBuilder::new()
-        .from(("pecgate", from))
-        .to(to)
-        .subject(subject)
-        .message_id(message_id.as_str())
-        .date(date_unix)
-        .header("Auto-Submitted", mail_builder::headers::raw::Raw::new("auto-generated"))
-        .header("X-Pecgate-Kind", mail_builder::headers::raw::Raw::new("mailbox-notice"))
-        .text_body(body)
-        .write_to_vec()
-        .unwrap_or_default();
-    (normalize_crlf(&bytes), message_id)
+    simple_notice(&SimpleNotice {
+        from,
+        to,
+        subject: &subject,
+        body: &body,
+        kind: "mailbox-notice",
+        message_id: &format!("{id}.mailbox@{hostname}"),
+        date_unix,
+    })
 }
 
 #[cfg(test)]
@@ -398,13 +390,14 @@ pub struct SimpleNotice<'a> {
     pub body: &'a str,
     /// `X-Pecgate-Kind` value, e.g. `acceptance-overdue`.
     pub kind: &'a str,
-    pub hostname: &'a str,
+    /// Without angle brackets.
+    pub message_id: &'a str,
     pub date_unix: i64,
-    pub id: &'a str,
 }
 
+/// Every notice pecgate writes goes through here: same headers, CRLF text.
 pub fn simple_notice(n: &SimpleNotice<'_>) -> (Vec<u8>, String) {
-    let message_id = format!("{}.{}@{}", n.id, n.kind, n.hostname);
+    let message_id = n.message_id.to_owned();
     let bytes = MessageBuilder::new()
         .from(("pecgate", n.from))
         .to(n.to)

@@ -215,9 +215,8 @@ impl Watchdog {
             subject: &subject,
             body: &body,
             kind: overdue.kind(),
-            hostname: &self.config.smtp.hostname,
+            message_id: &format!("{id}.{}@{}", overdue.kind(), self.config.smtp.hostname),
             date_unix: now / 1000,
-            id: &id,
         });
         let Some(notice) =
             self.queue_notice(&bytes, message_id, &m.original_sender, &format!("watchdog {} for {}", overdue.kind(), m.id)).await

@@ -321,23 +321,8 @@ impl Default for LogConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ReceiptType {
-    Completa,
-    Breve,
-    Sintetica,
-}
-
-impl ReceiptType {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            ReceiptType::Completa => "completa",
-            ReceiptType::Breve => "breve",
-            ReceiptType::Sintetica => "sintetica",
-        }
-    }
-}
+/// `receipt_type`: the same type the PEC classifier reads back from receipts.
+pub use crate::pec::ReceiptType;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
