@@ -1,6 +1,6 @@
 //! Operator commands that work next to a running gateway: `status`,
-//! `queue list|show|retry|drop` (on the shared SQLite store, which WAL lets
-//! several processes use) and `test-mailbox` (a dry run of the provider's
+//! `queue list|show|retry|drop` (on the gateway's store: SQLite, which WAL
+//! lets several processes use, or the cluster's PostgreSQL) and `test-mailbox` (a dry run of the provider's
 //! SMTP and POP3, step by step). Output is for people; exit codes: 0 ok,
 //! 1 a check failed or the store cannot be opened, 2 no such message.
 
@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::config::{Config, MailboxConfig, Security};
 use crate::outbound::client::{Endpoint, SmtpClient};
 use crate::pop3::client as pop3;
-use crate::store::sqlite::SqliteStore;
+use crate::store::sql::SqlStore;
 use crate::store::{Message, Store};
 
 #[derive(Debug, thiserror::Error)]
@@ -27,8 +27,9 @@ pub enum Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
-pub async fn open_store(config: &Config) -> Result<SqliteStore> {
-    Ok(SqliteStore::open(&config.store.path).await?)
+/// Opens the gateway's store; events written by operator commands name `cli@<instance>`.
+pub async fn open_store(config: &Config) -> Result<SqlStore> {
+    Ok(crate::store::open(&config.store, &format!("cli@{}", config.cluster.instance_id)).await?)
 }
 
 fn when(ms: i64) -> String {

@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::clock::Clock;
+use crate::cluster::{self, Cluster};
 use crate::config::Config;
 use crate::enqueue::{self, Enqueue};
 use crate::notify::{self, Overdue};
@@ -28,6 +29,8 @@ pub struct Watchdog {
     fetchers: HashMap<String, Arc<Fetcher>>,
     /// Open admin incidents ("queue_stuck:legal", "poll_stale:legal").
     incidents: Mutex<HashSet<String>>,
+    /// With several instances, one runs the watchdog (it holds the lease).
+    cluster: Arc<Cluster>,
 }
 
 /// What one pass did, for tests and logs.
@@ -43,8 +46,9 @@ impl Watchdog {
         enqueue: Arc<Enqueue>,
         clock: Arc<dyn Clock>,
         fetchers: HashMap<String, Arc<Fetcher>>,
+        cluster: Arc<Cluster>,
     ) -> Self {
-        Self { config, store, enqueue, clock, fetchers, incidents: Mutex::new(HashSet::new()) }
+        Self { config, store, enqueue, clock, fetchers, incidents: Mutex::new(HashSet::new()), cluster }
     }
 
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
@@ -53,6 +57,10 @@ impl Watchdog {
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
                 _ = shutdown.changed() => return,
+            }
+            let interval_ms = i64::try_from(every.as_millis()).unwrap_or(i64::MAX / 4);
+            if !self.cluster.hold(cluster::WATCHDOG_LEASE, interval_ms).await {
+                continue;
             }
             if let Err(e) = self.pass().await {
                 tracing::warn!(error = %e, "watchdog pass failed");

@@ -491,7 +491,7 @@ async fn open_on_loopback_without_token() {
 async fn list_latency_on_10k_messages() {
     let mut env = TestEnv::prepare(|_| {}, pecgate::clock::system(), false).await;
     let db = env.dir.path().join("pecgate.db");
-    drop(pecgate::store::sqlite::SqliteStore::open(&db).await.unwrap());
+    drop(pecgate::store::sql::SqlStore::open_sqlite(&db, "test").await.unwrap());
     let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.unwrap();
     let mut tx = pool.begin().await.unwrap();
     let base = 1_750_000_000_000i64;

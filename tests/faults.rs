@@ -313,7 +313,7 @@ async fn kill_9_after_injection_before_dele_injects_once_and_deletes_later() {
     assert_eq!(env.provider.inbound.mailstore.len(LEGAL), 1, "not deleted in the poll that fetched it");
     // Kill once the injection's 250 is committed (before that, it is the documented
     // at-least-once window and the injection would be sent again).
-    let store = pecgate::store::sqlite::SqliteStore::open(&env.dir.path().join("pecgate.db")).await.unwrap();
+    let store = pecgate::store::sql::SqlStore::open_sqlite(&env.dir.path().join("pecgate.db"), "test").await.unwrap();
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         use pecgate::store::Store;

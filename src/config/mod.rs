@@ -61,6 +61,7 @@ pub struct Config {
     pub watchdog: WatchdogConfig,
     pub pec: PecConfig,
     pub log: LogConfig,
+    pub cluster: ClusterConfig,
     /// Accept literal `password = "..."` keys in this file (not recommended).
     pub allow_plaintext_secrets: bool,
     #[serde(rename = "mailbox")]
@@ -134,13 +135,48 @@ pub enum StoreBackend {
 pub struct StoreConfig {
     pub backend: StoreBackend,
     pub path: PathBuf,
+    /// PostgreSQL URL without the password (`postgres://user@host:5432/db?sslmode=verify-full`).
     pub url: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub password_env: Option<String>,
+    pub password: Option<Secret>,
+    /// PostgreSQL connection pool size of this instance.
+    pub max_connections: u32,
     pub spool_dir: PathBuf,
+    /// `url` with the password, built by validation; never printed.
+    #[serde(skip)]
+    pub resolved_url: Option<Secret>,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        Self { backend: StoreBackend::Sqlite, path: PathBuf::from("var/pecgate.db"), url: None, spool_dir: PathBuf::from("var/spool") }
+        Self {
+            backend: StoreBackend::Sqlite,
+            path: PathBuf::from("var/pecgate.db"),
+            url: None,
+            password_file: None,
+            password_env: None,
+            password: None,
+            max_connections: 10,
+            spool_dir: PathBuf::from("var/spool"),
+            resolved_url: None,
+        }
+    }
+}
+
+/// `[cluster]`: several instances sharing one PostgreSQL store and spool.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// Unique per instance: names it in claims, leases, events and the admin page.
+    pub instance_id: String,
+    /// A crashed instance's deliveries and POP3 mailboxes are taken over after this.
+    pub lease_secs: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self { instance_id: default_hostname(), lease_secs: 60 }
     }
 }
 
@@ -515,6 +551,56 @@ fn describe_figment(e: figment::Error) -> String {
 
 impl Config {
     /// Validates and resolves secrets; every problem is reported, not just the first.
+    fn validate_store(&mut self, v: &mut Validator, allow_plain: bool) {
+        let st = &mut self.store;
+        let password_given = st.password_file.is_some() || st.password_env.is_some() || st.password.is_some();
+        match st.backend {
+            StoreBackend::Sqlite => {
+                if password_given || st.url.is_some() {
+                    v.warning("store.url", "ignored with backend = \"sqlite\" (url and password are for \"postgres\")");
+                }
+            }
+            StoreBackend::Postgres => match st.url.as_deref().map(url::Url::parse) {
+                None => v.error("store.url", "is not set; write e.g. \"postgres://pecgate@db.azienda.it:5432/pecgate\""),
+                Some(Err(e)) => {
+                    v.error("store.url", format!("is not a URL ({e}); write e.g. \"postgres://pecgate@db.azienda.it:5432/pecgate\""))
+                }
+                Some(Ok(u)) if !matches!(u.scheme(), "postgres" | "postgresql") => {
+                    v.error("store.url", format!("scheme {:?} is not postgres://", u.scheme()))
+                }
+                Some(Ok(u)) if u.password().is_some() => {
+                    v.error("store.url", "contains a password; remove it from the URL and use store.password_file or store.password_env")
+                }
+                Some(Ok(mut u)) => {
+                    let password = if password_given {
+                        v.secret("store", &st.password_file, &st.password_env, &st.password, allow_plain)
+                    } else {
+                        None
+                    };
+                    if let Some(p) = password
+                        && u.set_password(Some(p.expose())).is_err()
+                    {
+                        v.error("store.url", "cannot carry a password (no host in the URL)");
+                    }
+                    st.resolved_url = Some(Secret::new(u.to_string()));
+                }
+            },
+        }
+        if st.max_connections == 0 {
+            v.error("store.max_connections", "must be at least 1 (e.g. 10)");
+        }
+        let c = &self.cluster;
+        if c.instance_id.trim().is_empty() || c.instance_id.chars().any(|ch| ch.is_whitespace() || ch.is_control()) {
+            v.error(
+                "cluster.instance_id",
+                format!("{:?} must be a non-empty name without spaces, unique per instance (default: the host name)", c.instance_id),
+            );
+        }
+        if c.lease_secs < 5 {
+            v.error("cluster.lease_secs", format!("{} is too short; use at least 5 (default 60)", c.lease_secs));
+        }
+    }
+
     pub fn validated(mut self, file: &str, base: Option<&Path>) -> Result<Loaded> {
         let mut v = Validator::default();
         self.resolve_relative_paths(base);
@@ -544,6 +630,7 @@ impl Config {
         fix_opt(&mut self.smtp.tls_key_file);
         fix_opt(&mut self.corporate.ca_file);
         fix_opt(&mut self.corporate.password_file);
+        fix_opt(&mut self.store.password_file);
         fix_opt(&mut self.admin.token_file);
         fix_opt(&mut self.pec.trust_store);
         for m in &mut self.mailboxes {
@@ -600,9 +687,7 @@ impl Config {
             }
         }
 
-        if self.store.backend == StoreBackend::Postgres {
-            v.error("store.backend", "\"postgres\" is not available in this version; use \"sqlite\"");
-        }
+        self.validate_store(v, allow_plain);
 
         let c = &mut self.corporate;
         if c.host.trim().is_empty() {

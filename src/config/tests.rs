@@ -101,7 +101,19 @@ fn every_problem_names_its_key() {
         (format!("{base}\n[smtp]\nallowed_clients = [\"10.0.0.0/33\"]\n"), "smtp.allowed_clients[0]"),
         (format!("{base}\n[smtp]\ntls_cert_file = \"c.pem\"\n"), "smtp.tls_key_file"),
         (format!("{base}\n[tag]\nmarkers = [\"PEC\"]\n"), "tag.markers[0]"),
-        (format!("{base}\n[store]\nbackend = \"postgres\"\n"), "store.backend"),
+        (format!("{base}\n[store]\nbackend = \"postgres\"\n"), "store.url: is not set"),
+        (format!("{base}\n[store]\nbackend = \"postgres\"\nurl = \"mysql://db/pec\"\n"), "store.url: scheme \"mysql\""),
+        (
+            format!("{base}\n[store]\nbackend = \"postgres\"\nurl = \"postgres://pecgate:hunter2@db/pec\"\n"),
+            "store.url: contains a password; remove it",
+        ),
+        (
+            format!("{base}\n[store]\nbackend = \"postgres\"\nurl = \"postgres://pecgate@db/pec\"\npassword_file = \"nope.pw\"\n"),
+            "store.password_file: cannot read",
+        ),
+        (format!("{base}\n[store]\nmax_connections = 0\n"), "store.max_connections"),
+        (format!("{base}\n[cluster]\ninstance_id = \"a b\"\n"), "cluster.instance_id"),
+        (format!("{base}\n[cluster]\nlease_secs = 1\n"), "cluster.lease_secs"),
         (format!("{base}\n[corporate]\nfrom = \"nobody\"\n"), "corporate.from"),
         (
             base.replace("host = \"smtps.pec.example.it\"", "host = \"smtps.pec.example.it\"\nsecurity = \"none\""),
@@ -163,4 +175,20 @@ fn admin_without_token_only_on_loopback() {
     assert!(problems(&with_token, dir.path()).is_empty());
     let loaded = load_str(&with_token, Some(dir.path())).unwrap().config;
     assert_eq!(loaded.admin.language, Language::En);
+}
+
+#[test]
+fn postgres_password_joins_the_url_and_never_shows() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("db.pw"), "pw-DB-3e9a/@:x-never-log-me\n").unwrap();
+    let text = format!(
+        "{}\n[store]\nbackend = \"postgres\"\nurl = \"postgres://pecgate@db.corp.it:5432/pec?sslmode=require\"\npassword_file = \"db.pw\"\n",
+        minimal(dir.path())
+    );
+    let loaded = load_str(&text, Some(dir.path())).unwrap();
+    let url = loaded.config.store.resolved_url.as_ref().unwrap().expose().to_owned();
+    // Percent-encoded in the URL, decoded by the driver.
+    assert_eq!(url, "postgres://pecgate:pw-DB-3e9a%2F%40%3Ax-never-log-me@db.corp.it:5432/pec?sslmode=require");
+    assert!(!format!("{:?}", loaded.config).contains("never-log-me"));
+    assert!(!serde_json::to_string(&loaded.config).unwrap().contains("never-log-me"));
 }

@@ -24,6 +24,7 @@ use tokio::task::JoinSet;
 use self::client::{ClientError, Endpoint, Scope, Severity, SmtpClient};
 use self::rate::RateLimiter;
 use crate::clock::Clock;
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::enqueue::{self, Enqueue};
 use crate::notify::{self, FailedRecipient};
@@ -48,7 +49,10 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 struct Destination {
     endpoint: Endpoint,
     slots: Arc<Semaphore>,
+    /// The provider's limit is per mailbox: with a shared store it is counted
+    /// in the store, across instances; otherwise here.
     rate: Mutex<RateLimiter>,
+    rate_per_minute: u32,
     idle: Mutex<Vec<(SmtpClient, Instant)>>,
 }
 
@@ -92,6 +96,8 @@ pub struct Outbound {
     kick: Arc<Notify>,
     /// Group commit of delivery results (see [`GroupCommit`]).
     results: mpsc::Sender<PendingResult>,
+    /// Claim leases and the instance name.
+    cluster: Arc<Cluster>,
 }
 
 type PendingResult = (String, Attempt, oneshot::Sender<std::result::Result<(), String>>);
@@ -135,6 +141,7 @@ impl Outbound {
         clock: Arc<dyn Clock>,
         enqueue: Arc<Enqueue>,
         kick: Arc<Notify>,
+        cluster: Arc<Cluster>,
     ) -> Result<Self> {
         let mut destinations = HashMap::new();
         let helo = config.smtp.hostname.clone();
@@ -156,6 +163,7 @@ impl Outbound {
                     endpoint,
                     slots: Arc::new(Semaphore::new(m.smtp.max_connections)),
                     rate: Mutex::new(RateLimiter::new(m.rate_limit_per_minute)),
+                    rate_per_minute: m.rate_limit_per_minute,
                     idle: Mutex::new(Vec::new()),
                 }),
             );
@@ -180,12 +188,13 @@ impl Outbound {
                 endpoint,
                 slots: Arc::new(Semaphore::new(c.max_connections.max(1))),
                 rate: Mutex::new(RateLimiter::new(0)),
+                rate_per_minute: 0,
                 idle: Mutex::new(Vec::new()),
             }),
         );
         let retry = RetryPolicy::from_config(&config.queue);
         let results = GroupCommit::spawn(store.clone());
-        Ok(Self { store, spool, clock, config, retry, destinations, enqueue, kick, results })
+        Ok(Self { store, spool, clock, config, retry, destinations, enqueue, kick, results, cluster })
     }
 
     /// The dispatcher loop: runs until `shutdown` turns true, then gives
@@ -223,8 +232,12 @@ impl Outbound {
         let due = self.store.due_messages(now, 500).await?;
         let mut wait_until = now + 30_000;
         let mut ready = Vec::new();
+        let mut rate_limited = std::collections::HashSet::new();
         for m in due {
             let key = route_key(&m.route);
+            if rate_limited.contains(&key) {
+                continue;
+            }
             let Some(dest) = self.destinations.get(&key).cloned() else {
                 self.fail_unroutable(&m, now).await;
                 continue;
@@ -234,15 +247,22 @@ impl Outbound {
                 wait_until = wait_until.min(now + 1_000);
                 continue;
             };
-            if let Err(free_at) = lock(&dest.rate).try_take(now) {
+            let slot = match m.route.mailbox() {
+                Some(mb) if dest.rate_per_minute > 0 && self.store.shared() => {
+                    self.store.take_rate_slot(mb, now, dest.rate_per_minute).await?
+                }
+                _ => lock(&dest.rate).try_take(now),
+            };
+            if let Err(free_at) = slot {
                 wait_until = wait_until.min(free_at);
+                rate_limited.insert(key);
                 continue;
             }
             ready.push((m, dest, permit));
         }
         // One commit claims the whole batch (a commit per message cost an fsync each).
         let ids: Vec<String> = ready.iter().map(|(m, _, _)| m.id.clone()).collect();
-        let claimed = if ids.is_empty() { Vec::new() } else { self.store.claim_many(&ids, now).await? };
+        let claimed = if ids.is_empty() { Vec::new() } else { self.store.claim_many(&ids, now, now + self.cluster.lease_ms()).await? };
         for (m, dest, permit) in ready {
             if !claimed.contains(&m.id) {
                 continue;

@@ -24,6 +24,7 @@ use tokio::sync::{Notify, watch};
 
 use super::client::{self as pop3, Client, Endpoint};
 use crate::clock::Clock;
+use crate::cluster::{self, Cluster};
 use crate::config::{Config, InjectMode, MailboxConfig, MailboxPop3Config, Retention, Security};
 use crate::correlate::correlate;
 use crate::enqueue::{self, Enqueue};
@@ -80,6 +81,8 @@ pub struct PollReport {
     pub listed: usize,
     pub fetched: usize,
     pub deleted: usize,
+    /// Another instance holds this mailbox's lease and polls it; nothing was done.
+    pub standby: Option<String>,
 }
 
 /// Health of the mailbox as seen by the fetcher (status, readiness, metrics).
@@ -91,6 +94,8 @@ pub struct FetchStatus {
     pub consecutive_failures: u32,
     /// An incident was reported to the admin and has not ended yet.
     pub incident_open: bool,
+    /// Another instance polls this mailbox (it holds the lease).
+    pub standby: bool,
 }
 
 pub struct Fetcher {
@@ -108,6 +113,9 @@ pub struct Fetcher {
     status: Mutex<FetchStatus>,
     /// Trusted PEC provider CAs for the signature check (`[pec] trust_store`).
     trust: pec::signature::TrustStore,
+    /// One instance at a time polls a mailbox (its lease).
+    cluster: Arc<Cluster>,
+    lease: String,
 }
 
 impl Fetcher {
@@ -118,6 +126,7 @@ impl Fetcher {
         spool: Spool,
         enqueue: Arc<Enqueue>,
         clock: Arc<dyn Clock>,
+        cluster: Arc<Cluster>,
     ) -> Result<Option<Self>> {
         let Some(p) = mailbox.pop3.clone() else { return Ok(None) };
         let endpoint = Endpoint {
@@ -140,6 +149,8 @@ impl Fetcher {
             status: Mutex::new(FetchStatus::default()),
             trust: load_trust_store(&config),
             config,
+            lease: cluster::pop3_lease(&mailbox.id),
+            cluster,
         }))
     }
 
@@ -178,6 +189,18 @@ impl Fetcher {
     pub async fn poll(&self) -> Result<PollReport> {
         let _guard = self.poll_lock.lock().await;
         let now = self.clock.now_ms();
+        if !self.hold_lease().await {
+            let holder = self.store.leases().await.ok().and_then(|l| l.into_iter().find(|l| l.name == self.lease)).map(|l| l.holder);
+            let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
+            if !s.standby {
+                tracing::info!(mailbox = %self.mailbox.id, holder = holder.as_deref().unwrap_or("-"), "another instance polls this mailbox; standing by");
+            }
+            s.standby = true;
+            return Ok(PollReport { standby: Some(holder.unwrap_or_default()), ..Default::default() });
+        }
+        if std::mem::take(&mut self.status.lock().unwrap_or_else(|p| p.into_inner()).standby) {
+            tracing::info!(mailbox = %self.mailbox.id, "this instance now polls the mailbox");
+        }
         let result = self.poll_locked().await;
         self.record_outcome(now, &result).await;
         result
@@ -264,6 +287,12 @@ impl Fetcher {
         }
     }
 
+    /// Takes or renews the mailbox lease, for a poll interval beyond the lease.
+    async fn hold_lease(&self) -> bool {
+        let interval_ms = i64::try_from(self.pop3.interval_secs.saturating_mul(1000)).unwrap_or(i64::MAX / 4);
+        self.cluster.hold(&self.lease, interval_ms).await
+    }
+
     async fn poll_locked(&self) -> Result<PollReport> {
         let mut client = Client::connect(&self.endpoint).await?;
         client.login(&self.mailbox.username, &self.mailbox.resolved_password).await?;
@@ -276,6 +305,11 @@ impl Fetcher {
             let record = match self.store.inbound_by_uidl(&self.mailbox.id, &uidl).await? {
                 Some(r) => r,
                 None => {
+                    // A long poll keeps its lease; if it was lost, the new holder carries on.
+                    if !self.hold_lease().await {
+                        tracing::warn!(mailbox = %self.mailbox.id, "mailbox lease lost during the poll; stopping here");
+                        break;
+                    }
                     let r = self.fetch_one(&mut client, n, &uidl, limit, deadline).await?;
                     report.fetched += 1;
                     r
@@ -462,9 +496,16 @@ impl Fetcher {
             signature: Some(sig.verdict.as_str().to_owned()),
             signer: sig.signer.clone(),
             deleted_at: None,
+            fetched_by: None,
         };
         if let Err(e) = self.store.commit_inbound(&record, update.as_ref(), std::slice::from_ref(&injection)).await {
             self.spool.remove(&injection.id).await;
+            // Another instance stored it first (lease handover): its copy counts, ours goes.
+            if let Ok(Some(theirs)) = self.store.inbound_by_uidl(&self.mailbox.id, uidl).await {
+                let _ = tokio::fs::remove_file(self.spool.inbound_path(id)).await;
+                tracing::info!(mailbox = %self.mailbox.id, uidl = %uidl, by = theirs.fetched_by.as_deref().unwrap_or("-"), "already stored by another instance");
+                return Ok(theirs);
+            }
             return Err(e.into());
         }
         self.enqueue.kick();

@@ -12,6 +12,7 @@
 use std::collections::HashSet;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use tokio::fs::{self, File};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufWriter};
@@ -139,19 +140,28 @@ impl Spool {
         }
     }
 
-    /// Start-up cleanup: empties `tmp/` and removes `msg/` files whose id is
-    /// not in `known` (never acknowledged). Returns how many ids were removed.
-    pub async fn remove_orphans(&self, known: &HashSet<String>) -> io::Result<usize> {
+    /// Start-up cleanup: empties `tmp/` and removes `msg/` and `inbound/`
+    /// files whose id is not in `known` (never acknowledged). With `grace`
+    /// (a spool shared by several instances) only files older than that go:
+    /// younger ones may be another instance's message in the making.
+    /// Returns how many ids were removed.
+    pub async fn remove_orphans(&self, known: &HashSet<String>, grace: Option<Duration>) -> io::Result<usize> {
+        let old_enough = |meta: &std::fs::Metadata| match grace {
+            None => true,
+            Some(g) => meta.modified().ok().and_then(|t| t.elapsed().ok()).is_some_and(|age| age >= g),
+        };
         let mut tmp = fs::read_dir(self.dir.join("tmp")).await?;
         while let Some(e) = tmp.next_entry().await? {
-            let _ = fs::remove_file(e.path()).await;
+            if e.metadata().await.is_ok_and(|m| old_enough(&m)) {
+                let _ = fs::remove_file(e.path()).await;
+            }
         }
         let mut removed = HashSet::new();
         let mut msg = fs::read_dir(self.dir.join("msg")).await?;
         while let Some(e) = msg.next_entry().await? {
             let name = e.file_name().to_string_lossy().into_owned();
             let id = name.split('.').next().unwrap_or_default().to_owned();
-            if !known.contains(&id) {
+            if !known.contains(&id) && e.metadata().await.is_ok_and(|m| old_enough(&m)) {
                 let _ = fs::remove_file(e.path()).await;
                 removed.insert(id);
             }
@@ -296,7 +306,7 @@ mod tests {
             assert_eq!(spool.read_message(&id).await.unwrap(), msg, "cut {cut}");
         }
         let known: HashSet<String> = ["T1".to_string()].into();
-        assert_eq!(spool.remove_orphans(&known).await.unwrap(), msg.len() - 2);
+        assert_eq!(spool.remove_orphans(&known, None).await.unwrap(), msg.len() - 2);
         assert_eq!(spool.read_message("T1").await.unwrap(), msg);
         assert!(spool.read_message("T2").await.is_err());
     }

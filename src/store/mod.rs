@@ -1,12 +1,14 @@
 //! Durable metadata: messages, per-recipient state, events.
 //!
-//! The [`Store`] trait is what callers see; [`sqlite::SqliteStore`] is the
-//! default backend (WAL, `synchronous = FULL`, so a commit is on disk when it
-//! returns). Message bytes live in the spool (`queue::spool`), never here.
+//! The [`Store`] trait is what callers see; [`sql::SqlStore`] implements it
+//! for SQLite (the default: WAL, `synchronous = FULL`, so a commit is on disk
+//! when it returns) and PostgreSQL (several instances sharing one database:
+//! claims carry the instance and a lease, see [`Store::claim_many`]).
+//! Message bytes live in the spool (`queue::spool`), never here.
 //! The message row is the commit marker of the queue: spool files without a
 //! row were never acknowledged and are removed at start-up.
 
-pub mod sqlite;
+pub mod sql;
 
 use std::fmt;
 
@@ -23,6 +25,19 @@ pub enum Error {
     BadState(String),
     #[error("message {0} not found")]
     NotFound(String),
+    #[error("the database has schema version {found}, newer than this pecgate knows ({known}); run the newer pecgate or restore a backup")]
+    TooNew { found: i64, known: i64 },
+}
+
+/// Opens the store the configuration names, as this instance.
+pub async fn open(config: &crate::config::StoreConfig, instance: &str) -> Result<sql::SqlStore> {
+    match config.backend {
+        crate::config::StoreBackend::Sqlite => sql::SqlStore::open_sqlite(&config.path, instance).await,
+        crate::config::StoreBackend::Postgres => {
+            let url = config.resolved_url.as_ref().map(|u| u.expose().to_owned()).unwrap_or_default();
+            sql::SqlStore::open_postgres(&url, config.max_connections, instance).await
+        }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -196,6 +211,40 @@ pub struct Event {
     pub rcpt: Option<String>,
     pub kind: String,
     pub detail: String,
+    /// The pecgate instance that recorded it.
+    pub instance: Option<String>,
+}
+
+/// A pecgate process sharing the store (one row per instance id).
+#[derive(Debug, Clone, Serialize)]
+pub struct InstanceInfo {
+    pub id: String,
+    pub version: String,
+    pub started_at: i64,
+    pub heartbeat_at: i64,
+    /// Listener addresses, as the instance sees them.
+    pub smtp: String,
+    pub admin: String,
+    /// Set by a clean shutdown.
+    pub stopped_at: Option<i64>,
+}
+
+/// A named lease (`pop3:<mailbox>`, `watchdog`): who holds it, until when.
+#[derive(Debug, Clone, Serialize)]
+pub struct Lease {
+    pub name: String,
+    pub holder: String,
+    pub until: i64,
+    /// When the current holder took it.
+    pub since: i64,
+}
+
+/// A delivery that was in flight when its instance stopped, queued again.
+#[derive(Debug, Clone)]
+pub struct Recovered {
+    pub id: String,
+    /// The instance that had claimed it.
+    pub holder: Option<String>,
 }
 
 /// What one delivery attempt did to one recipient.
@@ -249,6 +298,8 @@ pub struct InboundRecord {
     pub signer: Option<String>,
     /// When it was deleted from the provider, if it was.
     pub deleted_at: Option<i64>,
+    /// The instance that fetched it (set by the store).
+    pub fetched_by: Option<String>,
 }
 
 /// What a receipt changes on the message it refers to (see `correlate`).
@@ -311,16 +362,17 @@ pub trait Store: Send + Sync {
     async fn due_messages(&self, now: i64, limit: u32) -> Result<Vec<Message>>;
     /// Earliest `next_attempt_at` of queued messages.
     async fn next_due(&self) -> Result<Option<i64>>;
-    /// queued -> sending; false if someone else took it.
-    async fn claim(&self, id: &str, now: i64) -> Result<bool>;
-    /// Claims several in one commit; returns the ids it got.
-    async fn claim_many(&self, ids: &[String], now: i64) -> Result<Vec<String>>;
+    /// queued -> sending for this instance until `lease_until`, several in
+    /// one commit; returns the ids it got (another instance may hold the rest).
+    async fn claim_many(&self, ids: &[String], now: i64, lease_until: i64) -> Result<Vec<String>>;
     /// Records a delivery attempt (recipients, message state, events) in one commit.
     async fn record_attempt(&self, id: &str, attempt: &Attempt) -> Result<()>;
     /// Records several attempts in one commit (group commit of concurrent deliveries).
     async fn record_attempts(&self, batch: &[(String, Attempt)]) -> Result<()>;
-    /// After a crash: every `sending` message goes back to `queued` (returns how many).
-    async fn recover_sending(&self, now: i64) -> Result<u64>;
+    /// `sending` messages whose lease expired (their instance died) go back
+    /// to `queued`; with `own`, also this instance's own claims (at start-up,
+    /// after a crash). Each gets a `recovered` event.
+    async fn recover_sending(&self, now: i64, own: bool) -> Result<Vec<Recovered>>;
     async fn message(&self, id: &str) -> Result<Option<Message>>;
     /// Recipients still to deliver (queued or deferred).
     async fn pending_recipients(&self, id: &str) -> Result<Vec<String>>;
@@ -374,4 +426,22 @@ pub trait Store: Send + Sync {
     async fn last_sends(&self) -> Result<Vec<(String, i64)>>;
     /// Messages waiting in the queue (queued or sending, every kind), oldest first.
     async fn waiting_messages(&self, limit: u32) -> Result<Vec<Message>>;
+
+    /// The instance id this store writes into events and claims.
+    fn instance(&self) -> &str;
+    /// True when several instances may share this store (PostgreSQL).
+    fn shared(&self) -> bool;
+    /// Records that this instance is alive and extends the leases of its deliveries in flight.
+    async fn heartbeat(&self, info: &InstanceInfo, lease_until: i64) -> Result<()>;
+    /// Every instance that ever ran on this store.
+    async fn instances(&self) -> Result<Vec<InstanceInfo>>;
+    /// Takes or renews the named lease for this instance; false if another
+    /// instance holds it and it has not expired at `now`.
+    async fn acquire_lease(&self, name: &str, now: i64, until: i64) -> Result<bool>;
+    /// Gives a lease up (clean shutdown), if this instance holds it.
+    async fn release_lease(&self, name: &str) -> Result<()>;
+    async fn leases(&self) -> Result<Vec<Lease>>;
+    /// A submission slot in the mailbox's one-minute window, shared by every
+    /// instance; `Err(t)`: none free until `t` (ms).
+    async fn take_rate_slot(&self, mailbox: &str, now: i64, per_minute: u32) -> Result<std::result::Result<(), i64>>;
 }

@@ -1,0 +1,1218 @@
+//! The SQL store, one implementation for both backends through sqlx's `Any`
+//! driver: SQLite (default; WAL, `synchronous = FULL`, so a commit survives
+//! power loss once it returns) and PostgreSQL (several pecgate instances
+//! sharing one database). Queries are written once, in SQLite's spelling with
+//! `?` parameters; [`Dialect::sql`] rewrites the few differences for
+//! PostgreSQL (numbered parameters, `string_agg`, `ILIKE`, the recipient
+//! order column). Only the schema and the claim query differ per backend.
+
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
+use sqlx::query::{Query, QueryScalar};
+use sqlx::{Any, AnyPool, AssertSqlSafe, Executor, Row, Transaction};
+
+use super::{
+    Attempt, Error, Event, InboundRecord, InstanceInfo, Lease, ListFilter, ListItem, Message, MessageKind, MessageState, NewMessage,
+    ReceiptUpdate, Recipient, RecipientState, Recovered, Result, Route, Store,
+};
+
+/// SQLite schema versions, applied in order, each once (recorded in `schema_version`).
+const SQLITE_MIGRATIONS: &[&str] = &[
+    r#"
+CREATE TABLE messages (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    route TEXT NOT NULL,
+    mailbox_id TEXT,
+    mail_from TEXT NOT NULL,
+    original_sender TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    next_attempt_at INTEGER NOT NULL,
+    last_error TEXT,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX messages_due ON messages(state, next_attempt_at);
+CREATE INDEX messages_message_id ON messages(message_id);
+CREATE TABLE recipients (
+    message_id TEXT NOT NULL REFERENCES messages(id),
+    address TEXT NOT NULL,
+    state TEXT NOT NULL,
+    last_reply TEXT,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (message_id, address)
+);
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id TEXT NOT NULL,
+    rcpt TEXT,
+    at INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX events_message ON events(message_id);
+"#,
+    r#"
+ALTER TABLE messages ADD COLUMN provider_id TEXT;
+CREATE INDEX messages_provider_id ON messages(provider_id);
+CREATE TABLE inbound (
+    id TEXT PRIMARY KEY,
+    mailbox_id TEXT NOT NULL,
+    uidl TEXT NOT NULL,
+    fetched_at INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    message_id TEXT,
+    riferimento TEXT,
+    identificativo TEXT,
+    consegna TEXT,
+    related_message TEXT,
+    routed_to TEXT NOT NULL,
+    deleted_at INTEGER,
+    UNIQUE (mailbox_id, uidl)
+);
+CREATE INDEX inbound_related ON inbound(related_message);
+"#,
+    r#"
+ALTER TABLE inbound ADD COLUMN injection TEXT;
+"#,
+    // Admin list: newest first without sorting the whole table.
+    r#"
+CREATE INDEX messages_created ON messages(created_at, id);
+CREATE INDEX inbound_fetched ON inbound(fetched_at, id);
+"#,
+    // Provider signature verdict of fetched messages.
+    r#"
+ALTER TABLE inbound ADD COLUMN signature TEXT;
+ALTER TABLE inbound ADD COLUMN signer TEXT;
+"#,
+    // Instances and leases (the same tables as PostgreSQL, so the code is one).
+    r#"
+ALTER TABLE messages ADD COLUMN claimed_by TEXT;
+ALTER TABLE messages ADD COLUMN lease_until INTEGER;
+ALTER TABLE events ADD COLUMN instance TEXT;
+ALTER TABLE inbound ADD COLUMN fetched_by TEXT;
+CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, until INTEGER NOT NULL, since INTEGER NOT NULL);
+CREATE TABLE instances (
+    id TEXT PRIMARY KEY, version TEXT NOT NULL, started_at INTEGER NOT NULL, heartbeat_at INTEGER NOT NULL,
+    smtp TEXT NOT NULL, admin TEXT NOT NULL, stopped_at INTEGER
+);
+CREATE TABLE rate_slots (mailbox_id TEXT NOT NULL, at INTEGER NOT NULL);
+CREATE INDEX rate_slots_mailbox ON rate_slots(mailbox_id, at);
+"#,
+];
+
+/// PostgreSQL schema versions. Version 1 is the whole SQLite schema up to
+/// its version 6; later changes get a version in both lists.
+const POSTGRES_MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE messages (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    route TEXT NOT NULL,
+    mailbox_id TEXT,
+    mail_from TEXT NOT NULL,
+    original_sender TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    size BIGINT NOT NULL,
+    state TEXT NOT NULL,
+    attempts BIGINT NOT NULL DEFAULT 0,
+    created_at BIGINT NOT NULL,
+    next_attempt_at BIGINT NOT NULL,
+    last_error TEXT,
+    updated_at BIGINT NOT NULL,
+    provider_id TEXT,
+    claimed_by TEXT,
+    lease_until BIGINT
+);
+CREATE INDEX messages_due ON messages(state, next_attempt_at);
+CREATE INDEX messages_message_id ON messages(message_id);
+CREATE INDEX messages_provider_id ON messages(provider_id);
+CREATE INDEX messages_created ON messages(created_at, id);
+CREATE TABLE recipients (
+    seq BIGSERIAL,
+    message_id TEXT NOT NULL REFERENCES messages(id),
+    address TEXT NOT NULL,
+    state TEXT NOT NULL,
+    last_reply TEXT,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (message_id, address)
+);
+CREATE TABLE events (
+    id BIGSERIAL PRIMARY KEY,
+    message_id TEXT NOT NULL,
+    rcpt TEXT,
+    at BIGINT NOT NULL,
+    kind TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    instance TEXT
+);
+CREATE INDEX events_message ON events(message_id);
+CREATE TABLE inbound (
+    id TEXT PRIMARY KEY,
+    mailbox_id TEXT NOT NULL,
+    uidl TEXT NOT NULL,
+    fetched_at BIGINT NOT NULL,
+    size BIGINT NOT NULL,
+    kind TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    message_id TEXT,
+    riferimento TEXT,
+    identificativo TEXT,
+    consegna TEXT,
+    related_message TEXT,
+    routed_to TEXT NOT NULL,
+    deleted_at BIGINT,
+    injection TEXT,
+    signature TEXT,
+    signer TEXT,
+    fetched_by TEXT,
+    UNIQUE (mailbox_id, uidl)
+);
+CREATE INDEX inbound_related ON inbound(related_message);
+CREATE INDEX inbound_fetched ON inbound(fetched_at, id);
+CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, until BIGINT NOT NULL, since BIGINT NOT NULL);
+CREATE TABLE instances (
+    id TEXT PRIMARY KEY, version TEXT NOT NULL, started_at BIGINT NOT NULL, heartbeat_at BIGINT NOT NULL,
+    smtp TEXT NOT NULL, admin TEXT NOT NULL, stopped_at BIGINT
+);
+CREATE TABLE rate_slots (mailbox_id TEXT NOT NULL, at BIGINT NOT NULL);
+CREATE INDEX rate_slots_mailbox ON rate_slots(mailbox_id, at);
+"#];
+
+/// Which SQL spelling the database speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// A query in this dialect, from its SQLite spelling.
+    pub fn sql(self, sqlite: &str) -> String {
+        match self {
+            Dialect::Sqlite => sqlite.to_owned(),
+            Dialect::Postgres => to_postgres(sqlite),
+        }
+    }
+}
+
+/// Rewrites a query written for SQLite into PostgreSQL: `?` parameters become
+/// `$1, $2, ...` (not inside string literals), `rowid` (insertion order of
+/// recipients) becomes the `seq` column, `group_concat` becomes `string_agg`,
+/// and `LIKE` becomes `ILIKE` (SQLite's LIKE ignores ASCII case).
+pub fn to_postgres(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut n = 0;
+    let mut in_literal = false;
+    for c in sql.chars() {
+        match c {
+            '\'' => {
+                in_literal = !in_literal;
+                out.push(c);
+            }
+            '?' if !in_literal => {
+                n += 1;
+                out.push('$');
+                out.push_str(&n.to_string());
+            }
+            _ => out.push(c),
+        }
+    }
+    out.replace("rowid", "seq").replace("group_concat(", "string_agg(").replace(" LIKE ", " ILIKE ")
+}
+
+/// What every query needs: the dialect, and who this process is (events and
+/// claims name the instance).
+#[derive(Debug, Clone)]
+struct Ctx {
+    d: Dialect,
+    instance: String,
+}
+
+fn query(d: Dialect, sql: &str) -> Query<'static, Any, AnyArguments> {
+    sqlx::query(AssertSqlSafe(d.sql(sql)))
+}
+
+fn query_scalar<O>(d: Dialect, sql: &str) -> QueryScalar<'static, Any, O, AnyArguments>
+where
+    (O,): for<'r> sqlx::FromRow<'r, AnyRow>,
+{
+    sqlx::query_scalar(AssertSqlSafe(d.sql(sql)))
+}
+
+pub struct SqlStore {
+    pool: AnyPool,
+    c: Ctx,
+}
+
+/// A PostgreSQL URL with any password replaced, for messages.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            u.to_string()
+        }
+        Err(_) => "(unparseable URL)".to_owned(),
+    }
+}
+
+impl SqlStore {
+    /// Opens (creating if needed) a SQLite database file and applies migrations.
+    pub async fn open_sqlite(path: &Path, instance: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let display = path.display().to_string();
+        let open_err = |source| Error::Open { path: display.clone(), source };
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        // Per-connection settings; WAL is a property of the file, set once below.
+        let pool = AnyPoolOptions::new()
+            .max_connections(4)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000").await?;
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await
+            .map_err(open_err)?;
+        sqlx::query("PRAGMA journal_mode = WAL").fetch_all(&pool).await.map_err(open_err)?;
+        Self::finish(pool, Ctx { d: Dialect::Sqlite, instance: instance.to_owned() }, display).await
+    }
+
+    /// Connects to PostgreSQL (`url` may hold the password; it is never shown)
+    /// and applies migrations, one instance at a time.
+    pub async fn open_postgres(url: &str, max_connections: u32, instance: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let display = redact_url(url);
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect(url)
+            .await
+            .map_err(|source| Error::Open { path: display.clone(), source: redact_error(source, url) })?;
+        Self::finish(pool, Ctx { d: Dialect::Postgres, instance: instance.to_owned() }, display).await
+    }
+
+    async fn finish(pool: AnyPool, c: Ctx, display: String) -> Result<Self> {
+        let store = Self { pool, c };
+        store.migrate().await.map_err(|e| match e {
+            Error::Db(source) => Error::Open { path: display.clone(), source },
+            other => other,
+        })?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let migrations = match self.c.d {
+            Dialect::Sqlite => SQLITE_MIGRATIONS,
+            Dialect::Postgres => {
+                // Instances starting together: one migrates, the others wait for it.
+                query(self.c.d, "SELECT 1 AS ok FROM (SELECT pg_advisory_xact_lock(7262730)) AS l").fetch_all(&mut *tx).await?;
+                POSTGRES_MIGRATIONS
+            }
+        };
+        let bigint = if self.c.d == Dialect::Postgres { "BIGINT" } else { "INTEGER" };
+        sqlx::raw_sql(AssertSqlSafe(format!("CREATE TABLE IF NOT EXISTS schema_version (version {bigint} NOT NULL)")))
+            .execute(&mut *tx)
+            .await?;
+        let current: i64 = query_scalar(self.c.d, "SELECT COALESCE(MAX(version), 0) FROM schema_version").fetch_one(&mut *tx).await?;
+        if current > migrations.len() as i64 {
+            return Err(Error::TooNew { found: current, known: migrations.len() as i64 });
+        }
+        for (i, sql) in migrations.iter().enumerate() {
+            let version = i as i64 + 1;
+            if version > current {
+                sqlx::raw_sql(AssertSqlSafe(*sql)).execute(&mut *tx).await?;
+                query(self.c.d, "INSERT INTO schema_version (version) VALUES (?)").bind(version).execute(&mut *tx).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.c.d
+    }
+}
+
+/// sqlx errors may quote the connection URL; never let the password through.
+fn redact_error(e: sqlx::Error, url: &str) -> sqlx::Error {
+    let password = url::Url::parse(url).ok().and_then(|u| u.password().map(str::to_owned)).filter(|p| !p.is_empty());
+    match password {
+        Some(p) if e.to_string().contains(&p) => sqlx::Error::Configuration(e.to_string().replace(&p, "***").into()),
+        _ => e,
+    }
+}
+
+async fn insert_event(
+    c: &Ctx,
+    tx: &mut Transaction<'_, Any>,
+    id: &str,
+    rcpt: Option<&str>,
+    at: i64,
+    kind: &str,
+    detail: &str,
+) -> Result<()> {
+    query(c.d, "INSERT INTO events (message_id, rcpt, at, kind, detail, instance) VALUES (?, ?, ?, ?, ?, ?)")
+        .bind(id)
+        .bind(rcpt)
+        .bind(at)
+        .bind(kind)
+        .bind(detail)
+        .bind(&c.instance)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+async fn insert_message_tx(c: &Ctx, tx: &mut Transaction<'_, Any>, m: &NewMessage) -> Result<()> {
+    query(
+        c.d,
+        "INSERT INTO messages (id, kind, route, mailbox_id, mail_from, original_sender, message_id, subject, size, state, attempts, created_at, next_attempt_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?)",
+    )
+    .bind(&m.id)
+    .bind(m.kind.as_str())
+    .bind(m.route.kind())
+    .bind(m.route.mailbox())
+    .bind(&m.mail_from)
+    .bind(&m.original_sender)
+    .bind(&m.message_id)
+    .bind(&m.subject)
+    .bind(m.size as i64)
+    .bind(m.created_at)
+    .bind(m.created_at)
+    .bind(m.created_at)
+    .execute(&mut **tx)
+    .await?;
+    for rcpt in &m.rcpts {
+        query(c.d, "INSERT INTO recipients (message_id, address, state, updated_at) VALUES (?, ?, 'queued', ?) ON CONFLICT DO NOTHING")
+            .bind(&m.id)
+            .bind(rcpt)
+            .bind(m.created_at)
+            .execute(&mut **tx)
+            .await?;
+    }
+    insert_event(c, tx, &m.id, None, m.created_at, "received", &m.origin).await?;
+    let to = match &m.route {
+        Route::Provider(mb) => format!("to provider of mailbox {mb}"),
+        Route::Corporate => "to corporate server".to_owned(),
+    };
+    insert_event(c, tx, &m.id, None, m.created_at, "queued", &to).await?;
+    Ok(())
+}
+
+async fn record_attempt_tx(c: &Ctx, tx: &mut Transaction<'_, Any>, id: &str, a: &Attempt) -> Result<()> {
+    for r in &a.recipients {
+        query(c.d, "UPDATE recipients SET state = ?, last_reply = ?, updated_at = ? WHERE message_id = ? AND address = ?")
+            .bind(r.state.as_str())
+            .bind(&r.reply)
+            .bind(a.at)
+            .bind(id)
+            .bind(&r.address)
+            .execute(&mut **tx)
+            .await?;
+        insert_event(c, tx, id, Some(&r.address), a.at, r.state.as_str(), &format!("relay={} reply={}", a.relay, r.reply)).await?;
+    }
+    query(c.d, "UPDATE messages SET state = ?, attempts = attempts + 1, next_attempt_at = ?, last_error = ?, updated_at = ? WHERE id = ?")
+        .bind(a.state.as_str())
+        .bind(a.next_attempt_at)
+        .bind(&a.error)
+        .bind(a.at)
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    let detail = match (&a.error, a.state) {
+        (Some(e), MessageState::Queued) => format!("retry at {} after: {e}", a.next_attempt_at),
+        (Some(e), _) => e.clone(),
+        (None, _) => format!("relay={}", a.relay),
+    };
+    insert_event(c, tx, id, None, a.at, a.state.as_str(), &detail).await?;
+    Ok(())
+}
+
+fn message_from_row(row: &AnyRow) -> Result<Message> {
+    let route: String = row.try_get("route")?;
+    let mailbox: Option<String> = row.try_get("mailbox_id")?;
+    let route = match (route.as_str(), mailbox) {
+        ("provider", Some(m)) => Route::Provider(m),
+        ("corporate", _) => Route::Corporate,
+        (other, _) => return Err(Error::BadState(other.to_owned())),
+    };
+    let kind: String = row.try_get("kind")?;
+    let state: String = row.try_get("state")?;
+    let size: i64 = row.try_get("size")?;
+    let attempts: i64 = row.try_get("attempts")?;
+    Ok(Message {
+        id: row.try_get("id")?,
+        kind: MessageKind::parse(&kind)?,
+        route,
+        mail_from: row.try_get("mail_from")?,
+        original_sender: row.try_get("original_sender")?,
+        message_id: row.try_get("message_id")?,
+        subject: row.try_get("subject")?,
+        size: size.max(0) as u64,
+        state: MessageState::parse(&state)?,
+        attempts: attempts.max(0) as u32,
+        created_at: row.try_get("created_at")?,
+        next_attempt_at: row.try_get("next_attempt_at")?,
+        last_error: row.try_get("last_error")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn insert_message(&self, m: &NewMessage) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        insert_message_tx(&self.c, &mut tx, m).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn due_messages(&self, now: i64, limit: u32) -> Result<Vec<Message>> {
+        let rows = query(
+            self.c.d,
+            "SELECT * FROM messages WHERE state = 'queued' AND next_attempt_at <= ? ORDER BY next_attempt_at, created_at LIMIT ?",
+        )
+        .bind(now)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(message_from_row).collect()
+    }
+
+    async fn next_due(&self) -> Result<Option<i64>> {
+        Ok(query_scalar(self.c.d, "SELECT MIN(next_attempt_at) FROM messages WHERE state = 'queued'").fetch_one(&self.pool).await?)
+    }
+
+    async fn claim_many(&self, ids: &[String], now: i64, lease_until: i64) -> Result<Vec<String>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self.c.d {
+            // Several instances: rows another instance is claiming right now
+            // are skipped, not waited for; the state test makes a claim exclusive.
+            Dialect::Postgres => {
+                let marks = vec!["?"; ids.len()].join(", ");
+                let sql = format!(
+                    "UPDATE messages SET state = 'sending', claimed_by = ?, lease_until = ?, updated_at = ?
+                     WHERE id IN (SELECT id FROM messages WHERE id IN ({marks}) AND state = 'queued' FOR UPDATE SKIP LOCKED)
+                     RETURNING id"
+                );
+                let mut q = query_scalar::<String>(self.c.d, &sql).bind(&self.c.instance).bind(lease_until).bind(now);
+                for id in ids {
+                    q = q.bind(id);
+                }
+                Ok(q.fetch_all(&self.pool).await?)
+            }
+            // One writer at a time in SQLite: the transaction is the lock.
+            Dialect::Sqlite => {
+                let mut tx = self.pool.begin().await?;
+                let mut claimed = Vec::with_capacity(ids.len());
+                for id in ids {
+                    let done = query(
+                        self.c.d,
+                        "UPDATE messages SET state = 'sending', claimed_by = ?, lease_until = ?, updated_at = ? WHERE id = ? AND state = 'queued'",
+                    )
+                    .bind(&self.c.instance)
+                    .bind(lease_until)
+                    .bind(now)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                    if done.rows_affected() == 1 {
+                        claimed.push(id.clone());
+                    }
+                }
+                tx.commit().await?;
+                Ok(claimed)
+            }
+        }
+    }
+
+    async fn record_attempt(&self, id: &str, a: &Attempt) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        record_attempt_tx(&self.c, &mut tx, id, a).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn record_attempts(&self, batch: &[(String, Attempt)]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for (id, a) in batch {
+            record_attempt_tx(&self.c, &mut tx, id, a).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn recover_sending(&self, now: i64, own: bool) -> Result<Vec<Recovered>> {
+        let mut tx = self.pool.begin().await?;
+        let rows = query(
+            self.c.d,
+            // Our own claims only at start-up: while we live, our deliveries are running.
+            "SELECT id, claimed_by FROM messages WHERE state = 'sending'
+             AND (claimed_by IS NULL
+                  OR (claimed_by = ? AND ? = 1)
+                  OR (claimed_by <> ? AND (lease_until IS NULL OR lease_until < ?)))",
+        )
+        .bind(&self.c.instance)
+        .bind(i64::from(own))
+        .bind(&self.c.instance)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut recovered = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let id: String = row.try_get("id")?;
+            let holder: Option<String> = row.try_get("claimed_by")?;
+            let who = holder.clone().unwrap_or_else(|| "an earlier version".into());
+            let detail = if holder.as_deref() == Some(self.c.instance.as_str()) {
+                "was being sent when this instance stopped; queued again (a duplicate at the provider is possible)".to_owned()
+            } else {
+                format!("was being sent by instance {who}, whose lease expired; taken over (a duplicate at the provider is possible)")
+            };
+            // The state test keeps a message another instance just finished.
+            let done = query(
+                self.c.d,
+                "UPDATE messages SET state = 'queued', next_attempt_at = ?, updated_at = ?, claimed_by = NULL, lease_until = NULL
+                 WHERE id = ? AND state = 'sending'",
+            )
+            .bind(now)
+            .bind(now)
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 1 {
+                insert_event(&self.c, &mut tx, &id, None, now, "recovered", &detail).await?;
+                recovered.push(Recovered { id, holder });
+            }
+        }
+        tx.commit().await?;
+        Ok(recovered)
+    }
+
+    async fn message(&self, id: &str) -> Result<Option<Message>> {
+        let row = query(self.c.d, "SELECT * FROM messages WHERE id = ?").bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(message_from_row).transpose()
+    }
+
+    async fn pending_recipients(&self, id: &str) -> Result<Vec<String>> {
+        Ok(query_scalar(self.c.d, "SELECT address FROM recipients WHERE message_id = ? AND state IN ('queued', 'deferred') ORDER BY rowid")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn recipients(&self, id: &str) -> Result<Vec<Recipient>> {
+        let rows = query(self.c.d, "SELECT address, state, last_reply, updated_at FROM recipients WHERE message_id = ? ORDER BY rowid")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let state: String = r.try_get("state")?;
+                Ok(Recipient {
+                    address: r.try_get("address")?,
+                    state: RecipientState::parse(&state)?,
+                    last_reply: r.try_get("last_reply")?,
+                    updated_at: r.try_get("updated_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn events(&self, id: &str) -> Result<Vec<Event>> {
+        let rows = query(self.c.d, "SELECT at, rcpt, kind, detail, instance FROM events WHERE message_id = ? ORDER BY id")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Event {
+                    at: r.try_get("at")?,
+                    rcpt: r.try_get("rcpt")?,
+                    kind: r.try_get("kind")?,
+                    detail: r.try_get("detail")?,
+                    instance: r.try_get("instance")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn add_event(&self, id: &str, rcpt: Option<&str>, at: i64, kind: &str, detail: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        insert_event(&self.c, &mut tx, id, rcpt, at, kind, detail).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn message_ids(&self) -> Result<Vec<String>> {
+        Ok(query_scalar(self.c.d, "SELECT id FROM messages").fetch_all(&self.pool).await?)
+    }
+
+    async fn count_by_state(&self) -> Result<Vec<(String, i64)>> {
+        let rows = query(self.c.d, "SELECT state, COUNT(*) AS n FROM messages GROUP BY state ORDER BY state").fetch_all(&self.pool).await?;
+        rows.iter().map(|r| Ok((r.try_get("state")?, r.try_get("n")?))).collect()
+    }
+
+    async fn list_messages(&self, limit: u32) -> Result<Vec<Message>> {
+        let rows = query(self.c.d, "SELECT * FROM messages ORDER BY created_at DESC, id DESC LIMIT ?")
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(message_from_row).collect()
+    }
+
+    async fn ping(&self) -> Result<()> {
+        let sql = match self.c.d {
+            Dialect::Sqlite => "CREATE TABLE IF NOT EXISTS ping (x INTEGER)",
+            Dialect::Postgres => "UPDATE schema_version SET version = version WHERE version < 0",
+        };
+        query(self.c.d, sql).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn inbound_by_uidl(&self, mailbox: &str, uidl: &str) -> Result<Option<InboundRecord>> {
+        let row = query(self.c.d, "SELECT * FROM inbound WHERE mailbox_id = ? AND uidl = ?")
+            .bind(mailbox)
+            .bind(uidl)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(inbound_from_row).transpose()
+    }
+
+    async fn commit_inbound(&self, r: &InboundRecord, update: Option<&ReceiptUpdate>, injections: &[NewMessage]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        query(
+            self.c.d,
+            "INSERT INTO inbound (id, mailbox_id, uidl, fetched_at, size, kind, subject, message_id, riferimento, identificativo, consegna, related_message, routed_to, injection, signature, signer, deleted_at, fetched_by)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)",
+        )
+        .bind(&r.id)
+        .bind(&r.mailbox_id)
+        .bind(&r.uidl)
+        .bind(r.fetched_at)
+        .bind(r.size as i64)
+        .bind(&r.kind)
+        .bind(&r.subject)
+        .bind(&r.message_id)
+        .bind(&r.riferimento)
+        .bind(&r.identificativo)
+        .bind(&r.consegna)
+        .bind(&r.related_message)
+        .bind(r.routed_to.join(","))
+        .bind(&r.injection)
+        .bind(&r.signature)
+        .bind(&r.signer)
+        .bind(&self.c.instance)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(u) = update {
+            for (address, state) in &u.recipients {
+                query(self.c.d, "UPDATE recipients SET state = ?, updated_at = ? WHERE message_id = ? AND lower(address) = lower(?)")
+                    .bind(state.as_str())
+                    .bind(r.fetched_at)
+                    .bind(&u.message)
+                    .bind(address)
+                    .execute(&mut *tx)
+                    .await?;
+                insert_event(
+                    &self.c,
+                    &mut tx,
+                    &u.message,
+                    Some(address),
+                    r.fetched_at,
+                    state.as_str(),
+                    &format!("{} (inbound {})", u.event_kind, r.id),
+                )
+                .await?;
+            }
+            if let Some(state) = u.message_state {
+                query(self.c.d, "UPDATE messages SET state = ?, updated_at = ? WHERE id = ?")
+                    .bind(state.as_str())
+                    .bind(r.fetched_at)
+                    .bind(&u.message)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if let Some(pid) = &u.provider_id {
+                query(self.c.d, "UPDATE messages SET provider_id = ? WHERE id = ? AND provider_id IS NULL")
+                    .bind(pid)
+                    .bind(&u.message)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            insert_event(&self.c, &mut tx, &u.message, None, r.fetched_at, &u.event_kind, &u.event_detail).await?;
+        }
+        for m in injections {
+            insert_message_tx(&self.c, &mut tx, m).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn mark_inbound_deleted(&self, mailbox: &str, uidls: &[String], at: i64) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for uidl in uidls {
+            query(self.c.d, "UPDATE inbound SET deleted_at = ? WHERE mailbox_id = ? AND uidl = ?")
+                .bind(at)
+                .bind(mailbox)
+                .bind(uidl)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn find_sent(&self, mailbox: &str, message_ids: &[&str], provider_id: Option<&str>) -> Result<Option<Message>> {
+        for id in message_ids {
+            let row = query(
+                self.c.d,
+                "SELECT * FROM messages WHERE mailbox_id = ? AND route = 'provider' AND message_id = ? ORDER BY created_at DESC LIMIT 1",
+            )
+            .bind(mailbox)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+            if let Some(row) = row {
+                return message_from_row(&row).map(Some);
+            }
+        }
+        if let Some(pid) = provider_id {
+            let row = query(self.c.d, "SELECT * FROM messages WHERE mailbox_id = ? AND route = 'provider' AND provider_id = ? LIMIT 1")
+                .bind(mailbox)
+                .bind(pid)
+                .fetch_optional(&self.pool)
+                .await?;
+            return row.as_ref().map(message_from_row).transpose();
+        }
+        Ok(None)
+    }
+
+    async fn retry_now(&self, id: &str, at: i64, who: &str) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let done = query(self.c.d, "UPDATE messages SET next_attempt_at = ?, updated_at = ? WHERE id = ? AND state = 'queued'")
+            .bind(at)
+            .bind(at)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 1 {
+            insert_event(&self.c, &mut tx, id, None, at, "retry", &format!("retry requested by {who}")).await?;
+        }
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn drop_message(&self, id: &str, at: i64, who: &str) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let done =
+            query(self.c.d, "UPDATE messages SET state = 'failed', last_error = ?, updated_at = ? WHERE id = ? AND state = 'queued'")
+                .bind(format!("dropped by {who}"))
+                .bind(at)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        if done.rows_affected() == 1 {
+            query(self.c.d, "UPDATE recipients SET state = 'failed', last_reply = ?, updated_at = ? WHERE message_id = ? AND state IN ('queued', 'deferred')")
+                .bind(format!("dropped by {who}"))
+                .bind(at)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            insert_event(&self.c, &mut tx, id, None, at, "dropped", &format!("dropped by {who}")).await?;
+        }
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn awaiting_acceptance(&self, before: i64, notice_kind: &str, unnotified: bool) -> Result<Vec<Message>> {
+        let rows = query(
+            self.c.d,
+            "SELECT m.* FROM messages m WHERE m.state = 'submitted' AND m.route = 'provider' AND m.kind = 'pec' AND m.updated_at < ?
+             AND (? = 0 OR NOT EXISTS (SELECT 1 FROM events e WHERE e.message_id = m.id AND e.kind = ?))
+             ORDER BY m.updated_at LIMIT 1000",
+        )
+        .bind(before)
+        .bind(unnotified as i64)
+        .bind(notice_kind)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(message_from_row).collect()
+    }
+
+    async fn awaiting_delivery(&self, before: i64, notice_kind: &str, unnotified: bool) -> Result<Vec<(Message, String)>> {
+        let rows = query(
+            self.c.d,
+            "SELECT m.*, r.address AS rcpt FROM recipients r JOIN messages m ON m.id = r.message_id
+             WHERE r.state = 'accepted' AND m.route = 'provider' AND m.kind = 'pec' AND r.updated_at < ?
+             AND (? = 0 OR NOT EXISTS (SELECT 1 FROM events e WHERE e.message_id = m.id AND e.rcpt = r.address AND e.kind = ?))
+             ORDER BY r.updated_at LIMIT 1000",
+        )
+        .bind(before)
+        .bind(unnotified as i64)
+        .bind(notice_kind)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok((message_from_row(r)?, r.try_get("rcpt")?))).collect()
+    }
+
+    async fn queue_stats(&self) -> Result<Vec<(String, String, i64, i64)>> {
+        let rows = query(
+            self.c.d,
+            "SELECT route, COALESCE(mailbox_id, '-') AS mb, COUNT(*) AS n, MIN(created_at) AS oldest FROM messages
+             WHERE state IN ('queued', 'sending') GROUP BY route, mailbox_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok((r.try_get("route")?, r.try_get("mb")?, r.try_get("n")?, r.try_get("oldest")?))).collect()
+    }
+
+    async fn recipient_state_counts(&self) -> Result<Vec<(String, String, i64)>> {
+        let rows = query(
+            self.c.d,
+            "SELECT m.mailbox_id AS mb, r.state AS state, COUNT(*) AS n FROM recipients r JOIN messages m ON m.id = r.message_id
+             WHERE m.route = 'provider' GROUP BY m.mailbox_id, r.state",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok((r.try_get("mb")?, r.try_get("state")?, r.try_get("n")?))).collect()
+    }
+
+    async fn inbound_ids(&self) -> Result<Vec<String>> {
+        Ok(query_scalar(self.c.d, "SELECT id FROM inbound").fetch_all(&self.pool).await?)
+    }
+
+    async fn inbound_for(&self, message: &str) -> Result<Vec<InboundRecord>> {
+        let rows = query(self.c.d, "SELECT * FROM inbound WHERE related_message = ? ORDER BY fetched_at, id")
+            .bind(message)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(inbound_from_row).collect()
+    }
+    async fn list_filtered(&self, f: &ListFilter) -> Result<Vec<ListItem>> {
+        let limit = i64::from(f.limit.clamp(1, 1000));
+        let like = f.q.as_deref().filter(|q| !q.is_empty()).map(|q| format!("%{}%", escape_like(q)));
+        let mut binds: Vec<Bind> = Vec::new();
+        let mut branches = Vec::new();
+        if f.direction.as_deref() != Some("in") {
+            let mut w = vec!["m.kind = 'pec'".to_owned(), "m.route = 'provider'".to_owned()];
+            if let Some(mb) = &f.mailbox {
+                w.push("m.mailbox_id = ?".into());
+                binds.push(Bind::S(mb.clone()));
+            }
+            if let Some(st) = &f.status {
+                w.push("(m.state = ? OR EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id AND r.state = ?))".into());
+                binds.extend([Bind::S(st.clone()), Bind::S(st.clone())]);
+            }
+            if let Some(l) = &like {
+                w.push(
+                    "(m.subject LIKE ? ESCAPE '\\' OR m.original_sender LIKE ? ESCAPE '\\' OR m.mail_from LIKE ? ESCAPE '\\'
+                      OR m.message_id LIKE ? ESCAPE '\\'
+                      OR EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id AND r.address LIKE ? ESCAPE '\\'))"
+                        .into(),
+                );
+                binds.extend((0..5).map(|_| Bind::S(l.clone())));
+            }
+            push_range(&mut w, &mut binds, "m.created_at", "m.id", f);
+            branches.push(format!(
+                "SELECT * FROM (SELECT m.id AS id, 'out' AS direction, m.mailbox_id AS mailbox, m.kind AS kind, m.state AS state,
+                   m.original_sender AS sender, (SELECT group_concat(address, ',') FROM (SELECT address FROM recipients r WHERE r.message_id = m.id ORDER BY rowid) AS ra) AS rcpts,
+                   (SELECT group_concat(state, ',') FROM (SELECT state FROM recipients r WHERE r.message_id = m.id ORDER BY rowid) AS rs) AS rstates,
+                   m.subject AS subject, m.message_id AS message_id, m.size AS size, m.created_at AS created_at, NULL AS related
+                 FROM messages m WHERE {} ORDER BY m.created_at DESC, m.id DESC LIMIT {limit}) AS o",
+                w.join(" AND ")
+            ));
+        }
+        if f.direction.as_deref() != Some("out") {
+            let mut w = vec!["1 = 1".to_owned()];
+            if let Some(mb) = &f.mailbox {
+                w.push("i.mailbox_id = ?".into());
+                binds.push(Bind::S(mb.clone()));
+            }
+            if let Some(st) = &f.status {
+                w.push("i.kind = ?".into());
+                binds.push(Bind::S(st.clone()));
+            }
+            if let Some(l) = &like {
+                w.push(
+                    "(i.subject LIKE ? ESCAPE '\\' OR i.message_id LIKE ? ESCAPE '\\' OR i.consegna LIKE ? ESCAPE '\\'
+                      OR i.riferimento LIKE ? ESCAPE '\\' OR i.identificativo LIKE ? ESCAPE '\\')"
+                        .into(),
+                );
+                binds.extend((0..5).map(|_| Bind::S(l.clone())));
+            }
+            push_range(&mut w, &mut binds, "i.fetched_at", "i.id", f);
+            branches.push(format!(
+                "SELECT * FROM (SELECT i.id AS id, 'in' AS direction, i.mailbox_id AS mailbox, i.kind AS kind, i.kind AS state,
+                   '' AS sender, i.consegna AS rcpts, NULL AS rstates, i.subject AS subject, i.message_id AS message_id, i.size AS size,
+                   i.fetched_at AS created_at, i.related_message AS related
+                 FROM inbound i WHERE {} ORDER BY i.fetched_at DESC, i.id DESC LIMIT {limit}) AS n",
+                w.join(" AND ")
+            ));
+        }
+        let sql = format!("SELECT * FROM ({}) AS u ORDER BY created_at DESC, id DESC LIMIT {limit}", branches.join(" UNION ALL "));
+        let mut query = query(self.c.d, &sql);
+        for b in binds {
+            query = match b {
+                Bind::S(s) => query.bind(s),
+                Bind::I(i) => query.bind(i),
+            };
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                let rcpts: Option<String> = r.try_get("rcpts")?;
+                let states: Option<String> = r.try_get("rstates")?;
+                let size: i64 = r.try_get("size")?;
+                Ok(ListItem {
+                    id: r.try_get("id")?,
+                    direction: r.try_get("direction")?,
+                    mailbox: r.try_get("mailbox")?,
+                    kind: r.try_get("kind")?,
+                    state: r.try_get("state")?,
+                    from: r.try_get("sender")?,
+                    recipients: rcpts.unwrap_or_default().split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+                    recipient_states: states.unwrap_or_default().split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+                    subject: r.try_get("subject")?,
+                    message_id: r.try_get("message_id")?,
+                    size: size.max(0) as u64,
+                    created_at: r.try_get("created_at")?,
+                    related_message: r.try_get("related")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn inbound(&self, id: &str) -> Result<Option<InboundRecord>> {
+        let row = query(self.c.d, "SELECT * FROM inbound WHERE id = ?").bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(inbound_from_row).transpose()
+    }
+
+    async fn last_sends(&self) -> Result<Vec<(String, i64)>> {
+        let rows = query(
+            self.c.d,
+            "SELECT m.mailbox_id AS mb, MAX(e.at) AS at FROM events e JOIN messages m ON m.id = e.message_id
+             WHERE e.kind = 'submitted' AND e.rcpt IS NULL AND m.route = 'provider' GROUP BY m.mailbox_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok((r.try_get("mb")?, r.try_get("at")?))).collect()
+    }
+
+    async fn waiting_messages(&self, limit: u32) -> Result<Vec<Message>> {
+        let rows = query(self.c.d, "SELECT * FROM messages WHERE state IN ('queued', 'sending') ORDER BY created_at, id LIMIT ?")
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(message_from_row).collect()
+    }
+
+    fn instance(&self) -> &str {
+        &self.c.instance
+    }
+
+    fn shared(&self) -> bool {
+        self.c.d == Dialect::Postgres
+    }
+
+    async fn heartbeat(&self, info: &InstanceInfo, lease_until: i64) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        query(
+            self.c.d,
+            "INSERT INTO instances (id, version, started_at, heartbeat_at, smtp, admin, stopped_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (id) DO UPDATE SET version = excluded.version, started_at = excluded.started_at,
+               heartbeat_at = excluded.heartbeat_at, smtp = excluded.smtp, admin = excluded.admin, stopped_at = excluded.stopped_at",
+        )
+        .bind(&self.c.instance)
+        .bind(&info.version)
+        .bind(info.started_at)
+        .bind(info.heartbeat_at)
+        .bind(&info.smtp)
+        .bind(&info.admin)
+        .bind(info.stopped_at)
+        .execute(&mut *tx)
+        .await?;
+        // Deliveries still running keep their claim.
+        query(self.c.d, "UPDATE messages SET lease_until = ? WHERE state = 'sending' AND claimed_by = ?")
+            .bind(lease_until)
+            .bind(&self.c.instance)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn instances(&self) -> Result<Vec<InstanceInfo>> {
+        let rows = query(self.c.d, "SELECT * FROM instances ORDER BY id").fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(InstanceInfo {
+                    id: r.try_get("id")?,
+                    version: r.try_get("version")?,
+                    started_at: r.try_get("started_at")?,
+                    heartbeat_at: r.try_get("heartbeat_at")?,
+                    smtp: r.try_get("smtp")?,
+                    admin: r.try_get("admin")?,
+                    stopped_at: r.try_get("stopped_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn acquire_lease(&self, name: &str, now: i64, until: i64) -> Result<bool> {
+        // Insert, renew our own, or take over an expired one; anything else is held by a live instance.
+        let done = query(
+            self.c.d,
+            "INSERT INTO leases (name, holder, until, since) VALUES (?, ?, ?, ?)
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until,
+               since = CASE WHEN leases.holder = excluded.holder THEN leases.since ELSE excluded.since END
+             WHERE leases.holder = excluded.holder OR leases.until < ?",
+        )
+        .bind(name)
+        .bind(&self.c.instance)
+        .bind(until)
+        .bind(now)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn release_lease(&self, name: &str) -> Result<()> {
+        query(self.c.d, "DELETE FROM leases WHERE name = ? AND holder = ?").bind(name).bind(&self.c.instance).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn leases(&self) -> Result<Vec<Lease>> {
+        let rows = query(self.c.d, "SELECT name, holder, until, since FROM leases ORDER BY name").fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Lease { name: r.try_get("name")?, holder: r.try_get("holder")?, until: r.try_get("until")?, since: r.try_get("since")? })
+            })
+            .collect()
+    }
+
+    async fn take_rate_slot(&self, mailbox: &str, now: i64, per_minute: u32) -> Result<std::result::Result<(), i64>> {
+        let mut tx = self.pool.begin().await?;
+        if self.c.d == Dialect::Postgres {
+            // Serialises the count-then-insert of this mailbox across instances.
+            query(self.c.d, "SELECT 1 AS ok FROM (SELECT pg_advisory_xact_lock(hashtext(?))) AS l")
+                .bind(format!("pecgate-rate:{mailbox}"))
+                .fetch_all(&mut *tx)
+                .await?;
+        }
+        query(self.c.d, "DELETE FROM rate_slots WHERE mailbox_id = ? AND at <= ?")
+            .bind(mailbox)
+            .bind(now - 60_000)
+            .execute(&mut *tx)
+            .await?;
+        let taken: Vec<i64> =
+            query_scalar(self.c.d, "SELECT at FROM rate_slots WHERE mailbox_id = ? ORDER BY at").bind(mailbox).fetch_all(&mut *tx).await?;
+        let result = if (taken.len() as u64) < u64::from(per_minute) {
+            query(self.c.d, "INSERT INTO rate_slots (mailbox_id, at) VALUES (?, ?)").bind(mailbox).bind(now).execute(&mut *tx).await?;
+            Ok(())
+        } else {
+            Err(taken.first().map_or(now, |t| t + 60_000))
+        };
+        tx.commit().await?;
+        Ok(result)
+    }
+}
+
+/// A value bound to a dynamically built query.
+enum Bind {
+    S(String),
+    I(i64),
+}
+
+/// Time window and cursor conditions of the admin list.
+fn push_range(w: &mut Vec<String>, binds: &mut Vec<Bind>, at: &str, id: &str, f: &ListFilter) {
+    if let Some(since) = f.since {
+        w.push(format!("{at} >= ?"));
+        binds.push(Bind::I(since));
+    }
+    if let Some(until) = f.until {
+        w.push(format!("{at} < ?"));
+        binds.push(Bind::I(until));
+    }
+    if let Some((c_at, c_id)) = &f.after {
+        w.push(format!("({at} < ? OR ({at} = ? AND {id} < ?))"));
+        binds.extend([Bind::I(*c_at), Bind::I(*c_at), Bind::S(c_id.clone())]);
+    }
+}
+
+/// So that `%`, `_` and `\` typed in a search match themselves (LIKE ... ESCAPE '\').
+fn escape_like(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn inbound_from_row(row: &AnyRow) -> Result<InboundRecord> {
+    let size: i64 = row.try_get("size")?;
+    let routed: String = row.try_get("routed_to")?;
+    Ok(InboundRecord {
+        id: row.try_get("id")?,
+        mailbox_id: row.try_get("mailbox_id")?,
+        uidl: row.try_get("uidl")?,
+        fetched_at: row.try_get("fetched_at")?,
+        size: size.max(0) as u64,
+        kind: row.try_get("kind")?,
+        subject: row.try_get("subject")?,
+        message_id: row.try_get("message_id")?,
+        riferimento: row.try_get("riferimento")?,
+        identificativo: row.try_get("identificativo")?,
+        consegna: row.try_get("consegna")?,
+        related_message: row.try_get("related_message")?,
+        routed_to: routed.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+        injection: row.try_get("injection")?,
+        signature: row.try_get("signature")?,
+        signer: row.try_get("signer")?,
+        deleted_at: row.try_get("deleted_at")?,
+        fetched_by: row.try_get("fetched_by")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_spelling() {
+        assert_eq!(
+            to_postgres("SELECT a FROM t WHERE b = ? AND c LIKE ? ESCAPE '\\' AND d = '?' ORDER BY rowid"),
+            "SELECT a FROM t WHERE b = $1 AND c ILIKE $2 ESCAPE '\\' AND d = '?' ORDER BY seq"
+        );
+        assert_eq!(
+            to_postgres("SELECT group_concat(x, ',') FROM y WHERE z IN (?, ?, ?)"),
+            "SELECT string_agg(x, ',') FROM y WHERE z IN ($1, $2, $3)"
+        );
+    }
+
+    #[test]
+    fn urls_lose_their_password() {
+        assert_eq!(redact_url("postgres://pecgate:s3cr%40t@db.example:5432/pec"), "postgres://pecgate:***@db.example:5432/pec");
+        assert_eq!(redact_url("postgres://pecgate@db.example/pec"), "postgres://pecgate@db.example/pec");
+    }
+}

@@ -1,0 +1,364 @@
+//! The store contract, run against every backend: SQLite always, and
+//! PostgreSQL when `PECGATE_TEST_PG_URL` names a server (the interop script
+//! starts a private one). Each PostgreSQL test gets a fresh database. With
+//! `PECGATE_TEST_PG_REQUIRED=1` a missing server fails the PostgreSQL tests
+//! instead of skipping them, so CI cannot pass them vacuously.
+
+use std::sync::Arc;
+
+use pecgate::store::sql::SqlStore;
+use pecgate::store::{
+    Attempt, InboundRecord, InstanceInfo, ListFilter, MessageKind, MessageState, NewMessage, RecipientOutcome, RecipientState, Route, Store,
+};
+
+/// Opens stores of one backend; several per test act as several instances on one database.
+#[async_trait::async_trait]
+trait Backend: Send + Sync {
+    async fn open(&self, instance: &str) -> SqlStore;
+}
+
+struct Sqlite(tempfile::TempDir);
+
+#[async_trait::async_trait]
+impl Backend for Sqlite {
+    async fn open(&self, instance: &str) -> SqlStore {
+        SqlStore::open_sqlite(&self.0.path().join("t.db"), instance).await.unwrap()
+    }
+}
+
+struct Postgres(String);
+
+#[async_trait::async_trait]
+impl Backend for Postgres {
+    async fn open(&self, instance: &str) -> SqlStore {
+        SqlStore::open_postgres(&self.0, 5, instance).await.unwrap()
+    }
+}
+
+fn sqlite() -> Arc<dyn Backend> {
+    Arc::new(Sqlite(tempfile::tempdir().unwrap()))
+}
+
+/// A fresh database on the test server, or None (skip) when there is none.
+async fn postgres(test: &str) -> Option<Arc<dyn Backend>> {
+    let Ok(admin) = std::env::var("PECGATE_TEST_PG_URL") else {
+        assert!(std::env::var("PECGATE_TEST_PG_REQUIRED").is_err(), "PECGATE_TEST_PG_REQUIRED is set but PECGATE_TEST_PG_URL is not");
+        eprintln!("{test}: PostgreSQL skipped (PECGATE_TEST_PG_URL not set)");
+        return None;
+    };
+    use sqlx::Executor;
+    sqlx::any::install_default_drivers();
+    let name = format!("pecgate_t_{}_{}", test, std::process::id());
+    let pool = sqlx::AnyPool::connect(&admin).await.unwrap();
+    pool.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}"))).await.unwrap();
+    pool.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.unwrap();
+    pool.close().await;
+    let mut url = url::Url::parse(&admin).unwrap();
+    url.set_path(&name);
+    Some(Arc::new(Postgres(url.to_string())))
+}
+
+/// One `#[tokio::test]` per backend for each contract test.
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite_backend {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::sqlite()).await })*
+        }
+        mod postgres_backend {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                if let Some(b) = super::postgres(stringify!($name)).await { super::$name(b).await }
+            })*
+        }
+    };
+}
+
+contract!(
+    life_cycle_and_recovery,
+    claims_are_exclusive_between_instances,
+    expired_lease_is_taken_over,
+    named_leases,
+    rate_slots_are_shared,
+    inbound_is_stored_once,
+    admin_list_and_search,
+    instances_are_listed,
+);
+
+fn new_message(id: &str, rcpts: &[&str]) -> NewMessage {
+    NewMessage {
+        id: id.into(),
+        kind: MessageKind::Pec,
+        route: Route::Provider("legal".into()),
+        mail_from: "legal@pec.corp.it".into(),
+        rcpts: rcpts.iter().map(|s| s.to_string()).collect(),
+        original_sender: "mario@corp.it".into(),
+        message_id: format!("{id}@corp.it"),
+        subject: format!("Contratto {id}"),
+        size: 100,
+        created_at: 1_000,
+        origin: "smtp from 127.0.0.1".into(),
+    }
+}
+
+fn outcome(address: &str, state: RecipientState, reply: &str) -> RecipientOutcome {
+    RecipientOutcome { address: address.into(), state, reply: reply.into() }
+}
+
+async fn life_cycle_and_recovery(b: Arc<dyn Backend>) {
+    let s = b.open("gw1").await;
+    s.insert_message(&new_message("Q1", &["a@x.it", "b@x.it"])).await.unwrap();
+    assert_eq!(s.due_messages(999, 10).await.unwrap().len(), 0);
+    assert_eq!(s.due_messages(1_000, 10).await.unwrap().len(), 1);
+    assert_eq!(s.claim_many(&["Q1".into()], 1_001, 61_001).await.unwrap(), ["Q1"]);
+    assert!(s.claim_many(&["Q1".into()], 1_001, 61_001).await.unwrap().is_empty(), "a claimed message cannot be claimed twice");
+    // Crash while sending: reopen as the same instance and recover its own claims.
+    drop(s);
+    let s = b.open("gw1").await;
+    assert!(s.recover_sending(2_000, false).await.unwrap().is_empty(), "the lease still runs: not taken over");
+    let rec = s.recover_sending(2_000, true).await.unwrap();
+    assert_eq!(rec.len(), 1);
+    assert_eq!((rec[0].id.as_str(), rec[0].holder.as_deref()), ("Q1", Some("gw1")));
+    let m = s.message("Q1").await.unwrap().unwrap();
+    assert_eq!(m.state, MessageState::Queued);
+    assert_eq!(s.claim_many(&["Q1".into()], 2_001, 62_001).await.unwrap(), ["Q1"]);
+    let attempt = Attempt {
+        at: 2_002,
+        recipients: vec![outcome("a@x.it", RecipientState::Submitted, "250 ok"), outcome("b@x.it", RecipientState::Deferred, "451 later")],
+        state: MessageState::Queued,
+        next_attempt_at: 3_000,
+        error: Some("451 later".into()),
+        relay: "sim:465".into(),
+    };
+    s.record_attempt("Q1", &attempt).await.unwrap();
+    assert_eq!(s.pending_recipients("Q1").await.unwrap(), vec!["b@x.it".to_string()]);
+    assert_eq!(s.next_due().await.unwrap(), Some(3_000));
+    let m = s.message("Q1").await.unwrap().unwrap();
+    assert_eq!((m.state, m.attempts), (MessageState::Queued, 1));
+    let events = s.events("Q1").await.unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["received", "queued", "recovered", "submitted", "deferred", "queued"]);
+    assert!(events.iter().all(|e| e.instance.as_deref() == Some("gw1")), "{events:?}");
+
+    // Group commit: several attempts in one transaction.
+    s.insert_message(&new_message("Q2", &["c@x.it"])).await.unwrap();
+    let done = |rcpt: &str| Attempt {
+        at: 4_000,
+        recipients: vec![outcome(rcpt, RecipientState::Submitted, "250 ok")],
+        state: MessageState::Submitted,
+        next_attempt_at: 4_000,
+        error: None,
+        relay: "sim:465".into(),
+    };
+    s.record_attempts(&[("Q1".into(), done("b@x.it")), ("Q2".into(), done("c@x.it"))]).await.unwrap();
+    for id in ["Q1", "Q2"] {
+        assert_eq!(s.message(id).await.unwrap().unwrap().state, MessageState::Submitted);
+        assert!(s.pending_recipients(id).await.unwrap().is_empty());
+    }
+    assert!(s.claim_many(&["Q1".into(), "Q2".into()], 5_000, 65_000).await.unwrap().is_empty(), "nothing queued to claim");
+    let counts = s.count_by_state().await.unwrap();
+    assert_eq!(counts, vec![("submitted".to_string(), 2)]);
+}
+
+async fn claims_are_exclusive_between_instances(b: Arc<dyn Backend>) {
+    let a = Arc::new(b.open("gw-a").await);
+    let c = Arc::new(b.open("gw-b").await);
+    let ids: Vec<String> = (0..200).map(|i| format!("M{i:03}")).collect();
+    for id in &ids {
+        a.insert_message(&new_message(id, &["r@x.it"])).await.unwrap();
+    }
+    // Both instances race for the same due list, in slices, many times.
+    let race = |s: Arc<SqlStore>, ids: Vec<String>| {
+        tokio::spawn(async move {
+            let mut got = Vec::new();
+            for chunk in ids.chunks(20) {
+                got.extend(s.claim_many(chunk, 2_000, 100_000).await.unwrap());
+            }
+            got
+        })
+    };
+    let mut reversed = ids.clone();
+    reversed.reverse();
+    let (got_a, got_b) = tokio::join!(race(a.clone(), ids.clone()), race(c.clone(), reversed));
+    let (got_a, got_b) = (got_a.unwrap(), got_b.unwrap());
+    let mut all: Vec<String> = got_a.iter().chain(&got_b).cloned().collect();
+    all.sort();
+    assert_eq!(all, ids, "every message claimed exactly once (a: {}, b: {})", got_a.len(), got_b.len());
+}
+
+async fn expired_lease_is_taken_over(b: Arc<dyn Backend>) {
+    let a = b.open("gw-a").await;
+    let c = b.open("gw-b").await;
+    a.insert_message(&new_message("L1", &["r@x.it"])).await.unwrap();
+    a.insert_message(&new_message("L2", &["r@x.it"])).await.unwrap();
+    assert_eq!(a.claim_many(&["L1".into(), "L2".into()], 1_000, 10_000).await.unwrap().len(), 2);
+    let info = |id: &str, at: i64| InstanceInfo {
+        id: id.into(),
+        version: "test".into(),
+        started_at: 0,
+        heartbeat_at: at,
+        smtp: "127.0.0.1:25".into(),
+        admin: "127.0.0.1:9180".into(),
+        stopped_at: None,
+    };
+    // Before expiry nobody takes them; B's own start-up recovery leaves A's claims alone.
+    assert!(c.recover_sending(9_999, true).await.unwrap().is_empty());
+    // A's heartbeat extends the leases of what it is still sending.
+    a.heartbeat(&info("gw-a", 9_000), 20_000).await.unwrap();
+    assert!(c.recover_sending(15_000, false).await.unwrap().is_empty());
+    // A finishes L1, then dies; at 20,001 B takes over L2 only.
+    let done = Attempt {
+        at: 16_000,
+        recipients: vec![outcome("r@x.it", RecipientState::Submitted, "250 ok")],
+        state: MessageState::Submitted,
+        next_attempt_at: 16_000,
+        error: None,
+        relay: "p:465".into(),
+    };
+    a.record_attempt("L1", &done).await.unwrap();
+    // A live instance never takes over its own claims (its deliveries are still running).
+    assert!(a.recover_sending(30_000, false).await.unwrap().is_empty());
+    let rec = c.recover_sending(20_001, false).await.unwrap();
+    assert_eq!(rec.iter().map(|r| (r.id.as_str(), r.holder.as_deref())).collect::<Vec<_>>(), [("L2", Some("gw-a"))]);
+    let ev = c.events("L2").await.unwrap();
+    let last = ev.last().unwrap();
+    assert_eq!((last.kind.as_str(), last.instance.as_deref()), ("recovered", Some("gw-b")));
+    assert!(last.detail.contains("gw-a"), "{}", last.detail);
+    assert_eq!(c.claim_many(&["L2".into()], 20_002, 80_000).await.unwrap(), ["L2"]);
+    assert_eq!(c.message("L1").await.unwrap().unwrap().state, MessageState::Submitted);
+}
+
+async fn named_leases(b: Arc<dyn Backend>) {
+    let a = b.open("gw-a").await;
+    let c = b.open("gw-b").await;
+    assert!(a.acquire_lease("pop3:legal", 0, 1_000).await.unwrap());
+    assert!(!c.acquire_lease("pop3:legal", 500, 1_500).await.unwrap(), "held by a live instance");
+    assert!(a.acquire_lease("pop3:legal", 900, 2_000).await.unwrap(), "the holder renews");
+    assert!(!c.acquire_lease("pop3:legal", 1_999, 3_000).await.unwrap());
+    assert!(c.acquire_lease("pop3:legal", 2_001, 3_000).await.unwrap(), "expired: taken over");
+    assert!(!a.acquire_lease("pop3:legal", 2_500, 3_500).await.unwrap(), "the old holder lost it");
+    let leases = a.leases().await.unwrap();
+    assert_eq!(leases.len(), 1);
+    assert_eq!((leases[0].holder.as_str(), leases[0].until, leases[0].since), ("gw-b", 3_000, 2_001));
+    a.release_lease("pop3:legal").await.unwrap();
+    assert_eq!(a.leases().await.unwrap().len(), 1, "only the holder can give it up");
+    c.release_lease("pop3:legal").await.unwrap();
+    assert!(a.acquire_lease("pop3:legal", 2_600, 3_600).await.unwrap(), "given up: free at once");
+    assert!(c.acquire_lease("watchdog", 2_600, 3_600).await.unwrap(), "leases are independent");
+}
+
+async fn rate_slots_are_shared(b: Arc<dyn Backend>) {
+    let a = b.open("gw-a").await;
+    let c = b.open("gw-b").await;
+    assert_eq!(a.take_rate_slot("legal", 1_000, 3).await.unwrap(), Ok(()));
+    assert_eq!(c.take_rate_slot("legal", 2_000, 3).await.unwrap(), Ok(()));
+    assert_eq!(a.take_rate_slot("legal", 3_000, 3).await.unwrap(), Ok(()));
+    assert_eq!(c.take_rate_slot("legal", 4_000, 3).await.unwrap(), Err(61_000), "three per minute across both");
+    assert_eq!(c.take_rate_slot("hr", 4_000, 3).await.unwrap(), Ok(()), "per mailbox");
+    assert_eq!(a.take_rate_slot("legal", 61_001, 3).await.unwrap(), Ok(()), "the first slot left the window");
+    assert_eq!(a.take_rate_slot("legal", 61_002, 3).await.unwrap(), Err(62_000));
+}
+
+fn record(id: &str, uidl: &str) -> InboundRecord {
+    InboundRecord {
+        id: id.into(),
+        mailbox_id: "legal".into(),
+        uidl: uidl.into(),
+        fetched_at: 5_000,
+        size: 1234,
+        kind: "accettazione".into(),
+        subject: "ACCETTAZIONE: Contratto".into(),
+        message_id: Some(format!("<{id}@provider>")),
+        riferimento: Some("<Q1@corp.it>".into()),
+        identificativo: Some("opec-1".into()),
+        consegna: None,
+        related_message: Some("Q1".into()),
+        routed_to: vec!["mario@corp.it".into()],
+        injection: Some(format!("J{id}")),
+        signature: Some("valid".into()),
+        signer: None,
+        deleted_at: None,
+        fetched_by: None,
+    }
+}
+
+async fn inbound_is_stored_once(b: Arc<dyn Backend>) {
+    let a = b.open("gw-a").await;
+    let c = b.open("gw-b").await;
+    a.insert_message(&new_message("Q1", &["r@x.it"])).await.unwrap();
+    let injection = |id: &str| NewMessage { kind: MessageKind::Injection, route: Route::Corporate, ..new_message(id, &["mario@corp.it"]) };
+    let update = pecgate::store::ReceiptUpdate {
+        message: "Q1".into(),
+        recipients: vec![("R@X.IT".into(), RecipientState::Accepted)],
+        message_state: Some(MessageState::Accepted),
+        provider_id: Some("opec-1".into()),
+        event_kind: "accettazione".into(),
+        event_detail: "accepted".into(),
+    };
+    a.commit_inbound(&record("I1", "u-1"), Some(&update), &[injection("JI1")]).await.unwrap();
+    // The other instance fetched the same UIDL during a lease handover: refused whole.
+    assert!(c.commit_inbound(&record("I2", "u-1"), Some(&update), &[injection("JI2")]).await.is_err());
+    assert!(c.message("JI2").await.unwrap().is_none(), "the loser's injection is not queued");
+    let got = c.inbound_by_uidl("legal", "u-1").await.unwrap().unwrap();
+    assert_eq!((got.id.as_str(), got.fetched_by.as_deref()), ("I1", Some("gw-a")));
+    assert_eq!(c.inbound_ids().await.unwrap(), ["I1"]);
+    assert_eq!(c.recipients("Q1").await.unwrap()[0].state, RecipientState::Accepted, "recipients match case-insensitively");
+    assert_eq!(c.message("Q1").await.unwrap().unwrap().state, MessageState::Accepted);
+    assert_eq!(c.find_sent("legal", &[], Some("opec-1")).await.unwrap().map(|m| m.id), Some("Q1".into()));
+    assert_eq!(c.find_sent("legal", &["Q1@corp.it"], None).await.unwrap().map(|m| m.id), Some("Q1".into()));
+    assert_eq!(c.inbound_for("Q1").await.unwrap().len(), 1);
+    c.mark_inbound_deleted("legal", &["u-1".into()], 9_000).await.unwrap();
+    assert_eq!(a.inbound("I1").await.unwrap().unwrap().deleted_at, Some(9_000));
+}
+
+async fn admin_list_and_search(b: Arc<dyn Backend>) {
+    let s = b.open("gw-a").await;
+    for (i, id) in ["A1", "A2", "A3"].iter().enumerate() {
+        let mut m = new_message(id, &["zeta@x.it", "alfa@x.it", "mid@x.it"]);
+        m.created_at = 1_000 + i as i64;
+        s.insert_message(&m).await.unwrap();
+    }
+    s.commit_inbound(&record("I1", "u-1"), None, &[]).await.unwrap();
+    let all = s.list_filtered(&ListFilter { limit: 10, ..Default::default() }).await.unwrap();
+    assert_eq!(all.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), ["I1", "A3", "A2", "A1"], "newest first, both directions");
+    assert_eq!(all[1].recipients, ["zeta@x.it", "alfa@x.it", "mid@x.it"], "recipients in the order given");
+    assert_eq!(all[1].recipient_states, ["queued", "queued", "queued"]);
+    // Search ignores case, and % _ \ match themselves.
+    let q = |q: &str| ListFilter { q: Some(q.into()), limit: 10, ..Default::default() };
+    let hits = s.list_filtered(&q("CONTRATTO a2")).await.unwrap();
+    assert_eq!(hits.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), ["A2"]);
+    assert!(s.list_filtered(&q("50%")).await.unwrap().is_empty());
+    let cursor = ListFilter { direction: Some("out".into()), after: Some((1_002, "A3".into())), limit: 1, ..Default::default() };
+    assert_eq!(s.list_filtered(&cursor).await.unwrap().iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), ["A2"], "cursor");
+    let stats = s.queue_stats().await.unwrap();
+    assert_eq!(stats, vec![("provider".into(), "legal".into(), 3, 1_000)]);
+    assert_eq!(s.waiting_messages(2).await.unwrap().iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), ["A1", "A2"]);
+    assert!(s.retry_now("A1", 5_000, "ops").await.unwrap());
+    assert!(s.drop_message("A2", 5_000, "ops").await.unwrap());
+    assert_eq!(s.message("A2").await.unwrap().unwrap().state, MessageState::Failed);
+    s.ping().await.unwrap();
+}
+
+async fn instances_are_listed(b: Arc<dyn Backend>) {
+    let a = b.open("gw-a").await;
+    let c = b.open("gw-b").await;
+    let info = |id: &str, at: i64, stopped: Option<i64>| InstanceInfo {
+        id: id.into(),
+        version: "0.1.0".into(),
+        started_at: 100,
+        heartbeat_at: at,
+        smtp: "127.0.0.1:2525".into(),
+        admin: "127.0.0.1:9180".into(),
+        stopped_at: stopped,
+    };
+    a.heartbeat(&info("gw-a", 1_000, None), 61_000).await.unwrap();
+    c.heartbeat(&info("gw-b", 1_500, None), 61_500).await.unwrap();
+    a.heartbeat(&info("gw-a", 2_000, Some(2_000)), 2_000).await.unwrap();
+    let all = c.instances().await.unwrap();
+    assert_eq!(
+        all.iter().map(|i| (i.id.as_str(), i.heartbeat_at, i.stopped_at)).collect::<Vec<_>>(),
+        [("gw-a", 2_000, Some(2_000)), ("gw-b", 1_500, None)]
+    );
+    assert!(c.shared() == (c.dialect() == pecgate::store::sql::Dialect::Postgres));
+    assert_eq!(c.instance(), "gw-b");
+}
