@@ -4,6 +4,8 @@
 //! `PECGATE_TEST_PG_REQUIRED=1` a missing server fails the PostgreSQL tests
 //! instead of skipping them, so CI cannot pass them vacuously.
 
+mod common;
+
 use std::sync::Arc;
 
 use pecgate::store::sql::SqlStore;
@@ -41,20 +43,9 @@ fn sqlite() -> Arc<dyn Backend> {
 
 /// A fresh database on the test server, or None (skip) when there is none.
 async fn postgres(test: &str) -> Option<Arc<dyn Backend>> {
-    let Ok(admin) = std::env::var("PECGATE_TEST_PG_URL") else {
-        assert!(std::env::var("PECGATE_TEST_PG_REQUIRED").is_err(), "PECGATE_TEST_PG_REQUIRED is set but PECGATE_TEST_PG_URL is not");
-        eprintln!("{test}: PostgreSQL skipped (PECGATE_TEST_PG_URL not set)");
-        return None;
-    };
-    use sqlx::Executor;
-    sqlx::any::install_default_drivers();
-    let name = format!("pecgate_t_{}_{}", test, std::process::id());
-    let pool = sqlx::AnyPool::connect(&admin).await.unwrap();
-    pool.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}"))).await.unwrap();
-    pool.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.unwrap();
-    pool.close().await;
-    let mut url = url::Url::parse(&admin).unwrap();
-    url.set_path(&name);
+    let (url, password) = common::fresh_pg_database(test).await?;
+    let mut url = url::Url::parse(&url).unwrap();
+    url.set_password(Some(&password)).unwrap();
     Some(Arc::new(Postgres(url.to_string())))
 }
 

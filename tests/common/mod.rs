@@ -341,3 +341,28 @@ pub fn queue_id(reply: &str) -> String {
 pub fn crlf(s: &str) -> String {
     s.replace("\r\n", "\n").replace('\n', "\r\n")
 }
+
+/// A fresh PostgreSQL database on the test server named by
+/// `PECGATE_TEST_PG_URL` (an URL with the password; the interop script
+/// starts a private server): returns (URL without password, password), or
+/// None when no server is configured. `PECGATE_TEST_PG_REQUIRED=1` turns a
+/// missing server into a failure, so CI cannot skip these tests silently.
+pub async fn fresh_pg_database(name: &str) -> Option<(String, String)> {
+    let Ok(admin) = std::env::var("PECGATE_TEST_PG_URL") else {
+        assert!(std::env::var("PECGATE_TEST_PG_REQUIRED").is_err(), "PECGATE_TEST_PG_REQUIRED is set but PECGATE_TEST_PG_URL is not");
+        eprintln!("{name}: PostgreSQL skipped (PECGATE_TEST_PG_URL not set)");
+        return None;
+    };
+    use sqlx::Executor;
+    sqlx::any::install_default_drivers();
+    let db = format!("pecgate_t_{}_{}", name, std::process::id());
+    let pool = sqlx::AnyPool::connect(&admin).await.unwrap();
+    pool.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db}"))).await.unwrap();
+    pool.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}"))).await.unwrap();
+    pool.close().await;
+    let mut url = url::Url::parse(&admin).unwrap();
+    url.set_path(&db);
+    let password = url::Url::parse(&admin).unwrap().password().map(str::to_owned).unwrap_or_default();
+    let _ = url.set_password(None);
+    Some((url.to_string(), password))
+}

@@ -45,7 +45,9 @@ chmod 755 "$T"
 PIDS=()
 PF_CONF="$T/postfix/conf"
 DOVECOT_PID=""
+source "$HERE/pg.sh"
 cleanup() {
+  pg_stop
   [[ -f "$PF_CONF/main.cf" ]] && postfix -c "$PF_CONF" stop >/dev/null 2>&1 || true
   [[ -n "$DOVECOT_PID" ]] && kill "$DOVECOT_PID" 2>/dev/null || true
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -349,6 +351,22 @@ if grep -qF "$PASSWORD" "$T/pecgate-in.log" "$D/dovecot.log"; then fail "passwor
 echo "interop: inbound OK (receipts correlated, POP3 copies deleted after commit)"
 
 # ---------------------------------------------------------------------------
-# Part 3: the admin page in a real browser (headless Chromium).
+# Part 3: PostgreSQL. The store contract runs against a private server (the
+# same tests cargo test runs on SQLite), then two pecgate processes share it
+# and one is killed with SIGKILL halfway through 500 messages.
+# ---------------------------------------------------------------------------
+pg_start "$T/pg"
+PG_LOG="$T/pg-tests.log"
+if ! PECGATE_TEST_PG_URL="$PG_ADMIN_URL" PECGATE_TEST_PG_REQUIRED=1 \
+  cargo test -q --manifest-path "$ROOT/Cargo.toml" --test store --test cluster -- --nocapture >"$PG_LOG" 2>&1; then
+  tail -60 "$PG_LOG"
+  fail "PostgreSQL tests"
+fi
+grep -E "^test result|^two instances" "$PG_LOG" | sed 's/^/interop: pg: /'
+if grep -qF "$(cat "$PG_PASSWORD_FILE")" "$PG_LOG"; then fail "the PostgreSQL password is in the test output"; fi
+echo "interop: PostgreSQL OK (store contract on both backends, two-instance failover)"
+
+# ---------------------------------------------------------------------------
+# Part 4: the admin page in a real browser (headless Chromium).
 # ---------------------------------------------------------------------------
 bash "$HERE/browser.sh"
