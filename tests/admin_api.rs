@@ -352,6 +352,21 @@ async fn api_and_page_with_token() {
     let old = m["items"].as_array().unwrap().iter().find(|i| i["id"] == "old").unwrap().clone();
     assert_eq!((old["active"].as_bool(), old["last_poll"].is_null()), (Some(false), true));
 
+    // Cluster: one SQLite instance, alive, polling both mailboxes; events name it.
+    let me = env.config().cluster.instance_id;
+    let c = api(admin, "/api/v1/cluster").await.json();
+    assert_eq!((c["instance"].as_str(), c["shared"].as_bool()), (Some(me.as_str()), Some(false)));
+    let instances = c["instances"].as_array().unwrap();
+    assert_eq!(instances.len(), 1);
+    assert_eq!(
+        (instances[0]["id"].as_str(), instances[0]["status"].as_str(), instances[0]["this"].as_bool()),
+        (Some(me.as_str()), Some("alive"), Some(true))
+    );
+    assert_eq!(instances[0]["smtp"], env.app().smtp_addr.to_string());
+    assert_eq!(instances[0]["leases"], serde_json::json!(["pop3:hr", "pop3:legal"]));
+    let d = api(admin, &format!("/api/v1/messages/{q1}")).await.json();
+    assert!(d["events"].as_array().unwrap().iter().all(|e| e["instance"] == me.as_str()), "{d}");
+
     // Queue actions: 200 and an audit event, 409 when not waiting, 404 when unknown.
     waiting_message(&env, "WAITRETRY0000001").await;
     waiting_message(&env, "WAITDROP00000001").await;
@@ -437,7 +452,8 @@ async fn api_and_page_with_token() {
     let r = http(admin, "GET", &format!("/api/v1/messages/{q1}/raw"), &with_cookie, b"").await;
     assert_eq!(r.code, 200);
     assert_eq!(http(admin, "POST", "/api/v1/queue/WAITDROP00000001/retry", &with_cookie, b"").await.code, 401);
-    assert!(http(admin, "GET", "/mailboxes", &with_cookie, b"").await.text().contains(LEGAL));
+    let page = http(admin, "GET", "/mailboxes?lang=en", &with_cookie, b"").await.text();
+    assert!(page.contains(LEGAL) && page.contains("pecgate instances") && page.contains("pop3:legal"), "{page}");
 
     // CSRF: a POST without (or with a wrong) token is refused and changes nothing.
     waiting_message(&env, "WAITPAGE00000001").await;

@@ -28,6 +28,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/messages/{id}/evidence"),
     ("get", "/api/v1/receipts/{id}/raw"),
     ("get", "/api/v1/mailboxes"),
+    ("get", "/api/v1/cluster"),
     ("post", "/api/v1/queue/{id}/retry"),
     ("post", "/api/v1/queue/{id}/drop"),
     ("get", "/api/v1/openapi.json"),
@@ -101,6 +102,7 @@ fn handler(method: &str, path: &str) -> MethodRouter<Arc<AdminState>> {
         ("get", "/api/v1/messages/{id}/evidence") => get(evidence),
         ("get", "/api/v1/receipts/{id}/raw") => get(receipt_raw),
         ("get", "/api/v1/mailboxes") => get(mailboxes),
+        ("get", "/api/v1/cluster") => get(cluster),
         ("post", "/api/v1/queue/{id}/retry") => post(retry),
         ("post", "/api/v1/queue/{id}/drop") => post(drop_message),
         _ => get(openapi),
@@ -504,6 +506,58 @@ pub async fn mailbox_views(state: &AdminState) -> ApiResult<Vec<MailboxView>> {
 
 async fn mailboxes(State(state): State<Arc<AdminState>>) -> ApiResult<Response> {
     Ok(axum::Json(json!({ "items": mailbox_views(&state).await? })).into_response())
+}
+
+/// One instance as the admin page and API show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct InstanceView {
+    #[serde(flatten)]
+    pub info: crate::store::InstanceInfo,
+    /// "alive" (beating), "stopped" (clean shutdown) or "unresponsive" (no heartbeat within the lease: crashed or cut off).
+    pub status: &'static str,
+    /// Leases it holds now (`pop3:<mailbox>`, `watchdog`).
+    pub leases: Vec<String>,
+    /// The instance answering this request.
+    pub this: bool,
+}
+
+/// Every instance sharing the store, and who holds which lease.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterView {
+    /// The instance answering this request.
+    pub instance: String,
+    /// True with PostgreSQL (several instances may share the store).
+    pub shared: bool,
+    pub lease_secs: u64,
+    pub instances: Vec<InstanceView>,
+    pub leases: Vec<crate::store::Lease>,
+}
+
+pub async fn cluster_view(state: &AdminState) -> ApiResult<ClusterView> {
+    let now = state.clock.now_ms();
+    let lease_ms = i64::try_from(state.config.cluster.lease_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let leases = state.store.leases().await?;
+    let me = state.store.instance().to_owned();
+    let instances = state
+        .store
+        .instances()
+        .await?
+        .into_iter()
+        .map(|info| {
+            let status = match info.stopped_at {
+                Some(_) => "stopped",
+                None if now - info.heartbeat_at <= lease_ms => "alive",
+                None => "unresponsive",
+            };
+            let held = leases.iter().filter(|l| l.holder == info.id && l.until >= now).map(|l| l.name.clone()).collect();
+            InstanceView { this: info.id == me, status, leases: held, info }
+        })
+        .collect();
+    Ok(ClusterView { instance: me, shared: state.store.shared(), lease_secs: state.config.cluster.lease_secs, instances, leases })
+}
+
+async fn cluster(State(state): State<Arc<AdminState>>) -> ApiResult<Response> {
+    Ok(axum::Json(cluster_view(&state).await?).into_response())
 }
 
 /// What an operator can do to a waiting message.

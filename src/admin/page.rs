@@ -164,6 +164,15 @@ fn t(lang: Language, key: &str) -> &'static str {
         "last_success" => ("Ultimo controllo riuscito", "Last successful poll"),
         "last_error" => ("Ultimo errore", "Last error"),
         "last_send" => ("Ultimo invio", "Last send"),
+        "instances" => ("Istanze di pecgate", "pecgate instances"),
+        "instance" => ("Istanza", "Instance"),
+        "started" => ("Avviata", "Started"),
+        "heartbeat" => ("Ultimo segnale", "Last heartbeat"),
+        "leases" => ("Compiti assegnati", "Leases held"),
+        "alive" => ("attiva", "alive"),
+        "stopped" => ("arrestata", "stopped"),
+        "unresponsive" => ("non risponde", "unresponsive"),
+        "this_instance" => ("questa", "this one"),
         "queue_size" => ("In coda", "Queued"),
         "pending_receipts" => ("Ricevute attese", "Receipts pending"),
         "never" => ("mai", "never"),
@@ -526,11 +535,12 @@ async fn detail_view(State(state): State<Arc<AdminState>>, headers: HeaderMap, u
             for e in &v.events {
                 let _ = write!(
                     body,
-                    "<li class=\"{}\"><time>{}</time> <strong>{}</strong> <span class=\"detail\">{}</span></li>",
+                    "<li class=\"{}\"><time>{}</time> <strong>{}</strong> <span class=\"detail\">{}</span>{}</li>",
                     tone(&e.kind),
                     esc(&api::utc(e.at)),
                     esc(&state_label(lang, &e.kind)),
-                    esc(&e.detail)
+                    esc(&e.detail),
+                    e.instance.as_deref().map(|i| format!(" <span class=\"muted\">@{}</span>", esc(i))).unwrap_or_default()
                 );
             }
             body.push_str("</ol>");
@@ -615,8 +625,44 @@ async fn mailboxes_view(State(state): State<Arc<AdminState>>, headers: HeaderMap
         );
     }
     body.push_str("</div>");
+    match api::cluster_view(&state).await {
+        Ok(c) => body.push_str(&instances_table(lang, &c)),
+        Err(e) => return api_error(ctx, e),
+    }
     let doc = layout(&ctx, "mailboxes", t(lang, "mailboxes"), &body);
     html(ctx, StatusCode::OK, doc)
+}
+
+/// Which instances share the store, whether they beat, and what each holds.
+fn instances_table(lang: Language, c: &api::ClusterView) -> String {
+    let mut out = format!(
+        "<h2>{}</h2><div class=\"table-wrap\"><table class=\"instances\"><thead><tr><th>{}</th><th>{}</th><th>SMTP</th><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>",
+        t(lang, "instances"),
+        t(lang, "instance"),
+        t(lang, "status"),
+        t(lang, "started"),
+        t(lang, "heartbeat"),
+        t(lang, "leases"),
+    );
+    for i in &c.instances {
+        let (label, tone) = match i.status {
+            "alive" => (t(lang, "alive"), "good"),
+            "stopped" => (t(lang, "stopped"), "wait"),
+            _ => (t(lang, "unresponsive"), "bad"),
+        };
+        let _ = write!(
+            out,
+            "<tr><td>{}{}</td><td><span class=\"badge {tone}\">{label}</span></td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&i.info.id),
+            if i.this { format!(" <span class=\"muted\">({})</span>", t(lang, "this_instance")) } else { String::new() },
+            esc(&i.info.smtp),
+            when(lang, Some(i.info.started_at)),
+            when(lang, Some(i.info.heartbeat_at)),
+            esc(&i.leases.join(", ")),
+        );
+    }
+    out.push_str("</tbody></table></div>");
+    out
 }
 
 async fn queue_view(State(state): State<Arc<AdminState>>, headers: HeaderMap, uri: Uri) -> Response {
