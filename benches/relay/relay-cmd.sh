@@ -2,7 +2,8 @@
 # RELAY_CMD for ../shared/bench/compare.sh: writes a pecgate config for the
 # harness (listen on $RELAY_PORT, one mailbox whose provider is the harness's
 # TLS upstream at 127.0.0.1:$UP_TLS_PORT trusted through $UPSTREAM_CERT,
-# rate limit off, SQLite store under $RELAY_STATE_DIR) and execs pecgate in
+# rate limit off, SQLite store under $RELAY_STATE_DIR, or PostgreSQL when
+# PECGATE_PG_URL and PECGATE_PG_PASSWORD_FILE are set) and execs pecgate in
 # the foreground so compare.sh's PID is pecgate's.
 set -euo pipefail
 : "${RELAY_PORT:?}" "${UP_TLS_PORT:?}" "${UPSTREAM_CERT:?}" "${RELAY_STATE_DIR:?}" "${PECGATE_BIN:?}"
@@ -15,7 +16,11 @@ listen = "127.0.0.1:$RELAY_PORT"
 hostname = "pecgate.bench.invalid"
 max_sessions = 200
 [store]
-path = "$S/pecgate.db"
+$(if [[ -n "${PECGATE_PG_URL:-}" ]]; then
+  printf 'backend = "postgres"\nurl = "%s"\npassword_file = "%s"\n' "$PECGATE_PG_URL" "$PECGATE_PG_PASSWORD_FILE"
+else
+  printf 'path = "%s/pecgate.db"\n' "$S"
+fi)
 spool_dir = "$S/spool"
 [admin]
 listen = "127.0.0.1:0"
