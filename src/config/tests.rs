@@ -138,33 +138,6 @@ fn no_sender_is_a_warning() {
     assert!(loaded.warnings.iter().any(|w| w.message.contains("no user has send = true")));
 }
 
-#[test]
-fn password_file_mode_warning() {
-    let dir = tempfile::tempdir().unwrap();
-    let text = minimal(dir.path());
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir.path().join("legal.pw"), std::fs::Permissions::from_mode(0o644)).unwrap();
-        let loaded = load_str(&text, Some(dir.path())).unwrap();
-        assert!(loaded.warnings.iter().any(|w| w.message.contains("chmod 600")), "{:?}", loaded.warnings);
-    }
-}
-
-#[test]
-fn admin_without_token_only_on_loopback() {
-    let dir = tempfile::tempdir().unwrap();
-    let base = minimal(dir.path());
-    assert!(problems(&format!("[admin]\nlisten = \"127.0.0.1:9180\"\n{base}"), dir.path()).is_empty());
-    let open = problems(&format!("[admin]\nlisten = \"0.0.0.0:9180\"\n{base}"), dir.path());
-    assert!(open.iter().any(|p| p.starts_with("admin.token_file: is not set")), "{open:?}");
-    write(dir.path(), "admin.token", "t0ken\n");
-    let with_token = format!("[admin]\nlisten = \"0.0.0.0:9180\"\ntoken_file = \"admin.token\"\nlanguage = \"en\"\n{base}");
-    assert!(problems(&with_token, dir.path()).is_empty());
-    let loaded = load_str(&with_token, Some(dir.path())).unwrap().config;
-    assert_eq!(loaded.admin.language, Language::En);
-}
-
 /// `minimal` plus listener AUTH with one account acting as the mailbox's sending user.
 fn with_auth(dir: &Path, auth: &str, account: &str) -> String {
     write(dir, "listener.pw", "listener-pw\n");
@@ -270,4 +243,31 @@ fn smtp_auth_problems_name_key_and_fix() {
     // A user without send = true cannot be an account's identity.
     let no_send = with_auth(d, "enabled = true", ACCOUNT).replace("admin = true", "admin = true\nsend = false");
     assert!(problems(&no_send, d).iter().any(|p| p.starts_with("smtp.account[0] (scanner).address")));
+}
+
+#[test]
+fn password_file_mode_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = minimal(dir.path());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path().join("legal.pw"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        let loaded = load_str(&text, Some(dir.path())).unwrap();
+        assert!(loaded.warnings.iter().any(|w| w.message.contains("chmod 600")), "{:?}", loaded.warnings);
+    }
+}
+
+#[test]
+fn admin_without_token_only_on_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = minimal(dir.path());
+    assert!(problems(&format!("[admin]\nlisten = \"127.0.0.1:9180\"\n{base}"), dir.path()).is_empty());
+    let open = problems(&format!("[admin]\nlisten = \"0.0.0.0:9180\"\n{base}"), dir.path());
+    assert!(open.iter().any(|p| p.starts_with("admin.token_file: is not set")), "{open:?}");
+    write(dir.path(), "admin.token", "t0ken\n");
+    let with_token = format!("[admin]\nlisten = \"0.0.0.0:9180\"\ntoken_file = \"admin.token\"\nlanguage = \"en\"\n{base}");
+    assert!(problems(&with_token, dir.path()).is_empty());
+    let loaded = load_str(&with_token, Some(dir.path())).unwrap().config;
+    assert_eq!(loaded.admin.language, Language::En);
 }
