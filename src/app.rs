@@ -159,6 +159,7 @@ impl App {
         session.max_recipients = smtp.max_recipients;
         session.command_timeout = Duration::from_secs(smtp.command_timeout_secs);
         session.data_timeout = Duration::from_secs(smtp.data_timeout_secs);
+        session.auth_without_tls_on_loopback = smtp.auth.allow_without_tls_on_loopback;
         if let (Some(cert), Some(key)) = (&smtp.tls_cert_file, &smtp.tls_key_file) {
             session.tls = Some(TlsAcceptor::from(crate::tls::server_config(cert, key)?));
         }

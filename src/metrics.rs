@@ -32,6 +32,7 @@ pub const POP3_ERROR_KINDS: &[&str] = &["auth", "network", "protocol", "storage"
 pub const OVERDUE_KINDS: &[&str] = &["acceptance", "delivery_12h", "delivery_24h"];
 pub const WATCHDOG_ALERTS: &[&str] =
     &["acceptance_overdue", "delivery_warning", "delivery_overdue", "queue_stuck", "mailbox_auth", "poll_stale"];
+pub const AUTH_RESULTS: &[&str] = &["success", "failure"];
 pub const SIGNATURE_VERDICTS: &[&str] = &["valid", "valid-untrusted-signer", "invalid", "unsigned", "malformed"];
 
 /// Installs the global recorder once per process and returns its handle.
@@ -63,6 +64,9 @@ pub fn init(config: &Config) {
     counter!("pecgate_recovered_deliveries_total").increment(0);
     for reason in REJECT_REASONS {
         counter!("pecgate_smtp_messages_rejected_total", "reason" => *reason).increment(0);
+    }
+    for result in AUTH_RESULTS {
+        counter!("pecgate_smtp_auth_total", "result" => *result).increment(0);
     }
     for result in ["ok", "failed"] {
         counter!("pecgate_injections_total", "result" => result).increment(0);
@@ -125,6 +129,7 @@ fn describe() {
     describe_counter!("pecgate_smtp_messages_rejected_total", "messages refused at the end of DATA, by reason");
     describe_histogram!("pecgate_smtp_accept_duration_seconds", "end of DATA to the reply (policy, fsync, commit)");
     describe_counter!("pecgate_smtp_tls_handshake_failures_total", "failed STARTTLS handshakes on the listener");
+    describe_counter!("pecgate_smtp_auth_total", "SMTP AUTH attempts on the listener checked against the accounts, by result");
     describe_gauge!("pecgate_queue_size", "messages waiting in the queue");
     describe_gauge!("pecgate_queue_oldest_age_seconds", "age of the oldest waiting message");
     describe_counter!("pecgate_delivery_attempts_total", "delivery attempts by outcome class");

@@ -61,6 +61,9 @@ async fn metrics_health_and_dashboards() {
     assert_eq!(value(&before, "pecgate_smtp_messages_accepted_total{mailbox=\"legal\"}"), Some(0.0), "{before}");
     assert_eq!(value(&before, "pecgate_receipts_total{mailbox=\"legal\",kind=\"avvenuta-consegna\"}"), Some(0.0));
     assert_eq!(value(&before, "pecgate_smtp_messages_rejected_total{reason=\"bcc\"}"), Some(0.0));
+    for result in ["success", "failure"] {
+        assert_eq!(value(&before, &format!("pecgate_smtp_auth_total{{result=\"{result}\"}}")), Some(0.0), "registered even with AUTH off");
+    }
     assert!(before.contains("pecgate_build_info{version=\""));
     assert!(!before.contains('@'), "no e-mail address as a label value");
 

@@ -1,5 +1,5 @@
 //! The SMTP engine on in-memory streams (no sockets): sequencing, limits,
-//! pipelining, smuggling, STARTTLS.
+//! pipelining, smuggling, STARTTLS, where AUTH is allowed.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,10 +17,19 @@ struct Recorder {
     aborted: AtomicUsize,
 }
 
-struct TestBackend(Arc<Recorder>);
+/// `.1`: offer AUTH; the one valid login is `u` / `p`.
+struct TestBackend(Arc<Recorder>, bool);
 
 impl Backend for TestBackend {
     type Sink = Vec<u8>;
+
+    fn auth_enabled(&self) -> bool {
+        self.1
+    }
+
+    async fn authenticate(&self, _info: &SessionInfo, user: &str, password: &str) -> Result<String, Response> {
+        if (user, password) == ("u", "p") { Ok(user.to_owned()) } else { Err(reply::r535_auth_failed().into()) }
+    }
 
     async fn mail(&self, _info: &SessionInfo, _from: &str) -> Result<(), Response> {
         Ok(())
@@ -84,7 +93,11 @@ struct Harness {
 }
 
 fn info() -> SessionInfo {
-    SessionInfo { id: 1, peer: "127.0.0.1:40000".parse::<SocketAddr>().unwrap(), helo: None, tls: false, auth: None }
+    info_from("127.0.0.1:40000")
+}
+
+fn info_from(peer: &str) -> SessionInfo {
+    SessionInfo { id: 1, peer: peer.parse::<SocketAddr>().unwrap(), helo: None, tls: false, auth: None }
 }
 
 fn small_config() -> SessionConfig {
@@ -96,12 +109,16 @@ fn small_config() -> SessionConfig {
 }
 
 async fn start(config: SessionConfig) -> Harness {
+    start_with(config, info(), false).await
+}
+
+async fn start_with(config: SessionConfig, info: SessionInfo, auth: bool) -> Harness {
     let (client, server) = tokio::io::duplex(64 * 1024);
     let recorder = Arc::new(Recorder::default());
     let (shutdown, rx) = watch::channel(false);
-    let backend = Arc::new(TestBackend(recorder.clone()));
+    let backend = Arc::new(TestBackend(recorder.clone(), auth));
     let task = tokio::spawn(async move {
-        let _ = session::serve(server, backend, Arc::new(config), info(), rx).await;
+        let _ = session::serve(server, backend, Arc::new(config), info, rx).await;
     });
     let mut probe = Probe { io: BufReader::new(client) };
     assert!(probe.reply().await.starts_with("220 gw.test ESMTP"));
@@ -246,4 +263,53 @@ async fn starttls_discards_pipelined_plaintext_and_resets_state() {
     assert!(!ehlo.contains("STARTTLS"), "{ehlo}");
     p.cmd("MAIL FROM:<a@b.it>", "250").await;
     p.cmd("STARTTLS", "503").await;
+}
+
+#[tokio::test]
+async fn auth_needs_tls_except_from_loopback_when_allowed() {
+    // "AGEAYg==" is a wrong login; "AHUAcA==" is u / p.
+    // (peer, loopback exception, AUTH offered)
+    let cases = [
+        ("127.0.0.1:40000", false, false),
+        ("192.0.2.7:40000", true, false),
+        ("127.0.0.1:40000", true, true),
+        ("127.1.2.3:40000", true, true),
+        ("[::1]:40000", true, true),
+        ("[::ffff:127.0.0.1]:40000", true, true),
+        ("[::ffff:192.0.2.7]:40000", true, false),
+    ];
+    for (peer, exception, offered) in cases {
+        let mut config = small_config();
+        config.auth_without_tls_on_loopback = exception;
+        let mut h = start_with(config, info_from(peer), true).await;
+        let ehlo = h.probe.cmd("EHLO c", "250").await;
+        assert_eq!(ehlo.contains("AUTH PLAIN LOGIN"), offered, "{peer} {exception}: {ehlo}");
+        let want = if offered { "235 2.7.0" } else { "538 5.7.11" };
+        h.probe.cmd("AUTH PLAIN AHUAcA==", want).await;
+    }
+}
+
+#[tokio::test]
+async fn auth_exchange_edge_cases() {
+    let mut config = small_config();
+    config.auth_without_tls_on_loopback = true;
+    config.max_errors = 20;
+    let mut h = start_with(config.clone(), info(), true).await;
+    h.probe.cmd("AUTH PLAIN AHUAcA==", "503 5.5.1 send EHLO").await;
+    h.probe.cmd("EHLO c", "250").await;
+    // An overlong continuation line is answered, not a reason to drop the client.
+    h.probe.cmd("AUTH LOGIN", "334 VXNlcm5hbWU6").await;
+    h.probe.cmd(&"QUFB".repeat(300), "500 5.5.2 line too long").await;
+    // Two failures, then success: the limit is 3.
+    h.probe.cmd("AUTH PLAIN AGEAYg==", "535 5.7.8").await;
+    h.probe.cmd("AUTH PLAIN AGEAYg==", "535 5.7.8").await;
+    h.probe.cmd("AUTH PLAIN AHUAcA==", "235 2.7.0").await;
+
+    // Silence during a challenge times out like any command.
+    config.command_timeout = Duration::from_millis(200);
+    let mut h = start_with(config, info(), true).await;
+    h.probe.cmd("EHLO c", "250").await;
+    h.probe.cmd("AUTH PLAIN", "334").await;
+    assert!(h.probe.reply().await.starts_with("421 4.4.2"));
+    assert_eq!(h.probe.reply().await, "");
 }

@@ -20,6 +20,9 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 pub use secret::Secret;
 
+/// Longest username or password SMTP AUTH accepts, in bytes (RFC 4616 §2: at least 255).
+pub const MAX_AUTH_FIELD: usize = 255;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{file}: cannot read the configuration file: {source}")]
@@ -85,6 +88,11 @@ pub struct SmtpConfig {
     pub max_recipients: usize,
     pub command_timeout_secs: u64,
     pub data_timeout_secs: u64,
+    /// `[smtp.auth]`: SMTP AUTH on this listener.
+    pub auth: SmtpAuthConfig,
+    /// `[[smtp.account]]`: the logins SMTP AUTH accepts.
+    #[serde(rename = "account")]
+    pub accounts: Vec<SmtpAccountConfig>,
 }
 
 impl Default for SmtpConfig {
@@ -100,8 +108,48 @@ impl Default for SmtpConfig {
             max_recipients: 1000,
             command_timeout_secs: 300,
             data_timeout_secs: 600,
+            auth: SmtpAuthConfig::default(),
+            accounts: Vec::new(),
         }
     }
+}
+
+/// `[smtp.auth]`: SMTP AUTH (PLAIN, LOGIN) on the listener. It adds a login
+/// to the connect-time `allowed_clients` check, never replaces it: an
+/// authenticated session may send only as its account's user
+/// (`smtpd_sender_login_maps` in Postfix terms), see `policy::check_sender_login`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpAuthConfig {
+    /// Offer AUTH PLAIN LOGIN, only after STARTTLS.
+    pub enabled: bool,
+    /// MAIL before a successful AUTH gets `530 5.7.0`.
+    pub required: bool,
+    /// Offer AUTH without TLS to clients connecting from a loopback address.
+    pub allow_without_tls_on_loopback: bool,
+    /// Milliseconds to wait before answering a failed AUTH (slows password guessing).
+    pub failure_delay_ms: u64,
+}
+
+impl Default for SmtpAuthConfig {
+    fn default() -> Self {
+        Self { enabled: false, required: false, allow_without_tls_on_loopback: false, failure_delay_ms: 1000 }
+    }
+}
+
+/// `[[smtp.account]]`: one SMTP AUTH login and the company user it acts as.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpAccountConfig {
+    pub username: String,
+    pub password_file: Option<PathBuf>,
+    pub password_env: Option<String>,
+    /// Literal password: refused unless `allow_plaintext_secrets = true`.
+    pub password: Option<Secret>,
+    /// The `[[mailbox.user]]` address (with `send = true`) this login sends as.
+    pub address: String,
+    #[serde(skip)]
+    pub resolved_password: Secret,
 }
 
 pub fn default_hostname() -> String {
@@ -633,6 +681,9 @@ impl Config {
         fix_opt(&mut self.store.password_file);
         fix_opt(&mut self.admin.token_file);
         fix_opt(&mut self.pec.trust_store);
+        for a in &mut self.smtp.accounts {
+            fix_opt(&mut a.password_file);
+        }
         for m in &mut self.mailboxes {
             fix_opt(&mut m.password_file);
             fix_opt(&mut m.smtp.ca_file);
@@ -826,6 +877,72 @@ impl Config {
                     "no user has admin = true; mark exactly one user as the mailbox admin (gets error notices)",
                 ),
                 n => v.error(format!("{key}.user"), format!("{n} users have admin = true; mark exactly one")),
+            }
+        }
+        self.check_smtp_auth(v);
+    }
+
+    /// `[smtp.auth]` and `[[smtp.account]]`; after the mailboxes, whose users the accounts name.
+    fn check_smtp_auth(&mut self, v: &mut Validator) {
+        let allow_plain = self.allow_plaintext_secrets;
+        let smtp = &mut self.smtp;
+        let auth = &smtp.auth;
+        if auth.enabled && smtp.accounts.is_empty() {
+            v.error(
+                "smtp.auth.enabled",
+                "is true but no [[smtp.account]] is configured; add an account (username, password_file, address) or set enabled = false",
+            );
+        }
+        if auth.required && !auth.enabled {
+            v.error(
+                "smtp.auth.required",
+                "is true while smtp.auth.enabled is false, so every MAIL would be refused; enable AUTH or set required = false",
+            );
+        }
+        if !auth.enabled && !smtp.accounts.is_empty() {
+            v.warning("smtp.account", "accounts are configured but smtp.auth.enabled is false: nobody can log in");
+        }
+        if auth.enabled && smtp.tls_cert_file.is_none() {
+            let loopback_listen = smtp.listen.parse::<SocketAddr>().is_ok_and(|a| a.ip().is_loopback());
+            if !(auth.allow_without_tls_on_loopback && loopback_listen) {
+                v.error(
+                    "smtp.auth.enabled",
+                    "AUTH is only offered after STARTTLS, but smtp.tls_cert_file is not set; set smtp.tls_cert_file and smtp.tls_key_file, \
+                     or listen on a loopback address with smtp.auth.allow_without_tls_on_loopback = true",
+                );
+            }
+        }
+        let senders: HashSet<String> =
+            self.mailboxes.iter().flat_map(|m| m.users.iter()).filter(|u| u.send).map(|u| u.address.to_ascii_lowercase()).collect();
+        let mut names = HashSet::new();
+        for (i, a) in smtp.accounts.iter_mut().enumerate() {
+            let key = format!("smtp.account[{i}]");
+            if a.username.is_empty() || a.username.len() > MAX_AUTH_FIELD || a.username.chars().any(char::is_control) {
+                v.error(
+                    format!("{key}.username"),
+                    format!("{:?} must be 1 to {MAX_AUTH_FIELD} bytes without control characters", a.username),
+                );
+            } else if !names.insert(a.username.to_lowercase()) {
+                v.error(format!("{key}.username"), format!("{:?} is used by two accounts; usernames must be unique", a.username));
+            }
+            let key = if a.username.is_empty() { key } else { format!("{key} ({})", a.username) };
+            a.resolved_password = v.secret(&key, &a.password_file, &a.password_env, &a.password, allow_plain).unwrap_or_default();
+            if a.resolved_password.expose().len() > MAX_AUTH_FIELD {
+                v.error(
+                    format!("{key}.password_file"),
+                    format!("the password is longer than {MAX_AUTH_FIELD} bytes, more than AUTH accepts"),
+                );
+            }
+            if !is_address(&a.address) {
+                v.error(format!("{key}.address"), format!("{:?} is not an e-mail address", a.address));
+            } else if !senders.contains(&a.address.to_ascii_lowercase()) {
+                v.error(
+                    format!("{key}.address"),
+                    format!(
+                        "{:?} is not a [[mailbox.user]] with send = true in any mailbox; add it to the mailbox this login sends from, or fix the address",
+                        a.address
+                    ),
+                );
             }
         }
     }

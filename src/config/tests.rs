@@ -150,6 +150,113 @@ fn no_sender_is_a_warning() {
     assert!(loaded.warnings.iter().any(|w| w.message.contains("no user has send = true")));
 }
 
+/// `minimal` plus listener AUTH with one account acting as the mailbox's sending user.
+fn with_auth(dir: &Path, auth: &str, account: &str) -> String {
+    write(dir, "listener.pw", "listener-pw\n");
+    write(dir, "cert.pem", "not read by validation");
+    write(dir, "key.pem", "not read by validation");
+    format!(
+        "[smtp]\nlisten = \"0.0.0.0:2525\"\ntls_cert_file = \"cert.pem\"\ntls_key_file = \"key.pem\"\n\
+         [smtp.auth]\n{auth}\n{account}\n{}",
+        minimal(dir)
+    )
+}
+
+const ACCOUNT: &str = "[[smtp.account]]\nusername = \"scanner\"\npassword_file = \"listener.pw\"\naddress = \"Mario.Rossi@corp.it\"\n";
+
+#[test]
+fn smtp_auth_defaults_and_account_resolution() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = load_str(&minimal(dir.path()), Some(dir.path())).unwrap().config;
+    let a = &c.smtp.auth;
+    assert_eq!((a.enabled, a.required, a.allow_without_tls_on_loopback, a.failure_delay_ms), (false, false, false, 1000));
+    assert!(c.smtp.accounts.is_empty());
+
+    let loaded = load_str(&with_auth(dir.path(), "enabled = true\nrequired = true", ACCOUNT), Some(dir.path())).unwrap();
+    let account = &loaded.config.smtp.accounts[0];
+    assert_eq!(account.resolved_password.expose(), "listener-pw");
+    assert_eq!(account.password_file.as_deref(), Some(dir.path().join("listener.pw").as_path()), "relative to the config file");
+    assert!(!loaded.config.to_masked_json().contains("listener-pw"));
+    assert!(!format!("{:?}", loaded.config).contains("listener-pw"));
+
+    // Loopback-only listener without a certificate: allowed when explicitly asked for.
+    let loopback = format!(
+        "[smtp]\nlisten = \"127.0.0.1:2525\"\n[smtp.auth]\nenabled = true\nallow_without_tls_on_loopback = true\n{ACCOUNT}{}",
+        minimal(dir.path())
+    );
+    assert!(problems(&loopback, dir.path()).is_empty(), "{:?}", problems(&loopback, dir.path()));
+
+    // Accounts while AUTH is off: a warning, not an error.
+    let off = load_str(&with_auth(dir.path(), "enabled = false", ACCOUNT), Some(dir.path())).unwrap();
+    assert!(off.warnings.iter().any(|w| w.key == "smtp.account" && w.message.contains("nobody can log in")), "{:?}", off.warnings);
+}
+
+#[test]
+fn smtp_auth_problems_name_key_and_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let account = |user: &str, address: &str| {
+        format!("[[smtp.account]]\nusername = \"{user}\"\npassword_file = \"listener.pw\"\naddress = \"{address}\"\n")
+    };
+    write(d, "long.pw", &"x".repeat(256));
+    let cases: Vec<(String, &str)> = vec![
+        (
+            with_auth(d, "enabled = true", ""),
+            "smtp.auth.enabled: is true but no [[smtp.account]] is configured; add an account (username, password_file, address) or set enabled = false",
+        ),
+        (with_auth(d, "required = true", ACCOUNT), "smtp.auth.required: is true while smtp.auth.enabled is false"),
+        (
+            format!(
+                "[smtp]\nlisten = \"0.0.0.0:2525\"\n[smtp.auth]\nenabled = true\nallow_without_tls_on_loopback = true\n{ACCOUNT}{}",
+                minimal(d)
+            ),
+            "smtp.auth.enabled: AUTH is only offered after STARTTLS, but smtp.tls_cert_file is not set; set smtp.tls_cert_file and smtp.tls_key_file",
+        ),
+        (
+            format!("[smtp]\nlisten = \"127.0.0.1:2525\"\n[smtp.auth]\nenabled = true\n{ACCOUNT}{}", minimal(d)),
+            "allow_without_tls_on_loopback = true",
+        ),
+        (
+            with_auth(d, "enabled = true", &format!("{ACCOUNT}{}", account("Scanner", "mario.rossi@corp.it"))),
+            "smtp.account[1].username: \"Scanner\" is used by two accounts; usernames must be unique",
+        ),
+        (with_auth(d, "enabled = true", &account("", "mario.rossi@corp.it")), "smtp.account[0].username: \"\" must be 1 to 255 bytes"),
+        (
+            with_auth(d, "enabled = true", &account("scanner", "anna@corp.it")),
+            "smtp.account[0] (scanner).address: \"anna@corp.it\" is not a [[mailbox.user]] with send = true in any mailbox; add it",
+        ),
+        (
+            with_auth(d, "enabled = true", &account("scanner", "scanner")),
+            "smtp.account[0] (scanner).address: \"scanner\" is not an e-mail address",
+        ),
+        (
+            with_auth(d, "enabled = true", "[[smtp.account]]\nusername = \"scanner\"\naddress = \"mario.rossi@corp.it\"\n"),
+            "smtp.account[0] (scanner).password_file: no password",
+        ),
+        (
+            with_auth(d, "enabled = true", &ACCOUNT.replace("password_file = \"listener.pw\"", "password = \"literal\"")),
+            "smtp.account[0] (scanner).password: a literal password in the config file is refused",
+        ),
+        (
+            with_auth(d, "enabled = true", &ACCOUNT.replace("listener.pw", "missing.pw")),
+            "smtp.account[0] (scanner).password_file: cannot read",
+        ),
+        (
+            with_auth(d, "enabled = true", &ACCOUNT.replace("listener.pw", "long.pw")),
+            "smtp.account[0] (scanner).password_file: the password is longer than 255 bytes",
+        ),
+        (with_auth(d, "enabled = true\nmechanisms = [\"PLAIN\"]", ACCOUNT), "mechanisms"),
+    ];
+    for (text, want) in cases {
+        let got = problems(&text, d);
+        assert!(got.iter().any(|p| p.contains(want)), "want {want:?} in {got:#?}");
+    }
+
+    // A user without send = true cannot be an account's identity.
+    let no_send = with_auth(d, "enabled = true", ACCOUNT).replace("admin = true", "admin = true\nsend = false");
+    assert!(problems(&no_send, d).iter().any(|p| p.starts_with("smtp.account[0] (scanner).address")));
+}
+
 #[test]
 fn password_file_mode_warning() {
     let dir = tempfile::tempdir().unwrap();

@@ -72,6 +72,21 @@ pub fn parse_command(line: &[u8]) -> Result<Command, Reply> {
     }
 }
 
+/// A received command line as it may appear in a log: an AUTH line keeps only
+/// its mechanism (the initial response is the password in base64).
+pub fn loggable(line: &[u8]) -> String {
+    let text = String::from_utf8_lossy(line);
+    let mut words = text.split_whitespace();
+    match (words.next(), words.next()) {
+        (Some(verb), mechanism) if verb.eq_ignore_ascii_case("AUTH") => match (mechanism, words.next()) {
+            (Some(m), None) => format!("{verb} {m}"),
+            (Some(m), Some(_)) => format!("{verb} {m} ***"),
+            (None, _) => verb.to_owned(),
+        },
+        _ => text.escape_debug().to_string(),
+    }
+}
+
 fn domain_arg(rest: &str) -> Result<String, Reply> {
     if rest.is_empty() || rest.contains(char::is_whitespace) {
         return Err(reply::r501_syntax());
@@ -166,6 +181,22 @@ mod tests {
         ];
         for (line, code) in err {
             assert_eq!(parse_command(line).map_err(|r| r.code), Err(*code), "{:?}", String::from_utf8_lossy(line));
+        }
+    }
+
+    #[test]
+    fn loggable_hides_auth_responses() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"AUTH PLAIN AHNjYW5uZXIAczNjcmV0", "AUTH PLAIN ***"),
+            (b"auth login c2Nhbm5lcg==", "auth login ***"),
+            (b"AUTH LOGIN", "AUTH LOGIN"),
+            (b"AUTH  PLAIN  x y z", "AUTH PLAIN ***"),
+            (b"AUTH", "AUTH"),
+            (b"MAIL FROM:<a@b.it> SIZE=10", "MAIL FROM:<a@b.it> SIZE=10"),
+            (b"EHLO x\r\x00", "EHLO x\\r\\0"),
+        ];
+        for (line, want) in cases {
+            assert_eq!(loggable(line), *want, "{:?}", String::from_utf8_lossy(line));
         }
     }
 

@@ -3,8 +3,18 @@
 //! through `enqueue` (then 250) or refused with the policy's precise reply.
 //! Recipients are accepted at RCPT time (syntax only) because the decision
 //! needs the Subject tag and the To/Cc headers, which arrive with DATA.
+//!
+//! SMTP AUTH (`[smtp.auth]`): a login from `[[smtp.account]]` acts as one
+//! company user. At MAIL the envelope sender must be that user or a PEC
+//! mailbox it may send from (`policy::check_sender_login`); at the end of DATA
+//! the policy checks that user, not the envelope, against the mailbox. Without
+//! AUTH nothing changes (the client IP was checked at connect), unless
+//! `required = true`, which answers MAIL with 530.
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use ring::digest::{SHA256, digest};
 
 use crate::clock::Clock;
 use crate::config::Config;
@@ -15,12 +25,27 @@ use crate::proto::reply::{self, Reply};
 use crate::queue::new_queue_id;
 use crate::queue::spool::SpoolWriter;
 use crate::store::{MessageKind, Route};
+use crate::util::constant_time_eq;
 
 pub struct Gateway {
     config: Arc<Config>,
     mailboxes: Vec<MailboxRules>,
+    accounts: Vec<Account>,
     enqueue: Arc<Enqueue>,
     clock: Arc<dyn Clock>,
+}
+
+/// An `[[smtp.account]]`: the password is kept only as its SHA-256, compared
+/// in constant time, so neither the length nor a common prefix leaks through timing.
+struct Account {
+    username: String,
+    password_sha256: Vec<u8>,
+    /// The company user this login acts as.
+    address: String,
+}
+
+fn sha256(bytes: &[u8]) -> Vec<u8> {
+    digest(&SHA256, bytes).as_ref().to_vec()
 }
 
 impl Gateway {
@@ -37,15 +62,74 @@ impl Gateway {
                 users: m.users.iter().map(|u| UserRule { address: u.address.clone(), send: u.send }).collect(),
             })
             .collect();
-        Self { config, mailboxes, enqueue, clock }
+        let accounts = config
+            .smtp
+            .accounts
+            .iter()
+            .map(|a| Account {
+                username: a.username.clone(),
+                password_sha256: sha256(a.resolved_password.expose().as_bytes()),
+                address: a.address.clone(),
+            })
+            .collect();
+        Self { config, mailboxes, accounts, enqueue, clock }
+    }
+
+    /// The account whose username is `username` (exact match) and whose password is `password`.
+    fn login(&self, username: &str, password: &str) -> Option<&Account> {
+        let given = sha256(password.as_bytes());
+        let account = self.accounts.iter().find(|a| a.username == username);
+        // An unknown user costs the same comparison as a wrong password.
+        let expected = account.map_or(&[0u8; 32][..], |a| &a.password_sha256);
+        let ok = constant_time_eq(expected, &given);
+        account.filter(|_| ok)
+    }
+
+    /// The account of an authenticated session (its identity is the username).
+    fn account(&self, info: &SessionInfo) -> Option<&Account> {
+        let login = info.auth.as_deref()?;
+        self.accounts.iter().find(|a| a.username == login)
     }
 }
 
 impl Backend for Gateway {
     type Sink = SpoolWriter;
 
-    async fn mail(&self, _info: &SessionInfo, _from: &str) -> Result<(), Response> {
-        Ok(())
+    fn auth_enabled(&self) -> bool {
+        self.config.smtp.auth.enabled
+    }
+
+    /// Failures wait `failure_delay_ms` before the 535 and log neither the
+    /// password nor the attempted username (often a mistyped password).
+    async fn authenticate(&self, info: &SessionInfo, user: &str, password: &str) -> Result<String, Response> {
+        match self.login(user, password) {
+            Some(account) => {
+                metrics::counter!("pecgate_smtp_auth_total", "result" => "success").increment(1);
+                tracing::info!(session = info.id, peer = %info.peer, login = %account.username, user = %account.address, "AUTH succeeded");
+                Ok(account.username.clone())
+            }
+            None => {
+                metrics::counter!("pecgate_smtp_auth_total", "result" => "failure").increment(1);
+                tracing::warn!(session = info.id, peer = %info.peer, "AUTH failed: invalid credentials");
+                tokio::time::sleep(Duration::from_millis(self.config.smtp.auth.failure_delay_ms)).await;
+                Err(reply::r535_auth_failed().into())
+            }
+        }
+    }
+
+    async fn mail(&self, info: &SessionInfo, from: &str) -> Result<(), Response> {
+        if info.auth.is_none() {
+            return if self.config.smtp.auth.required { Err(reply::r530_auth_required().into()) } else { Ok(()) };
+        }
+        let Some(account) = self.account(info) else {
+            tracing::error!(session = info.id, "authenticated login has no account; answered 451");
+            return Err(reply::r451_local_error().into());
+        };
+        policy::check_sender_login(&self.mailboxes, &account.username, &account.address, from).map_err(|e| {
+            let r = e.reply();
+            tracing::info!(session = info.id, login = %account.username, from = %from, status = "rejected", reply = %r);
+            Response::Reply(r)
+        })
     }
 
     async fn rcpt(&self, _info: &SessionInfo, _envelope: &Envelope, _to: &str) -> Result<(), Response> {
@@ -93,12 +177,13 @@ impl Gateway {
             max_message_size: self.config.smtp.max_message_size,
             mailboxes: &self.mailboxes,
         };
+        let account = self.account(info);
         let submission = Submission {
             mail_from: &envelope.mail_from,
             rcpts: &envelope.rcpts,
             headers: &received.headers,
             size,
-            authenticated_mailboxes: None,
+            authenticated_user: account.map(|a| a.address.as_str()),
             queue_id: &id,
             date: &date,
         };
@@ -120,7 +205,10 @@ impl Gateway {
             original_sender: plan.original_sender.clone(),
             message_id: plan.message_id.clone(),
             subject: plan.subject.clone(),
-            origin: format!("smtp from {} ({})", info.peer.ip(), envelope.mail_from),
+            origin: match account {
+                Some(a) => format!("smtp from {} ({}, login {})", info.peer.ip(), envelope.mail_from, a.username),
+                None => format!("smtp from {} ({})", info.peer.ip(), envelope.mail_from),
+            },
         };
         match self.enqueue.commit_received(&received, &plan.headers, env).await {
             Ok(()) => {

@@ -15,13 +15,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::watch;
 
+use super::auth::{self, Credentials, LOGIN_PASSWORD_CHALLENGE, LOGIN_USERNAME_CHALLENGE};
 use super::codec::{self, CommandLine, DataDecoder, MAX_COMMAND_LINE};
-use super::command::{Command, Param, parse_command};
+use super::command::{self, Command, Param, parse_command};
 use crate::proto::reply::{self, Reply};
 
 /// What a backend hook may answer besides a reply: drop the connection
@@ -73,12 +72,13 @@ impl DataSink for Vec<u8> {
 pub trait Backend: Send + Sync + 'static {
     type Sink: DataSink;
 
-    /// Offer AUTH PLAIN/LOGIN.
+    /// Offer AUTH PLAIN/LOGIN (where TLS allows it, see [`SessionConfig`]).
     fn auth_enabled(&self) -> bool {
         false
     }
 
-    /// Checks credentials; `Ok(identity)` or the reply to send (535 usually).
+    /// Checks credentials; `Ok(identity)` or the reply to send (535 usually),
+    /// which counts against [`SessionConfig::max_auth_failures`].
     fn authenticate(&self, _info: &SessionInfo, _user: &str, _password: &str) -> impl Future<Output = Result<String, Response>> + Send {
         async { Err(Response::Reply(reply::r502_not_implemented())) }
     }
@@ -108,8 +108,11 @@ pub struct SessionConfig {
     pub data_timeout: Duration,
     /// STARTTLS is offered when set.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
-    /// AUTH only after TLS (RFC 4954 §4 recommends it); tests and loopback may relax it.
-    pub auth_requires_tls: bool,
+    /// AUTH is offered only after TLS (RFC 4954 §4), except, when this is
+    /// set, to clients connecting from a loopback address.
+    pub auth_without_tls_on_loopback: bool,
+    /// Failed AUTH attempts before the session is closed with 421.
+    pub max_auth_failures: usize,
     /// Errors tolerated before the session is closed (against junk floods).
     pub max_errors: usize,
 }
@@ -123,7 +126,8 @@ impl SessionConfig {
             command_timeout: Duration::from_secs(300),
             data_timeout: Duration::from_secs(600),
             tls: None,
-            auth_requires_tls: true,
+            auth_without_tls_on_loopback: false,
+            max_auth_failures: 3,
             max_errors: 20,
         }
     }
@@ -148,7 +152,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send,
     B: Backend,
 {
-    let mut session = Session { backend: backend.clone(), config: config.clone(), shutdown: shutdown.clone() };
+    let mut session = Session { backend: backend.clone(), config: config.clone(), shutdown: shutdown.clone(), auth_failures: 0 };
     match session.run(stream, &mut info, true).await? {
         Ended::Closed => Ok(()),
         Ended::StartTls(stream) => {
@@ -177,6 +181,26 @@ struct Session<B: Backend> {
     backend: Arc<B>,
     config: Arc<SessionConfig>,
     shutdown: watch::Receiver<bool>,
+    /// Failed AUTH attempts, over the whole connection (STARTTLS does not reset it).
+    auth_failures: usize,
+}
+
+/// One step of an AUTH exchange: a value, a reply that ends the exchange, or a closed session.
+enum Step<T> {
+    Got(T),
+    Reply(Reply),
+    Close,
+}
+
+/// Unwraps a [`Step`] inside a function returning `io::Result<Step<_>>`.
+macro_rules! step {
+    ($e:expr) => {
+        match $e {
+            Step::Got(v) => v,
+            Step::Reply(r) => return Ok(Step::Reply(r)),
+            Step::Close => return Ok(Step::Close),
+        }
+    };
 }
 
 /// Outcome of waiting for input.
@@ -228,6 +252,7 @@ impl<B: Backend> Session<B> {
                     return Ok(Ended::Closed);
                 }
             };
+            tracing::debug!(session = info.id, command = %command::loggable(&line), "received");
             let command = match parse_command(&line) {
                 Ok(c) => c,
                 Err(r) => {
@@ -276,10 +301,12 @@ impl<B: Backend> Session<B> {
                         return Ok(Ended::StartTls(io.into_inner()));
                     }
                 }
-                Command::Auth { mechanism, initial } => match self.handle_auth(&mut io, &mut out, info, &mechanism, initial).await? {
-                    Some(r) => r,
-                    None => return Ok(Ended::Closed),
-                },
+                Command::Auth { mechanism, initial } => {
+                    match self.handle_auth(&mut io, &mut out, info, &mechanism, initial, envelope.is_some()).await? {
+                        Some(r) => r,
+                        None => return Ok(Ended::Closed),
+                    }
+                }
                 _ if info.helo.is_none() => reply::r503_need_ehlo(),
                 Command::Mail { from, params } => {
                     if envelope.is_some() {
@@ -362,7 +389,7 @@ impl<B: Backend> Session<B> {
         if self.config.tls.is_some() && !info.tls {
             lines.push("STARTTLS".into());
         }
-        if self.backend.auth_enabled() && (info.tls || !self.config.auth_requires_tls) {
+        if self.backend.auth_enabled() && self.auth_allowed_here(info) {
             lines.push("AUTH PLAIN LOGIN".into());
         }
         Reply::multiline(250, None, lines)
@@ -388,7 +415,14 @@ impl<B: Backend> Session<B> {
         Ok(declared)
     }
 
+    /// AUTH needs TLS, or a loopback peer when the configuration allows that
+    /// (IPv4-mapped loopback on a dual-stack listener counts).
+    fn auth_allowed_here(&self, info: &SessionInfo) -> bool {
+        info.tls || (self.config.auth_without_tls_on_loopback && info.peer.ip().to_canonical().is_loopback())
+    }
+
     /// AUTH PLAIN (RFC 4616) and LOGIN; `None` means the connection must close.
+    /// Neither the responses nor the decoded credentials are ever logged.
     async fn handle_auth<S>(
         &mut self,
         io: &mut BufReader<S>,
@@ -396,6 +430,7 @@ impl<B: Backend> Session<B> {
         info: &mut SessionInfo,
         mechanism: &str,
         initial: Option<String>,
+        in_transaction: bool,
     ) -> io::Result<Option<Reply>>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send,
@@ -409,72 +444,104 @@ impl<B: Backend> Session<B> {
         if info.auth.is_some() {
             return Ok(Some(reply::r503_already_authed()));
         }
-        if self.config.auth_requires_tls && !info.tls {
+        if in_transaction {
+            return Ok(Some(reply::r503_auth_in_transaction()));
+        }
+        if !self.auth_allowed_here(info) {
             return Ok(Some(reply::r538_auth_needs_tls()));
         }
-        let (user, password) = match mechanism {
-            "PLAIN" => {
-                let response = match initial {
-                    Some(r) if r != "=" => r,
-                    Some(_) => String::new(),
-                    None => match self.challenge(io, out, "").await? {
-                        Some(r) => r,
-                        None => return Ok(None),
-                    },
-                };
-                if response == "*" {
-                    return Ok(Some(Reply::new(501, Some("5.7.0"), "authentication cancelled")));
-                }
-                let Some(decoded) = decode_b64(&response) else {
-                    return Ok(Some(Reply::new(501, Some("5.5.2"), "invalid base64 in AUTH")));
-                };
-                let mut parts = decoded.split(|&b| b == 0);
-                let (_authz, user, pass) = (parts.next(), parts.next(), parts.next());
-                match (user, pass, parts.next()) {
-                    (Some(u), Some(p), None) => (String::from_utf8_lossy(u).into_owned(), String::from_utf8_lossy(p).into_owned()),
-                    _ => return Ok(Some(Reply::new(501, Some("5.5.2"), "malformed AUTH PLAIN response"))),
-                }
-            }
-            "LOGIN" => {
-                let user_b64 = match initial {
-                    Some(u) => u,
-                    None => match self.challenge(io, out, "VXNlcm5hbWU6").await? {
-                        Some(r) => r,
-                        None => return Ok(None),
-                    },
-                };
-                let Some(pass_b64) = self.challenge(io, out, "UGFzc3dvcmQ6").await? else { return Ok(None) };
-                if user_b64 == "*" || pass_b64 == "*" {
-                    return Ok(Some(Reply::new(501, Some("5.7.0"), "authentication cancelled")));
-                }
-                match (decode_b64(&user_b64), decode_b64(&pass_b64)) {
-                    (Some(u), Some(p)) => (String::from_utf8_lossy(&u).into_owned(), String::from_utf8_lossy(&p).into_owned()),
-                    _ => return Ok(Some(Reply::new(501, Some("5.5.2"), "invalid base64 in AUTH"))),
-                }
-            }
-            _ => return Ok(Some(reply::r504_auth_mech())),
+        let credentials = match self.auth_exchange(io, out, mechanism, initial).await? {
+            Step::Got(Ok(c)) => c,
+            Step::Got(Err(e)) if e.is_failure() => return self.auth_failed(io, out, e.reply()).await,
+            Step::Got(Err(e)) => return Ok(Some(e.reply())),
+            Step::Reply(r) => return Ok(Some(r)),
+            Step::Close => return Ok(None),
         };
-        match self.backend.authenticate(info, &user, &password).await {
+        match self.backend.authenticate(info, &credentials.username, credentials.password.expose()).await {
             Ok(identity) => {
                 info.auth = Some(identity);
                 Ok(Some(reply::r235_auth_ok()))
             }
-            Err(Response::Reply(r)) => Ok(Some(r)),
+            Err(Response::Reply(r)) => self.auth_failed(io, out, r).await,
             Err(Response::Disconnect) => Ok(None),
         }
     }
 
-    /// Sends a 334 challenge and reads the client's line; `None` on EOF/timeout.
-    async fn challenge<S>(&mut self, io: &mut BufReader<S>, out: &mut String, text: &str) -> io::Result<Option<String>>
+    /// Reads the client's responses for `mechanism` and decodes them.
+    async fn auth_exchange<S>(
+        &mut self,
+        io: &mut BufReader<S>,
+        out: &mut String,
+        mechanism: &str,
+        initial: Option<String>,
+    ) -> io::Result<Step<auth::Result<Credentials>>>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
-        out.push_str(&format!("334 {text}\r\n"));
-        flush(io, out).await?;
-        match self.read_command(io).await? {
-            Input::Line(CommandLine::Line(l)) => Ok(Some(String::from_utf8_lossy(&l).trim().to_owned())),
-            _ => Ok(None),
+        Ok(Step::Got(match mechanism {
+            "PLAIN" => {
+                let response = match initial {
+                    // RFC 4954 §4: "=" is an empty initial response.
+                    Some(r) if r == "=" => String::new(),
+                    Some(r) => r,
+                    None => step!(self.challenge(io, out, "").await?),
+                };
+                auth::decode_plain(&response)
+            }
+            "LOGIN" => {
+                let response = match initial {
+                    Some(r) => r,
+                    None => step!(self.challenge(io, out, LOGIN_USERNAME_CHALLENGE).await?),
+                };
+                match auth::decode_login(&response) {
+                    Err(e) => Err(e),
+                    Ok(username) => {
+                        let response = step!(self.challenge(io, out, LOGIN_PASSWORD_CHALLENGE).await?);
+                        auth::decode_login(&response).map(|password| Credentials { username: username.expose().to_owned(), password })
+                    }
+                }
+            }
+            _ => return Ok(Step::Reply(reply::r504_auth_mech())),
+        }))
+    }
+
+    /// Counts a failed AUTH; the last one allowed is answered and followed by 421 and close.
+    async fn auth_failed<S>(&mut self, io: &mut BufReader<S>, out: &mut String, reply: Reply) -> io::Result<Option<Reply>>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        self.auth_failures += 1;
+        if self.auth_failures < self.config.max_auth_failures {
+            return Ok(Some(reply));
         }
+        out.push_str(&reply.to_wire());
+        out.push_str(&reply::r421_auth_failures().to_wire());
+        let _ = flush(io, out).await;
+        Ok(None)
+    }
+
+    /// Sends a 334 challenge and reads the client's line (never logged).
+    async fn challenge<S>(&mut self, io: &mut BufReader<S>, out: &mut String, text: &str) -> io::Result<Step<String>>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        out.push_str(&reply::r334_challenge(text).to_wire());
+        flush(io, out).await?;
+        Ok(match self.read_command(io).await? {
+            Input::Line(CommandLine::Line(l)) => Step::Got(String::from_utf8_lossy(&l).trim().to_owned()),
+            Input::Line(CommandLine::TooLong) => Step::Reply(reply::r500_line_too_long()),
+            Input::Timeout => {
+                out.push_str(&reply::r421_timeout().to_wire());
+                let _ = flush(io, out).await;
+                Step::Close
+            }
+            Input::Shutdown => {
+                out.push_str(&reply::r421_shutdown().to_wire());
+                let _ = flush(io, out).await;
+                Step::Close
+            }
+            Input::Eof => Step::Close,
+        })
     }
 
     async fn read_command<S>(&mut self, io: &mut BufReader<S>) -> io::Result<Input>
@@ -644,8 +711,4 @@ where
         }
         io.consume(n);
     }
-}
-
-fn decode_b64(s: &str) -> Option<Vec<u8>> {
-    B64.decode(s.trim()).ok()
 }

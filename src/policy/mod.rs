@@ -32,6 +32,8 @@ pub enum Error {
     MayNotSend { sender: String, mailbox: String },
     #[error("{sender} is in no mailbox")]
     NotAUser { sender: String },
+    #[error("login {login} (user {user}) may not send as {sender}")]
+    SenderNotOwned { sender: String, login: String, user: String },
     #[error("mailbox {mailbox} inactive")]
     Inactive { mailbox: String },
     #[error("no recipients")]
@@ -53,7 +55,7 @@ impl Error {
             Error::TagRequired { .. } => "tag_missing",
             Error::UnknownMailbox { .. } | Error::NoRecipients => "other",
             Error::SeveralMailboxes { .. } => "ambiguous",
-            Error::MayNotSend { .. } => "not_allowed",
+            Error::MayNotSend { .. } | Error::SenderNotOwned { .. } => "not_allowed",
             Error::Inactive { .. } => "inactive",
             Error::TooManyRecipients { .. } => "too_many_recipients",
             Error::Bcc { .. } => "bcc",
@@ -70,6 +72,7 @@ impl Error {
             Error::SeveralMailboxes { sender, ids, example_tag } => reply::r550_several_mailboxes(sender, ids, example_tag),
             Error::MayNotSend { sender, mailbox } => reply::r550_may_not_send(sender, mailbox),
             Error::NotAUser { sender } => reply::r550_not_a_user(sender),
+            Error::SenderNotOwned { sender, login, user } => reply::r553_sender_not_owned(sender, login, user),
             Error::Inactive { mailbox } => reply::r550_mailbox_inactive(mailbox),
             Error::NoRecipients => reply::r554_no_valid_rcpts(),
             Error::TooManyRecipients { mailbox, count, max } => reply::r550_too_many_rcpts(mailbox, *count, *max),
@@ -131,8 +134,10 @@ pub struct Submission<'a> {
     pub headers: &'a [u8],
     /// Whole message size in bytes.
     pub size: u64,
-    /// Mailbox ids the SMTP AUTH account of this session may use; None = no AUTH.
-    pub authenticated_mailboxes: Option<&'a [String]>,
+    /// The `[[mailbox.user]]` address the session's SMTP AUTH login acts as;
+    /// None = not authenticated. When set, it replaces the envelope sender as
+    /// the identity that must be a sending user of the mailbox (see [`check`]).
+    pub authenticated_user: Option<&'a str>,
     /// Used to generate a Message-ID when the message has none.
     pub queue_id: &'a str,
     /// RFC 5322 date to add when the message has no Date header.
@@ -160,7 +165,8 @@ pub struct Plan {
     pub message_id: String,
     /// Decoded, tag stripped.
     pub subject: String,
-    /// The envelope sender as received.
+    /// Who sent it, and gets notices and receipts: the authenticated user, else
+    /// the envelope sender as received.
     pub original_sender: String,
     pub tag: Option<TagMatch>,
     pub removed_bcc: bool,
@@ -176,8 +182,15 @@ pub fn evaluate(rules: &Rules, sub: &Submission) -> Verdict {
 
 /// The policy, in order: null sender, size, subject tag, mailbox selection,
 /// permission, mailbox active, recipient count, no Bcc; then the header rewrite.
+///
+/// The identity checked against the mailbox users is the envelope sender, or,
+/// in an authenticated session, the login's user (the envelope sender was
+/// already matched to it by [`check_sender_login`]). For authenticated
+/// sessions the "mailbox lists its own address" opt-in does not apply: the
+/// login's user must itself be a sending user of the chosen mailbox.
 pub fn check(rules: &Rules, sub: &Submission) -> Result<Plan> {
     let sender = sub.mail_from;
+    let identity = sub.authenticated_user.unwrap_or(sender);
     if sender.is_empty() {
         return Err(Error::NullSender);
     }
@@ -196,7 +209,7 @@ pub fn check(rules: &Rules, sub: &Submission) -> Result<Plan> {
     let from = block.get("From").map(|h| addresses(h.value_bytes()));
     let from_addr = from.as_ref().and_then(|list| list.first()).map(|a| a.address.as_str());
 
-    let mailbox = select_mailbox(rules, sender, from_addr, tag.as_ref())?;
+    let mailbox = select_mailbox(rules, sender, identity, from_addr, tag.as_ref())?;
     check_permission(mailbox, sub, from_addr)?;
     if !mailbox.active {
         return Err(Error::Inactive { mailbox: mailbox.address.clone() });
@@ -254,7 +267,7 @@ pub fn check(rules: &Rules, sub: &Submission) -> Result<Plan> {
         headers: block.to_bytes(),
         message_id,
         subject: decode_subject(&subject_raw),
-        original_sender: sender.to_string(),
+        original_sender: identity.to_string(),
         tag,
         removed_bcc,
     })
@@ -265,14 +278,20 @@ fn first_marker(rules: &Rules) -> String {
     rules.markers.first().cloned().unwrap_or_else(|| tag::DEFAULT_MARKERS[0].to_string())
 }
 
-/// Rule 4: tag id, else a sender that is a mailbox address, else the sender's mailboxes.
-fn select_mailbox<'r>(rules: &Rules<'r>, sender: &str, from_addr: Option<&str>, tag: Option<&TagMatch>) -> Result<&'r MailboxRules> {
+/// Rule 4: tag id, else an envelope sender or From that is a mailbox address, else the identity's mailboxes.
+fn select_mailbox<'r>(
+    rules: &Rules<'r>,
+    envelope: &str,
+    sender: &str,
+    from_addr: Option<&str>,
+    tag: Option<&TagMatch>,
+) -> Result<&'r MailboxRules> {
     let mailboxes = rules.mailboxes;
     if let Some(id) = tag.and_then(|t| t.mailbox.as_deref()) {
         return mailboxes.iter().find(|m| m.id.eq_ignore_ascii_case(id)).ok_or_else(|| Error::UnknownMailbox { id: id.to_string() });
     }
     let by_address = |addr: &str| mailboxes.iter().find(|m| m.address.eq_ignore_ascii_case(addr));
-    if let Some(m) = by_address(sender).or_else(|| from_addr.and_then(by_address)) {
+    if let Some(m) = by_address(envelope).or_else(|| from_addr.and_then(by_address)) {
         return Ok(m);
     }
     let usable: Vec<&MailboxRules> = mailboxes.iter().filter(|m| m.may_send(sender)).collect();
@@ -293,18 +312,41 @@ fn select_mailbox<'r>(rules: &Rules<'r>, sender: &str, from_addr: Option<&str>, 
     }
 }
 
-/// Rule 5: a sending user, an SMTP AUTH account entitled to the mailbox, or the
-/// mailbox itself when it lists its own address as a sending user (explicit opt-in).
+/// Rule 5: the SMTP AUTH login's user is a sending user; without AUTH, the
+/// sender is a sending user, or the mailbox lists its own address as a
+/// sending user (explicit opt-in) and the envelope or From is that address.
 fn check_permission(mailbox: &MailboxRules, sub: &Submission, from_addr: Option<&str>) -> Result<()> {
-    let sender = sub.mail_from;
-    let by_user = mailbox.may_send(sender);
-    let by_auth = sub.authenticated_mailboxes.is_some_and(|ids| ids.iter().any(|id| id.eq_ignore_ascii_case(&mailbox.id)));
-    let is_mailbox = |a: &str| a.eq_ignore_ascii_case(&mailbox.address);
-    let as_itself = (is_mailbox(sender) || from_addr.is_some_and(is_mailbox)) && mailbox.may_send(&mailbox.address);
-    if by_user || by_auth || as_itself {
+    let allowed = match sub.authenticated_user {
+        Some(user) => mailbox.may_send(user),
+        None => {
+            let sender = sub.mail_from;
+            let is_mailbox = |a: &str| a.eq_ignore_ascii_case(&mailbox.address);
+            let as_itself = (is_mailbox(sender) || from_addr.is_some_and(is_mailbox)) && mailbox.may_send(&mailbox.address);
+            mailbox.may_send(sender) || as_itself
+        }
+    };
+    if allowed {
         Ok(())
     } else {
+        let sender = sub.authenticated_user.unwrap_or(sub.mail_from);
         Err(Error::MayNotSend { sender: sender.to_string(), mailbox: mailbox.address.clone() })
+    }
+}
+
+/// At MAIL in an authenticated session, like Postfix's `smtpd_sender_login_maps`
+/// with `reject_sender_login_mismatch`: login `login` (acting as `user`) may
+/// use as envelope sender `user` itself or the address of a PEC mailbox where
+/// `user` is a sending user; nothing else, and never the null sender.
+pub fn check_sender_login(mailboxes: &[MailboxRules], login: &str, user: &str, mail_from: &str) -> Result<()> {
+    if mail_from.is_empty() {
+        return Err(Error::NullSender);
+    }
+    let owned =
+        mail_from.eq_ignore_ascii_case(user) || mailboxes.iter().any(|m| m.address.eq_ignore_ascii_case(mail_from) && m.may_send(user));
+    if owned {
+        Ok(())
+    } else {
+        Err(Error::SenderNotOwned { sender: mail_from.to_string(), login: login.to_string(), user: user.to_string() })
     }
 }
 
@@ -457,7 +499,7 @@ mod tests {
         rcpts: Vec<String>,
         headers: String,
         size: u64,
-        auth: Option<Vec<String>>,
+        auth: Option<&'static str>,
         tag_required: bool,
     }
 
@@ -481,8 +523,8 @@ mod tests {
             self.size = size;
             self
         }
-        fn auth(mut self, ids: &[&str]) -> Case {
-            self.auth = Some(ids.iter().map(|r| r.to_string()).collect());
+        fn auth(mut self, user: &'static str) -> Case {
+            self.auth = Some(user);
             self
         }
         fn optional_tag(mut self) -> Case {
@@ -504,7 +546,7 @@ mod tests {
                 rcpts: &self.rcpts,
                 headers: self.headers.as_bytes(),
                 size: self.size,
-                authenticated_mailboxes: self.auth.as_deref(),
+                authenticated_user: self.auth,
                 queue_id: "Q123",
                 date: "Mon, 1 Jan 2024 10:00:00 +0100",
             };
@@ -552,8 +594,29 @@ mod tests {
                 "550 5.7.1 anna@x.it may not send from PEC mailbox hr@pec.x.it",
             ),
             (
-                Case::new("AUTH for another mailbox", "anna@x.it", &hdr("[PEC:hr] x")).auth(&["legal"]),
+                Case::new("AUTH user not a sender of the tagged mailbox", "anna@x.it", &hdr("[PEC:hr] x")).auth("anna@x.it"),
                 "550 5.7.1 anna@x.it may not send from PEC mailbox hr@pec.x.it",
+            ),
+            (
+                Case::new("AUTH: the login's user is checked, not the envelope", "legal@pec.x.it", &hdr("[PEC] x")).auth("carlo@x.it"),
+                "550 5.7.1 carlo@x.it may not send from PEC mailbox legal@pec.x.it",
+            ),
+            (
+                Case::new("AUTH: no opt-in to send as the mailbox itself", "shared@pec.x.it", &hdr("[PEC] x")).auth("anna@x.it"),
+                "550 5.7.1 anna@x.it may not send from PEC mailbox shared@pec.x.it",
+            ),
+            (
+                Case::new(
+                    "AUTH: From is an opted-in mailbox, the user is not its sender",
+                    "anna@x.it",
+                    "From: shared@pec.x.it\r\nTo: a@y.it\r\nSubject: [PEC] x\r\n\r\n",
+                )
+                .auth("anna@x.it"),
+                "550 5.7.1 anna@x.it may not send from PEC mailbox shared@pec.x.it",
+            ),
+            (
+                Case::new("AUTH: the null sender is refused too", "", &hdr("[PEC] x")).auth("anna@x.it"),
+                "550 5.7.1 the null sender may not send PEC",
             ),
             (
                 Case::new("From is a mailbox without opt-in", "gino@x.it", "From: info@pec.x.it\r\nTo: a@y.it\r\nSubject: [PEC] x\r\n\r\n"),
@@ -565,7 +628,7 @@ mod tests {
             ),
             (Case::new("inactive", "piero@x.it", &hdr("[PEC] x")), "550 5.7.1 PEC mailbox old@pec.x.it is not active"),
             (
-                Case::new("inactive even with AUTH", "lucia@x.it", &hdr("[PEC:old] x")).auth(&["old"]),
+                Case::new("inactive even with AUTH", "piero@x.it", &hdr("[PEC:old] x")).auth("piero@x.it"),
                 "550 5.7.1 PEC mailbox old@pec.x.it is not active",
             ),
             (Case::new("no recipients", "anna@x.it", &hdr("[PEC] x")).rcpts(&[]), "554 5.5.1 no valid recipients"),
@@ -622,8 +685,9 @@ mod tests {
             (Case::new("tag id case-insensitive", "mario@x.it", &hdr("[pec:LEGAL] x")), "legal"),
             (Case::new("only mailbox of the user", "anna@x.it", &hdr("[PEC] x")), "legal"),
             (Case::new("user address case-insensitive", "ANNA@x.IT", &hdr("[PEC] x")), "legal"),
-            (Case::new("AUTH entitles", "anna@x.it", &hdr("[PEC:hr] x")).auth(&["legal", "hr"]), "hr"),
-            (Case::new("AUTH for a user without send", "carlo@x.it", &hdr("[PEC:legal] x")).auth(&["legal"]), "legal"),
+            (Case::new("AUTH user picks by tag", "mario@x.it", &hdr("[PEC:hr] x")).auth("mario@x.it"), "hr"),
+            (Case::new("AUTH user is the only sender", "lucia@x.it", &hdr("[PEC] x")).auth("Lucia@x.it"), "hr"),
+            (Case::new("AUTH, envelope is a mailbox the user sends from", "HR@pec.x.it", &hdr("[PEC] x")).auth("lucia@x.it"), "hr"),
             (Case::new("envelope is the mailbox, opted in", "Shared@PEC.x.it", &hdr("[PEC] x")), "shared"),
             (
                 Case::new(
@@ -659,7 +723,7 @@ mod tests {
             let plan = accept(&case);
             assert_eq!(plan.mailbox_id, want, "{}", case.name);
             assert_eq!(plan.mail_from, format!("{want}@pec.x.it"), "{}", case.name);
-            assert_eq!(plan.original_sender, case.mail_from, "{}", case.name);
+            assert_eq!(plan.original_sender, case.auth.unwrap_or(case.mail_from), "{}", case.name);
         }
     }
 
@@ -818,6 +882,44 @@ mod tests {
         }
     }
 
+    #[test]
+    fn sender_login_table() {
+        // (user the login acts as, MAIL FROM, expected reply or None = allowed)
+        let cases = [
+            ("mario@x.it", "mario@x.it", None),
+            ("mario@x.it", "MARIO@X.it", None),
+            ("mario@x.it", "legal@pec.x.it", None),
+            ("mario@x.it", "Hr@Pec.x.it", None),
+            ("shared@pec.x.it", "shared@pec.x.it", None),
+            (
+                "mario@x.it",
+                "anna@x.it",
+                Some("553 5.7.1 login scan may not send as anna@x.it; use mario@x.it or a PEC mailbox it may send from"),
+            ),
+            (
+                "mario@x.it",
+                "shared@pec.x.it",
+                Some("553 5.7.1 login scan may not send as shared@pec.x.it; use mario@x.it or a PEC mailbox it may send from"),
+            ),
+            (
+                "carlo@x.it",
+                "legal@pec.x.it",
+                Some("553 5.7.1 login scan may not send as legal@pec.x.it; use carlo@x.it or a PEC mailbox it may send from"),
+            ),
+            (
+                "mario@x.it",
+                "old@pec.x.it",
+                Some("553 5.7.1 login scan may not send as old@pec.x.it; use mario@x.it or a PEC mailbox it may send from"),
+            ),
+            ("mario@x.it", "", Some("550 5.7.1 the null sender may not send PEC")),
+        ];
+        let mailboxes = mailboxes();
+        for (user, from, want) in cases {
+            let got = check_sender_login(&mailboxes, "scan", user, from).map_err(|e| e.reply().to_wire());
+            assert_eq!(got, want.map_or(Ok(()), |w| Err(format!("{w}\r\n"))), "{user} as {from:?}");
+        }
+    }
+
     fn header_soup() -> impl Strategy<Value = Vec<u8>> {
         let field = prop_oneof![
             Just("From: \"Mario Rossi\" <mario@x.it>\r\n".to_string()),
@@ -858,7 +960,7 @@ mod tests {
             mail_from in "\\PC{0,12}",
             rcpts in prop::collection::vec("\\PC{0,12}", 0..4),
             size in any::<u64>(),
-            auth in prop::option::of(prop::collection::vec("[a-z]{1,6}", 0..3)),
+            auth in prop::option::of(prop::sample::select(vec!["mario@x.it", "anna@x.it", "shared@pec.x.it", "x@y.it"])),
             tag_required in any::<bool>(),
         ) {
             let case = Case {
@@ -884,7 +986,7 @@ mod tests {
                 rcpts: &case.rcpts,
                 headers: &headers,
                 size: case.size,
-                authenticated_mailboxes: case.auth.as_deref(),
+                authenticated_user: case.auth,
                 queue_id: "q",
                 date: "d",
             };
@@ -898,7 +1000,7 @@ mod tests {
             headers in header_soup(),
             mail_from in prop::sample::select(vec!["mario@x.it", "anna@x.it", "shared@pec.x.it", "x@y.it", ""]),
             rcpts in prop::collection::vec(prop::sample::select(vec!["a@y.it", "b@y.it", "c@y.it", "z@y.it"]), 0..4),
-            auth in prop::option::of(prop::collection::vec(prop::sample::select(vec!["legal".to_string(), "hr".to_string()]), 0..2)),
+            auth in prop::option::of(prop::sample::select(vec!["mario@x.it", "lucia@x.it", "carlo@x.it"])),
         ) {
             let case = Case {
                 name: "soup",

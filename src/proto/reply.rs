@@ -138,6 +138,16 @@ reply_const! {
     r535_auth_failed = 535, Some("5.7.8"), "authentication credentials invalid";
     r538_auth_needs_tls = 538, Some("5.7.11"), "encryption required for requested authentication mechanism";
     r530_auth_required = 530, Some("5.7.0"), "authentication required";
+    /// RFC 4954 §4: the client answered a challenge with "*".
+    r501_auth_cancelled = 501, Some("5.7.0"), "authentication cancelled";
+    /// RFC 4954 §4: a response that is not valid base64.
+    r501_auth_base64 = 501, Some("5.5.2"), "invalid base64 in AUTH response";
+    /// RFC 4616 §2: missing NULs, empty or overlong fields, not UTF-8.
+    r501_auth_malformed = 501, Some("5.5.2"), "malformed AUTH response";
+    /// RFC 4954 §4: AUTH is not permitted during a mail transaction.
+    r503_auth_in_transaction = 503, Some("5.5.1"), "AUTH not permitted during a mail transaction";
+    /// RFC 5321 §3.8: the session is closed after repeated AUTH failures.
+    r421_auth_failures = 421, Some("4.7.0"), "too many authentication failures, closing connection";
     r454_tls_unavailable = 454, Some("4.7.0"), "TLS not available";
     /// RFC 1870: message size exceeds fixed maximum.
     r552_too_big = 552, Some("5.3.4"), "message size exceeds fixed maximum message size";
@@ -146,6 +156,11 @@ reply_const! {
     r554_no_valid_rcpts = 554, Some("5.5.1"), "no valid recipients";
     /// 8-bit, NULs and other junk in commands.
     r500_bad_bytes = 500, Some("5.5.2"), "invalid characters in command";
+}
+
+/// RFC 4954 §4: a server challenge, base64 text ("" for PLAIN's empty one).
+pub fn r334_challenge(base64: &str) -> Reply {
+    Reply::new(334, None, base64)
 }
 
 // ---------------------------------------------------------------------------
@@ -188,6 +203,13 @@ pub fn r550_may_not_send(sender: &str, mailbox: &str) -> Reply {
 /// The sender appears in no mailbox's user list.
 pub fn r550_not_a_user(sender: &str) -> Reply {
     Reply::new(550, Some("5.7.1"), format!("{sender} is not a user of any PEC mailbox"))
+}
+
+/// An authenticated session may send only as its account's user or a PEC mailbox
+/// that user may send from (Postfix `reject_sender_login_mismatch`; RFC 5321 553 =
+/// mailbox name not allowed, RFC 3463 5.7.1 = not authorised).
+pub fn r553_sender_not_owned(sender: &str, login: &str, user: &str) -> Reply {
+    Reply::new(553, Some("5.7.1"), format!("login {login} may not send as {sender}; use {user} or a PEC mailbox it may send from"))
 }
 
 /// The mailbox exists but is switched off in the configuration.

@@ -12,7 +12,7 @@ use pecgate::sim::Captured;
 use pecgate::sim::capture::CaptureServer;
 use pecgate::sim::provider::{SimMailbox, SimProvider};
 use pecgate::store::{Message, MessageState};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 /// Distinctive passwords: CI greps the debug log of the test run for them.
@@ -176,7 +176,7 @@ impl TestEnv {
     }
 }
 
-fn write_secret(path: &std::path::Path, s: &str) {
+pub fn write_secret(path: &std::path::Path, s: &str) {
     std::fs::write(path, s).unwrap();
     #[cfg(unix)]
     {
@@ -274,9 +274,28 @@ admin = true
     )
 }
 
+/// A certificate for "localhost" and "127.0.0.1" signed by a fresh test CA,
+/// written as `listener-cert.pem` (chain) and `listener-key.pem` in `dir`
+/// (for `smtp.tls_cert_file` / `tls_key_file`). Returns the CA PEM to trust.
+pub fn write_listener_tls(dir: &std::path::Path) -> String {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap().signed_by(&key, &issuer).unwrap();
+    std::fs::write(dir.join("listener-cert.pem"), format!("{}{}", cert.pem(), ca_cert.pem())).unwrap();
+    write_secret(&dir.join("listener-key.pem"), &key.serialize_pem());
+    ca_cert.pem()
+}
+
 /// A line-level SMTP client for tests: send a command, assert the reply code.
-pub struct SmtpProbe {
-    io: BufReader<TcpStream>,
+/// Plain TCP until [`SmtpProbe::starttls`].
+pub struct SmtpProbe<S = TcpStream> {
+    io: BufReader<S>,
 }
 
 impl SmtpProbe {
@@ -284,6 +303,16 @@ impl SmtpProbe {
         SmtpProbe { io: BufReader::new(TcpStream::connect(addr).await.unwrap()) }
     }
 
+    /// STARTTLS (asserting 220) and the handshake with "localhost", trusting `ca_pem`.
+    pub async fn starttls(mut self, ca_pem: &str) -> SmtpProbe<tokio_rustls::client::TlsStream<TcpStream>> {
+        self.cmd("STARTTLS", "220 2.0.0").await;
+        let connector = tokio_rustls::TlsConnector::from(pecgate::tls::client_config_from_pem(ca_pem).unwrap());
+        let tls = connector.connect("localhost".try_into().unwrap(), self.io.into_inner()).await.unwrap();
+        SmtpProbe { io: BufReader::new(tls) }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> SmtpProbe<S> {
     pub async fn write(&mut self, bytes: &[u8]) {
         self.io.get_mut().write_all(bytes).await.unwrap();
     }
