@@ -60,6 +60,10 @@ impl Watchdog {
             }
             let interval_ms = i64::try_from(every.as_millis()).unwrap_or(i64::MAX / 4);
             if !self.cluster.hold(cluster::WATCHDOG_LEASE, interval_ms).await {
+                // Another instance watches; its gauges count, ours would be stale.
+                for kind in ["acceptance", "delivery_12h", "delivery_24h"] {
+                    self.set_overdue_gauges(kind, &[]);
+                }
                 continue;
             }
             if let Err(e) = self.pass().await {

@@ -194,6 +194,8 @@ impl Fetcher {
             let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
             if !s.standby {
                 tracing::info!(mailbox = %self.mailbox.id, holder = holder.as_deref().unwrap_or("-"), "another instance polls this mailbox; standing by");
+                // The holder reports the mailbox's health; a failure seen here before is not current.
+                crate::metrics::mailbox_health(&self.mailbox.id, crate::metrics::Part::Poll, true);
             }
             s.standby = true;
             return Ok(PollReport { standby: Some(holder.unwrap_or_default()), ..Default::default() });
