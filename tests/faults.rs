@@ -107,18 +107,7 @@ async fn passwords_are_not_in_the_store_or_spool() {
     env.wait_state(&qid, MessageState::Submitted).await;
     env.poll("legal").await;
     env.corporate_messages(2).await;
-    let mut files = vec![];
-    let mut stack = vec![env.dir.path().to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if !p.ends_with("legal.pw") && !p.ends_with("hr.pw") {
-                files.push(p);
-            }
-        }
-    }
+    let files = common::files_under(env.dir.path(), &["legal.pw", "hr.pw"]);
     assert!(files.iter().any(|p| p.to_string_lossy().ends_with("pecgate.db")));
     for f in files {
         let bytes = std::fs::read(&f).unwrap();

@@ -8,23 +8,6 @@ use std::collections::BTreeSet;
 
 use common::*;
 use pecgate::store::MessageState;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    tokio::time::timeout(WAIT, s.read_to_end(&mut buf)).await.unwrap().unwrap();
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let code = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-    (code, body)
-}
-
-/// The value of one series, e.g. `pecgate_receipts_total{kind="accettazione",mailbox="legal"}`.
-fn value(exposition: &str, series: &str) -> Option<f64> {
-    exposition.lines().find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
-}
 
 fn metric_names(exposition: &str) -> BTreeSet<String> {
     exposition
@@ -58,11 +41,15 @@ async fn metrics_health_and_dashboards() {
     // Before any traffic: every series exists at zero.
     let (code, before) = http_get(admin, "/metrics").await;
     assert_eq!(code, 200);
-    assert_eq!(value(&before, "pecgate_smtp_messages_accepted_total{mailbox=\"legal\"}"), Some(0.0), "{before}");
-    assert_eq!(value(&before, "pecgate_receipts_total{mailbox=\"legal\",kind=\"avvenuta-consegna\"}"), Some(0.0));
-    assert_eq!(value(&before, "pecgate_smtp_messages_rejected_total{reason=\"bcc\"}"), Some(0.0));
+    assert_eq!(metric_value(&before, "pecgate_smtp_messages_accepted_total{mailbox=\"legal\"}"), Some(0.0), "{before}");
+    assert_eq!(metric_value(&before, "pecgate_receipts_total{mailbox=\"legal\",kind=\"avvenuta-consegna\"}"), Some(0.0));
+    assert_eq!(metric_value(&before, "pecgate_smtp_messages_rejected_total{reason=\"bcc\"}"), Some(0.0));
     for result in ["success", "failure"] {
-        assert_eq!(value(&before, &format!("pecgate_smtp_auth_total{{result=\"{result}\"}}")), Some(0.0), "registered even with AUTH off");
+        assert_eq!(
+            metric_value(&before, &format!("pecgate_smtp_auth_total{{result=\"{result}\"}}")),
+            Some(0.0),
+            "registered even with AUTH off"
+        );
     }
     assert!(before.contains("pecgate_build_info{version=\""));
     assert!(!before.contains('@'), "no e-mail address as a label value");
@@ -80,7 +67,7 @@ async fn metrics_health_and_dashboards() {
     let deadline = tokio::time::Instant::now() + WAIT;
     let after = loop {
         let (_, m) = http_get(admin, "/metrics").await;
-        if value(&m, "pecgate_injections_total{result=\"ok\"}") == Some(2.0) {
+        if metric_value(&m, "pecgate_injections_total{result=\"ok\"}") == Some(2.0) {
             break m;
         }
         assert!(tokio::time::Instant::now() < deadline, "injections never counted: {m}");
@@ -102,10 +89,10 @@ async fn metrics_health_and_dashboards() {
         ("pecgate_smtp_accept_duration_seconds_count", 2.0),
     ];
     for (series, want) in expect {
-        assert_eq!(value(&after, series), Some(want), "{series} in\n{after}");
+        assert_eq!(metric_value(&after, series), Some(want), "{series} in\n{after}");
     }
-    assert!(value(&after, "pecgate_pop3_polls_total{mailbox=\"legal\",result=\"ok\"}").unwrap_or(0.0) >= 2.0);
-    assert!(value(&after, "pecgate_last_send_timestamp_seconds{mailbox=\"legal\"}").unwrap_or(0.0) > 1.7e9);
+    assert!(metric_value(&after, "pecgate_pop3_polls_total{mailbox=\"legal\",result=\"ok\"}").unwrap_or(0.0) >= 2.0);
+    assert!(metric_value(&after, "pecgate_last_send_timestamp_seconds{mailbox=\"legal\"}").unwrap_or(0.0) > 1.7e9);
     assert!(after.contains("pecgate_receipt_latency_seconds_bucket{mailbox=\"legal\",kind=\"accettazione\""));
     assert!(after.contains("pecgate_provider_submission_duration_seconds_bucket"));
     for password in [LEGAL_PASSWORD, HR_PASSWORD] {

@@ -13,7 +13,6 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use common::*;
 use pecgate::store::MessageState;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Distinctive, so that a leak anywhere is found by a plain substring search (CI greps for it too).
 const PASSWORD: &str = "pw-AUTH-9d2b71-never-log-me";
@@ -118,20 +117,6 @@ fn message(from: &str, subject: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
     let n = N.fetch_add(1, Ordering::Relaxed);
     format!("From: {from}\r\nTo: a@pec.x.it\r\nSubject: {subject}\r\nMessage-ID: <auth-{n}@azienda.it>\r\n\r\nciao\r\n")
-}
-
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    tokio::time::timeout(WAIT, s.read_to_end(&mut buf)).await.unwrap().unwrap();
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let code = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (code, text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default())
-}
-
-fn metric(exposition: &str, series: &str) -> Option<f64> {
-    exposition.lines().find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
 }
 
 #[tokio::test]
@@ -302,23 +287,12 @@ async fn the_listener_password_is_never_logged_shown_or_stored() {
     // Metrics: counted, and no password.
     let (code, metrics) = http_get(env.app().admin_addr, "/metrics").await;
     assert_eq!(code, 200);
-    assert!(metric(&metrics, "pecgate_smtp_auth_total{result=\"success\"}").unwrap_or(0.0) >= 1.0, "{metrics}");
-    assert!(metric(&metrics, "pecgate_smtp_auth_total{result=\"failure\"}").unwrap_or(0.0) >= 2.0, "{metrics}");
+    assert!(metric_value(&metrics, "pecgate_smtp_auth_total{result=\"success\"}").unwrap_or(0.0) >= 1.0, "{metrics}");
+    assert!(metric_value(&metrics, "pecgate_smtp_auth_total{result=\"failure\"}").unwrap_or(0.0) >= 2.0, "{metrics}");
     assert!(!metrics.contains(PASSWORD));
 
     // Database and spool (everything in the directory but the password file itself).
-    let mut files = vec![];
-    let mut stack = vec![env.dir.path().to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if !p.ends_with("listener.pw") {
-                files.push(p);
-            }
-        }
-    }
+    let files = common::files_under(env.dir.path(), &["listener.pw"]);
     assert!(files.iter().any(|p| p.ends_with("pecgate.db")) && files.iter().any(|p| p.to_string_lossy().contains("spool")));
     let needles = [PASSWORD.to_string(), b64(PASSWORD), plain(LOGIN, PASSWORD), plain(PASSWORD, PASSWORD)];
     for f in &files {

@@ -395,3 +395,38 @@ pub async fn fresh_pg_database(name: &str) -> Option<(String, String)> {
     let _ = url.set_password(None);
     Some((url.to_string(), password))
 }
+
+/// A plain HTTP GET to the admin listener: (status code, body).
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::AsyncReadExt;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut buf)).await.unwrap().unwrap();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let code = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (code, body)
+}
+
+/// The value of one series in a Prometheus exposition, e.g. `pecgate_receipts_total{kind="accettazione",mailbox="legal"}`.
+pub fn metric_value(exposition: &str, series: &str) -> Option<f64> {
+    exposition.lines().find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
+}
+
+/// Every file below `dir` (database, spool, logs) except those whose name is in `except`.
+pub fn files_under(dir: &std::path::Path, except: &[&str]) -> Vec<std::path::PathBuf> {
+    let mut files = vec![];
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if !except.iter().any(|x| p.ends_with(x)) {
+                files.push(p);
+            }
+        }
+    }
+    files
+}
