@@ -50,7 +50,9 @@ async fn start_instance(env: &TestEnv, id: &str, pg_url: &str) -> Instance {
                 "[store]\nbackend = \"postgres\"\nurl = \"{pg_url}\"\npassword_file = \"pg.pw\"\nspool_dir = \"spool\"\n\n[cluster]\ninstance_id = \"{id}\"\nlease_secs = 5\n"
             ),
         )
-        .replace("interval_secs = 3600\nretention = \"leave\"", "interval_secs = 1\nretention = \"delete\"");
+        .replace("interval_secs = 3600\nretention = \"leave\"", "interval_secs = 1\nretention = \"delete\"")
+        // The provider's limit is per mailbox, so it holds across instances.
+        .replacen("password_file = \"hr.pw\"\n[mailbox.smtp]", "password_file = \"hr.pw\"\nrate_limit_per_minute = 3\n[mailbox.smtp]", 1);
     assert!(text.contains("backend = \"postgres\""), "config template changed");
     let config = env.dir.path().join(format!("{id}.toml"));
     std::fs::write(&config, text).unwrap();
@@ -82,17 +84,22 @@ fn read_log(env: &TestEnv, id: &str) -> String {
 /// One SMTP transaction; Ok only on a 250 after DATA. Any failure (the
 /// instance died, refused, timed out) is an Err: the caller sends elsewhere.
 async fn try_send(addr: std::net::SocketAddr, subject: &str) -> Result<(), String> {
+    try_send_as(addr, LUCA, &format!("[PEC] {subject}")).await
+}
+
+/// `subject` carries its tag, e.g. `[PEC:hr] h-1`.
+async fn try_send_as(addr: std::net::SocketAddr, from: &str, subject: &str) -> Result<(), String> {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     let stream = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
         .await
         .map_err(|_| "connect timeout".to_string())?
         .map_err(|e| e.to_string())?;
     let mut io = BufReader::new(stream);
-    let body = format!("From: {LUCA}\r\nTo: dest@pec.x.it\r\nSubject: [PEC] {subject}\r\n\r\ncorpo {subject}\r\n.\r\n");
+    let body = format!("From: {from}\r\nTo: dest@pec.x.it\r\nSubject: {subject}\r\n\r\ncorpo {subject}\r\n.\r\n");
     let steps = [
         (String::new(), "220"),
         ("EHLO mx.azienda.it\r\n".to_string(), "250"),
-        (format!("MAIL FROM:<{LUCA}>\r\n"), "250"),
+        (format!("MAIL FROM:<{from}>\r\n"), "250"),
         ("RCPT TO:<dest@pec.x.it>\r\n".to_string(), "250"),
         ("DATA\r\n".to_string(), "354"),
         (body, "250"),
@@ -136,6 +143,11 @@ async fn two_instances_one_killed_every_message_once() {
     let mut a = start_instance(&env, "gw-a", &pg_url).await;
     let b = start_instance(&env, "gw-b", &pg_url).await;
     let targets = [a.smtp, b.smtp];
+
+    // Mailbox hr allows 3 submissions a minute: six messages, three through each instance.
+    for i in 0..6 {
+        try_send_as(targets[i % 2], common::MARIO, &format!("[PEC:hr] h-{i}")).await.unwrap();
+    }
 
     // Ten clients; message i goes to instance i % 2, and to the other one
     // when that fails (a corporate MTA with two smarthosts does the same).
@@ -190,7 +202,7 @@ async fn two_instances_one_killed_every_message_once() {
     };
     loop {
         let got = subjects(&env);
-        if got.len() == MESSAGES {
+        if got.keys().filter(|s| s.starts_with("m-")).count() == MESSAGES {
             break;
         }
         assert!(Instant::now() < deadline, "provider has {} of {MESSAGES} distinct messages\n{}", got.len(), read_log(&env, "gw-b"));
@@ -198,7 +210,11 @@ async fn two_instances_one_killed_every_message_once() {
     }
     let all_delivered = killed_at.elapsed();
     let want: HashSet<String> = (0..MESSAGES).map(|i| format!("m-{i:03}")).collect();
-    let got = subjects(&env);
+    let mut got = subjects(&env);
+    // Rate limit across instances: within the run (well under a minute) exactly 3 of the 6 hr messages left.
+    let hr_sent: Vec<String> = got.keys().filter(|s| s.starts_with("h-")).cloned().collect();
+    assert_eq!(hr_sent.len(), 3, "hr submissions in the first minute: {hr_sent:?}");
+    got.retain(|s, _| s.starts_with("m-"));
     assert_eq!(got.keys().cloned().collect::<HashSet<_>>(), want);
 
     // Duplicates must be explained.
@@ -217,7 +233,15 @@ async fn two_instances_one_killed_every_message_once() {
     let mut recovered_ids = Vec::new();
     let mut first_takeover: Option<i64> = None;
     let mut by_subject: HashMap<String, Vec<String>> = HashMap::new();
-    for m in store.list_messages(10_000).await.unwrap().into_iter().filter(|m| m.kind == pecgate::store::MessageKind::Pec) {
+    let hr_waiting = store.waiting_messages(100).await.unwrap().iter().filter(|m| m.route.mailbox() == Some("hr")).count();
+    assert_eq!(hr_waiting, 3, "the other 3 hr messages wait for the next minute");
+    for m in store
+        .list_messages(10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.kind == pecgate::store::MessageKind::Pec && m.route.mailbox() == Some("legal"))
+    {
         by_subject.entry(m.subject.clone()).or_default().push(m.id.clone());
         for e in store.events(&m.id).await.unwrap() {
             if e.kind == "recovered" {
@@ -243,7 +267,7 @@ async fn two_instances_one_killed_every_message_once() {
     assert_eq!(by_subject.len(), MESSAGES, "every message is in the shared store");
 
     // Receipts: every one the provider generated is stored and injected exactly once.
-    let expected_receipts = 2 * env.provider.bag.len(); // acceptance + delivery per submission
+    let expected_receipts = 2 * env.provider.bag.len(); // acceptance + delivery per submission (legal and hr)
     let inbound = loop {
         let ids = store.inbound_ids().await.unwrap();
         if ids.len() >= expected_receipts {

@@ -567,7 +567,10 @@ async fn detail_view(State(state): State<Arc<AdminState>>, headers: HeaderMap, u
                 t(lang, "recipient"),
                 esc(r.consegna.as_deref().unwrap_or("")),
                 t(lang, "fetched"),
-                when(lang, Some(r.fetched_at)),
+                match &r.fetched_by {
+                    Some(by) => format!("{} <span class=\"muted\">@{}</span>", when(lang, Some(r.fetched_at)), esc(by)),
+                    None => when(lang, Some(r.fetched_at)),
+                },
                 t(lang, "size"),
                 size(r.size),
                 enc(&r.id),
