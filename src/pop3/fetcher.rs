@@ -196,6 +196,9 @@ impl Fetcher {
                 tracing::info!(mailbox = %self.mailbox.id, holder = holder.as_deref().unwrap_or("-"), "another instance polls this mailbox; standing by");
                 // The holder reports the mailbox's health; a failure seen here before is not current.
                 crate::metrics::mailbox_health(&self.mailbox.id, crate::metrics::Part::Poll, true);
+                s.last_error = None;
+                s.consecutive_failures = 0;
+                s.incident_open = false;
             }
             s.standby = true;
             return Ok(PollReport { standby: Some(holder.unwrap_or_default()), ..Default::default() });
