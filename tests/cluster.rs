@@ -251,19 +251,23 @@ async fn two_instances_one_killed_every_message_once() {
             }
         }
     }
-    let mut duplicates = 0;
+    // A second copy is explained by a takeover (`recovered` event: the
+    // at-least-once window) or by the client resending after the instance died
+    // between its commit and the 250 (two queue ids, as with any MTA).
+    let (mut dup_recovered, mut dup_resent) = (0, 0);
     for (subject, n) in &got {
         if *n > 1 {
-            duplicates += n - 1;
             let i: usize = subject.trim_start_matches("m-").parse().unwrap();
             let ids = by_subject.get(subject).cloned().unwrap_or_default();
-            let flagged = ids.iter().any(|id| recovered_ids.contains(id));
-            assert!(
-                flagged || resent.contains(&i),
-                "{subject} reached the provider {n} times without a recovered event or a client resend ({ids:?})"
-            );
+            if ids.iter().any(|id| recovered_ids.contains(id)) {
+                dup_recovered += n - 1;
+            } else {
+                assert!(resent.contains(&i) && ids.len() == *n, "{subject} reached the provider {n} times unexplained ({ids:?})");
+                dup_resent += n - 1;
+            }
         }
     }
+    let duplicates = dup_recovered + dup_resent;
     assert_eq!(by_subject.len(), MESSAGES, "every message is in the shared store");
 
     // Receipts: every one the provider generated is stored and injected exactly once.
@@ -302,7 +306,7 @@ async fn two_instances_one_killed_every_message_once() {
     assert_eq!(lease.holder, "gw-b", "the survivor polls the mailbox");
 
     eprintln!(
-        "two instances: sent {MESSAGES} (resent by the client after a failure: {}), distinct at the provider {}, submissions {}, duplicates {duplicates}, \
+        "two instances: sent {MESSAGES} (resent by the client after a failure: {}), distinct at the provider {}, submissions {}, duplicates {duplicates} ({dup_recovered} after a takeover, {dup_resent} resent by the client), \
          recovered (taken over) {}, first takeover {} ms after the kill, pop3 lease taken {} ms after the kill, \
          all sent {:.1} s and all delivered {:.1} s after the kill; receipts {} (fetched by {fetched_by:?}), injected {}",
         resent.len(),
