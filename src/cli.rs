@@ -92,6 +92,19 @@ pub async fn status(config: &Config, store: &dyn Store, now: i64) -> Result<Stri
             age(now, *o)
         );
     }
+    // Who runs: one line per instance that used this store, with its leases.
+    let leases = store.leases().await?;
+    let lease_ms = i64::try_from(config.cluster.lease_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let _ = writeln!(out, "\n{:<20} {:<13} {:>9}  {:<21}  LEASES", "INSTANCE", "STATUS", "HEARTBEAT", "SMTP");
+    for i in store.instances().await? {
+        let status = match i.stopped_at {
+            Some(_) => "stopped",
+            None if now - i.heartbeat_at <= lease_ms => "alive",
+            None => "unresponsive",
+        };
+        let held: Vec<&str> = leases.iter().filter(|l| l.holder == i.id && l.until >= now).map(|l| l.name.as_str()).collect();
+        let _ = writeln!(out, "{:<20} {:<13} {:>9}  {:<21}  {}", i.id, status, age(now, i.heartbeat_at), i.smtp, held.join(", "));
+    }
     Ok(out)
 }
 

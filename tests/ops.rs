@@ -113,6 +113,8 @@ async fn queue_commands_list_show_retry_drop() {
         out.lines().any(|l| l.starts_with("legal") && l.contains("legal@pec.azienda.it") && l.split_whitespace().nth(3) == Some("1")),
         "{out}"
     );
+    let me = env.config().cluster.instance_id;
+    assert!(out.lines().any(|l| l.starts_with(&format!("{me} ")) && l.contains(" alive ")), "the running instance is listed: {out}");
 
     let (code, _, err) = run(vec!["queue".into(), "drop".into(), qid.clone()]).await.unwrap();
     assert_eq!(code, 2, "drop without --yes is refused");
