@@ -64,6 +64,6 @@ fuzz_target!(|data: &[u8]| {
     assert!(count("Message-ID") >= 1 && count("Date") >= 1);
     // The provider sees exactly the mailbox as sender.
     let from = block.get("From").map(|h| addresses(h.value_bytes())).unwrap_or_default();
-    assert_eq!(from, [plan.mail_from.clone()], "From reads as {from:?}: {:?}", String::from_utf8_lossy(&plan.headers));
+    assert_eq!(from, std::slice::from_ref(&plan.mail_from), "From reads as {from:?}: {:?}", String::from_utf8_lossy(&plan.headers));
     assert!(!plan.message_id.is_empty() && !plan.message_id.contains(char::is_whitespace), "Message-ID {:?}", plan.message_id);
 });
