@@ -47,7 +47,7 @@ fuzz_target!(|data: &[u8]| {
         rcpts: &RCPTS,
         headers: data,
         size: data.len() as u64,
-        authenticated_mailboxes: None,
+        authenticated_user: None,
         queue_id: "1A2B3C",
         date: "Mon, 23 Nov 2026 10:15:00 +0100",
     };
