@@ -160,8 +160,9 @@ fn field_name(line: &[u8]) -> Option<String> {
     String::from_utf8(name.to_vec()).ok()
 }
 
-/// Keeps CRLF + WSP folds, turns every other CR or LF into a space.
-fn sanitize_value(value: &str) -> Vec<u8> {
+/// Keeps CRLF + WSP folds, turns every other CR or LF into a space: the value
+/// bytes [`HeaderBlock::set`] writes.
+pub(super) fn sanitize_value(value: &str) -> Vec<u8> {
     let bytes = value.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -391,7 +391,9 @@ fn addresses(value: &[u8]) -> Vec<Mailbox> {
 /// The new From value: the original display name (raw, as the client wrote it) with
 /// the mailbox address; a name only given as a comment is re-quoted; else the bare address.
 /// A candidate is used only if it parses back to exactly the mailbox address, so a
-/// malformed original can never leak into the rewritten field.
+/// malformed original can never leak into the rewritten field. It is checked as
+/// [`HeaderBlock::set`] will write it: turning a bare CR or LF into a space can change
+/// how the rest parses (`"=?<LF><TAB>?Q?"?=` becomes an encoded word that eats the quote).
 fn rewrite_from(raw: &str, first: Option<&Mailbox>, address: &str) -> String {
     let raw_named = raw_display_name(raw).map(|d| format!("{d} <{address}>"));
     let quoted = first.and_then(|m| m.name.as_deref()).map(|n| format!("{} <{address}>", quote_display_name(n)));
@@ -399,8 +401,8 @@ fn rewrite_from(raw: &str, first: Option<&Mailbox>, address: &str) -> String {
         .into_iter()
         .flatten()
         .find(|candidate| {
-            let parsed = addresses(format!("{candidate}\r\n").as_bytes());
-            matches!(parsed.as_slice(), [only] if only.address == address)
+            let written = [headers::sanitize_value(candidate).as_slice(), b"\r\n"].concat();
+            matches!(addresses(&written).as_slice(), [only] if only.address == address)
         })
         .unwrap_or_else(|| address.to_string())
 }
@@ -871,6 +873,24 @@ mod tests {
             let parsed = addresses(format!("{raw}\r\n").as_bytes());
             assert_eq!(rewrite_from(raw, parsed.first(), "legal@pec"), want, "{raw:?}");
         }
+    }
+
+    /// Found by `fuzz/fuzz_targets/policy.rs`: the candidate with a bare-LF fold in the
+    /// display name parsed, but the field as written (LF made a space) read as no address.
+    #[test]
+    fn from_rewrite_checks_what_is_written() {
+        let raw = "\"=?\n\t?Q?\"?=<";
+        let written = [headers::sanitize_value(&format!("{raw} <legal@pec>")).as_slice(), b"\r\n"].concat();
+        assert!(addresses(&written).is_empty(), "the unchecked candidate must read as no address");
+        let parsed = addresses(format!("{raw}\r\n").as_bytes());
+        assert_eq!(rewrite_from(raw, parsed.first(), "legal@pec"), "legal@pec");
+
+        let headers = format!("From:{raw}\nTo: a@y.it\nSubject: [PEC:legal] x\n\n");
+        let plan = accept(&Case::new("bare LF in From", "mario@x.it", &headers));
+        let block = HeaderBlock::parse(&plan.headers);
+        let from: Vec<String> =
+            block.get("From").map(|h| addresses(h.value_bytes())).unwrap_or_default().into_iter().map(|m| m.address).collect();
+        assert_eq!(from, ["legal@pec.x.it"], "{:?}", String::from_utf8_lossy(&plan.headers));
     }
 
     #[test]
