@@ -145,6 +145,7 @@ async fn two_instances_one_killed_every_message_once() {
     let targets = [a.smtp, b.smtp];
 
     // Mailbox hr allows 3 submissions a minute: six messages, three through each instance.
+    let hr_start = Instant::now();
     for i in 0..6 {
         try_send_as(targets[i % 2], common::MARIO, &format!("[PEC:hr] h-{i}")).await.unwrap();
     }
@@ -211,9 +212,16 @@ async fn two_instances_one_killed_every_message_once() {
     let all_delivered = killed_at.elapsed();
     let want: HashSet<String> = (0..MESSAGES).map(|i| format!("m-{i:03}")).collect();
     let mut got = subjects(&env);
-    // Rate limit across instances: within the run (well under a minute) exactly 3 of the 6 hr messages left.
+    // Rate limit across instances: within the first minute at most 3 of the 6
+    // hr messages leave (per-instance windows would let all 6 go). A slot the
+    // killed instance took still counts, so fewer than 3 is possible.
     let hr_sent: Vec<String> = got.keys().filter(|s| s.starts_with("h-")).cloned().collect();
-    assert_eq!(hr_sent.len(), 3, "hr submissions in the first minute: {hr_sent:?}");
+    if hr_start.elapsed() < Duration::from_secs(55) {
+        assert!(hr_sent.len() <= 3, "hr submissions in the first minute: {hr_sent:?}");
+    } else {
+        eprintln!("slow run: {} s since the hr messages, the rate check is skipped", hr_start.elapsed().as_secs());
+    }
+    let hr_sent = hr_sent.len();
     got.retain(|s, _| s.starts_with("m-"));
     assert_eq!(got.keys().cloned().collect::<HashSet<_>>(), want);
 
@@ -233,8 +241,8 @@ async fn two_instances_one_killed_every_message_once() {
     let mut recovered_ids = Vec::new();
     let mut first_takeover: Option<i64> = None;
     let mut by_subject: HashMap<String, Vec<String>> = HashMap::new();
-    let hr_waiting = store.waiting_messages(100).await.unwrap().iter().filter(|m| m.route.mailbox() == Some("hr")).count();
-    assert_eq!(hr_waiting, 3, "the other 3 hr messages wait for the next minute");
+    let hr_stored = store.list_messages(10_000).await.unwrap().iter().filter(|m| m.route.mailbox() == Some("hr")).count();
+    assert_eq!(hr_stored, 6, "every hr message is stored; those not sent wait for the next minute");
     for m in store
         .list_messages(10_000)
         .await
@@ -271,29 +279,35 @@ async fn two_instances_one_killed_every_message_once() {
     assert_eq!(by_subject.len(), MESSAGES, "every message is in the shared store");
 
     // Receipts: every one the provider generated is stored and injected exactly once.
-    let expected_receipts = 2 * env.provider.bag.len(); // acceptance + delivery per submission (legal and hr)
-    let inbound = loop {
+    // Acceptance + delivery receipt per submission (legal and hr). The
+    // provider's count is read last: a receipt exists only after its
+    // submission, so stored and injected can never exceed twice that count.
+    let (inbound, injected) = loop {
         let ids = store.inbound_ids().await.unwrap();
-        if ids.len() >= expected_receipts {
-            break ids;
-        }
-        assert!(Instant::now() < deadline, "{} of {expected_receipts} receipts stored\n{}", ids.len(), read_log(&env, "gw-b"));
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert_eq!(inbound.len(), expected_receipts, "no receipt stored twice");
-    let injected = loop {
-        let got = env.capture.bag.all();
         // Injected receipts carry X-Pecgate-Id; their own Message-ID is the provider's, one per receipt.
-        let receipts: Vec<_> = got.iter().filter(|m| m.header("X-Pecgate-Id").is_some()).collect();
-        if receipts.len() >= expected_receipts {
-            break receipts.iter().map(|m| m.header("Message-ID").unwrap_or_default()).collect::<Vec<_>>();
+        let injected: Vec<String> = env
+            .capture
+            .bag
+            .all()
+            .iter()
+            .filter(|m| m.header("X-Pecgate-Id").is_some())
+            .map(|m| m.header("Message-ID").unwrap_or_default())
+            .collect();
+        let expected = 2 * env.provider.bag.len();
+        assert!(ids.len() <= expected, "{} receipts stored for {expected} generated: one was stored twice", ids.len());
+        assert_eq!(injected.iter().collect::<HashSet<_>>().len(), injected.len(), "a receipt was injected twice");
+        if ids.len() == expected && injected.len() == expected {
+            break (ids, injected);
         }
-        assert!(Instant::now() < deadline, "{} of {expected_receipts} receipts injected", receipts.len());
+        assert!(
+            Instant::now() < deadline,
+            "{} stored and {} injected of {expected} receipts\n{}",
+            ids.len(),
+            injected.len(),
+            read_log(&env, "gw-b")
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let distinct: HashSet<&String> = injected.iter().collect();
-    assert_eq!(distinct.len(), injected.len(), "a receipt was injected twice");
-    assert_eq!(injected.len(), expected_receipts);
     let fetched_by: HashMap<String, usize> = {
         let mut n = HashMap::new();
         for id in &inbound {
@@ -306,7 +320,7 @@ async fn two_instances_one_killed_every_message_once() {
     assert_eq!(lease.holder, "gw-b", "the survivor polls the mailbox");
 
     eprintln!(
-        "two instances: sent {MESSAGES} (resent by the client after a failure: {}), distinct at the provider {}, submissions {}, duplicates {duplicates} ({dup_recovered} after a takeover, {dup_resent} resent by the client), \
+        "two instances: sent {MESSAGES} (resent by the client after a failure: {}), distinct at the provider {}, submissions {} (hr, limited to 3/min: {hr_sent}), duplicates {duplicates} ({dup_recovered} after a takeover, {dup_resent} resent by the client), \
          recovered (taken over) {}, first takeover {} ms after the kill, pop3 lease taken {} ms after the kill, \
          all sent {:.1} s and all delivered {:.1} s after the kill; receipts {} (fetched by {fetched_by:?}), injected {}",
         resent.len(),
