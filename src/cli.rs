@@ -94,15 +94,11 @@ pub async fn status(config: &Config, store: &dyn Store, now: i64) -> Result<Stri
     }
     // Who runs: one line per instance that used this store, with its leases.
     let leases = store.leases().await?;
-    let lease_ms = i64::try_from(config.cluster.lease_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let lease_ms = crate::cluster::lease_ms(config.cluster.lease_secs);
     let _ = writeln!(out, "\n{:<20} {:<13} {:>9}  {:<21}  LEASES", "INSTANCE", "STATUS", "HEARTBEAT", "SMTP");
     for i in store.instances().await? {
-        let status = match i.stopped_at {
-            Some(_) => "stopped",
-            None if now - i.heartbeat_at <= lease_ms => "alive",
-            None => "unresponsive",
-        };
-        let held: Vec<&str> = leases.iter().filter(|l| l.holder == i.id && l.until >= now).map(|l| l.name.as_str()).collect();
+        let status = crate::cluster::instance_status(&i, now, lease_ms);
+        let held = crate::cluster::held_leases(&leases, &i.id, now);
         let _ = writeln!(out, "{:<20} {:<13} {:>9}  {:<21}  {}", i.id, status, age(now, i.heartbeat_at), i.smtp, held.join(", "));
     }
     Ok(out)

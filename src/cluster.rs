@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 
 use crate::clock::Clock;
-use crate::store::{InstanceInfo, Store};
+use crate::store::{InstanceInfo, Lease, Store};
 
 pub struct Cluster {
     store: Arc<dyn Store>,
@@ -27,8 +27,7 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, lease_secs: u64, info: InstanceInfo, kick: Arc<Notify>) -> Self {
-        let lease_ms = i64::try_from(lease_secs.saturating_mul(1000)).unwrap_or(i64::MAX / 4);
-        Self { store, clock, lease_ms, info, kick }
+        Self { store, clock, lease_ms: lease_ms(lease_secs), info, kick }
     }
 
     pub fn lease_ms(&self) -> i64 {
@@ -116,3 +115,23 @@ pub fn pop3_lease(mailbox: &str) -> String {
 }
 
 pub const WATCHDOG_LEASE: &str = "watchdog";
+
+/// `lease_secs` in milliseconds (bounded so that `now + lease` cannot overflow).
+pub fn lease_ms(lease_secs: u64) -> i64 {
+    i64::try_from(lease_secs.saturating_mul(1000)).unwrap_or(i64::MAX / 4)
+}
+
+/// "alive" (beating), "stopped" (clean shutdown) or "unresponsive" (no
+/// heartbeat within the lease: crashed or cut off).
+pub fn instance_status(info: &InstanceInfo, now: i64, lease_ms: i64) -> &'static str {
+    match info.stopped_at {
+        Some(_) => "stopped",
+        None if now - info.heartbeat_at <= lease_ms => "alive",
+        None => "unresponsive",
+    }
+}
+
+/// The names of the leases `holder` holds at `now`.
+pub fn held_leases<'a>(leases: &'a [Lease], holder: &str, now: i64) -> Vec<&'a str> {
+    leases.iter().filter(|l| l.holder == holder && l.until >= now).map(|l| l.name.as_str()).collect()
+}

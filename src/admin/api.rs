@@ -535,7 +535,7 @@ pub struct ClusterView {
 
 pub async fn cluster_view(state: &AdminState) -> ApiResult<ClusterView> {
     let now = state.clock.now_ms();
-    let lease_ms = i64::try_from(state.config.cluster.lease_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let lease_ms = crate::cluster::lease_ms(state.config.cluster.lease_secs);
     let leases = state.store.leases().await?;
     let me = state.store.instance().to_owned();
     let instances = state
@@ -544,12 +544,8 @@ pub async fn cluster_view(state: &AdminState) -> ApiResult<ClusterView> {
         .await?
         .into_iter()
         .map(|info| {
-            let status = match info.stopped_at {
-                Some(_) => "stopped",
-                None if now - info.heartbeat_at <= lease_ms => "alive",
-                None => "unresponsive",
-            };
-            let held = leases.iter().filter(|l| l.holder == info.id && l.until >= now).map(|l| l.name.clone()).collect();
+            let status = crate::cluster::instance_status(&info, now, lease_ms);
+            let held = crate::cluster::held_leases(&leases, &info.id, now).into_iter().map(str::to_owned).collect();
             InstanceView { this: info.id == me, status, leases: held, info }
         })
         .collect();
