@@ -116,6 +116,8 @@ pub struct Fetcher {
     /// One instance at a time polls a mailbox (its lease).
     cluster: Arc<Cluster>,
     lease: String,
+    /// When this instance last took or renewed the lease (ms; 0 = never).
+    lease_held_at: std::sync::atomic::AtomicI64,
 }
 
 impl Fetcher {
@@ -150,6 +152,7 @@ impl Fetcher {
             trust: load_trust_store(&config),
             config,
             lease: cluster::pop3_lease(&mailbox.id),
+            lease_held_at: std::sync::atomic::AtomicI64::new(0),
             cluster,
         }))
     }
@@ -295,7 +298,17 @@ impl Fetcher {
     /// Takes or renews the mailbox lease, for a poll interval beyond the lease.
     async fn hold_lease(&self) -> bool {
         let interval_ms = i64::try_from(self.pop3.interval_secs.saturating_mul(1000)).unwrap_or(i64::MAX / 4);
-        self.cluster.hold(&self.lease, interval_ms).await
+        let held = self.cluster.hold(&self.lease, interval_ms).await;
+        let at = if held { self.clock.now_ms() } else { 0 };
+        self.lease_held_at.store(at, std::sync::atomic::Ordering::Relaxed);
+        held
+    }
+
+    /// During a poll: renews the lease once a quarter of it has passed, not
+    /// for every message (each renewal is a database commit).
+    async fn keep_lease(&self) -> bool {
+        let since = self.clock.now_ms() - self.lease_held_at.load(std::sync::atomic::Ordering::Relaxed);
+        since < self.cluster.lease_ms() / 4 || self.hold_lease().await
     }
 
     async fn poll_locked(&self) -> Result<PollReport> {
@@ -311,7 +324,7 @@ impl Fetcher {
                 Some(r) => r,
                 None => {
                     // A long poll keeps its lease; if it was lost, the new holder carries on.
-                    if !self.hold_lease().await {
+                    if !self.keep_lease().await {
                         tracing::warn!(mailbox = %self.mailbox.id, "mailbox lease lost during the poll; stopping here");
                         break;
                     }
