@@ -36,19 +36,25 @@ async fn unwritable_spool_answers_452_and_recovers() {
     env.provider_messages(1).await;
 }
 
-#[test]
-fn corrupt_database_stops_start_up_naming_the_file() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("pw"), "x-secret\n").unwrap();
-    let garbage = b"this is not an SQLite database, and it must not be overwritten".repeat(100);
-    std::fs::write(dir.path().join("pecgate.db"), &garbage).unwrap();
-    let config = dir.path().join("pecgate.toml");
+/// Runs `pecgate run` with a minimal config on `dir/pecgate.db` (the tests
+/// below prepare that file), until it exits.
+fn run_on_database(dir: &std::path::Path) -> std::process::Output {
+    std::fs::write(dir.join("pw"), "x-secret\n").unwrap();
+    let config = dir.join("pecgate.toml");
     std::fs::write(
         &config,
         "[smtp]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"pecgate.db\"\nspool_dir = \"spool\"\n[[mailbox]]\nid = \"legal\"\naddress = \"legal@pec.x.it\"\nusername = \"legal\"\npassword_file = \"pw\"\n[mailbox.smtp]\nhost = \"localhost\"\n[[mailbox.user]]\naddress = \"a@x.it\"\nadmin = true\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_pecgate")).args(["run", "--config"]).arg(&config).output().unwrap();
+    Command::new(env!("CARGO_BIN_EXE_pecgate")).args(["run", "--config"]).arg(&config).output().unwrap()
+}
+
+#[test]
+fn corrupt_database_stops_start_up_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = b"this is not an SQLite database, and it must not be overwritten".repeat(100);
+    std::fs::write(dir.path().join("pecgate.db"), &garbage).unwrap();
+    let out = run_on_database(dir.path());
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("pecgate.db"), "the error names the file: {stderr}");
@@ -257,7 +263,6 @@ async fn pop3_retr_failure_loses_nothing() {
 #[test]
 fn locked_database_stops_start_up_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("pw"), "x-secret\n").unwrap();
     let db = dir.path().join("pecgate.db");
     // Another process holds an exclusive lock for as long as the test needs.
     let mut holder = Command::new("python3")
@@ -271,13 +276,7 @@ fn locked_database_stops_start_up_naming_the_file() {
     std::io::BufRead::read_line(&mut std::io::BufReader::new(holder.stdout.take().unwrap()), &mut line).unwrap();
     assert_eq!(line.trim(), "locked");
     let before = std::fs::read(&db).unwrap();
-    let config = dir.path().join("pecgate.toml");
-    std::fs::write(
-        &config,
-        "[smtp]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"pecgate.db\"\nspool_dir = \"spool\"\n[[mailbox]]\nid = \"legal\"\naddress = \"legal@pec.x.it\"\nusername = \"legal\"\npassword_file = \"pw\"\n[mailbox.smtp]\nhost = \"localhost\"\n[[mailbox.user]]\naddress = \"a@x.it\"\nadmin = true\n",
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_pecgate")).args(["run", "--config"]).arg(&config).output().unwrap();
+    let out = run_on_database(dir.path());
     let _ = holder.kill();
     let _ = holder.wait();
     assert_eq!(out.status.code(), Some(1));
