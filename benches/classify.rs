@@ -28,7 +28,7 @@ fn main() {
     let n = 2_000_000;
     let start = Instant::now();
     for i in 0..n {
-        let _ = black_box(pecgate::inbound::command::parse_command(black_box(lines[i % lines.len()])));
+        let _ = black_box(pecgate::listener::command::parse_command(black_box(lines[i % lines.len()])));
     }
     let secs = start.elapsed().as_secs_f64();
     println!("parse_command: {n} lines in {secs:.3}s = {:.0} lines/s", n as f64 / secs);

@@ -26,7 +26,7 @@ async fn main() {
     for i in 0..n {
         let mut p = BuildParams::sample(if i % 2 == 0 { Kind::Accettazione } else { Kind::AvvenutaConsegna });
         p.msgid = format!("bench-{i}@azienda.bench");
-        provider.inbound.deliver(&mailbox.username, pecgate::sim::receipts::build_signed(&mut p));
+        provider.retrieval.deliver(&mailbox.username, pecgate::sim::receipts::build_signed(&mut p));
     }
     std::fs::write(dir.path().join("ca.pem"), &provider.ca_pem).expect("ca");
     std::fs::write(dir.path().join("pw"), "bench-password").expect("pw");
@@ -71,7 +71,7 @@ admin = true
     // The start-up poll fetches everything; this explicit poll waits for it (one poll at a time).
     let _ = app.poll("legal").await;
     let fetch_secs = start.elapsed().as_secs_f64();
-    let stored = app.store.inbound_ids().await.map(|v| v.len()).unwrap_or(0);
+    let stored = app.store.fetched_ids().await.map(|v| v.len()).unwrap_or(0);
     let injected = capture.bag.wait_for(n, std::time::Duration::from_secs(300)).await.map(|v| v.len()).unwrap_or_else(|v| v.len());
     let total_secs = start.elapsed().as_secs_f64();
     println!(

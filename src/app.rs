@@ -15,9 +15,9 @@ use crate::clock::Clock;
 use crate::cluster::{self, Cluster};
 use crate::config::Config;
 use crate::enqueue::Enqueue;
-use crate::inbound::gateway::Gateway;
-use crate::inbound::listener::{self, ListenerConfig};
-use crate::inbound::session::SessionConfig;
+use crate::listener::accept::{self, ListenerConfig};
+use crate::listener::gateway::Gateway;
+use crate::listener::session::SessionConfig;
 use crate::outbound::{self, Outbound};
 use crate::pop3::fetcher::{Fetcher, PollReport};
 use crate::queue::spool::Spool;
@@ -164,7 +164,7 @@ impl App {
             session.tls = Some(TlsAcceptor::from(crate::tls::server_config(cert, key)?));
         }
         let gateway = Arc::new(Gateway::new(config.clone(), enqueue.clone(), clock.clone()));
-        tasks.push(listener::spawn(
+        tasks.push(accept::spawn(
             listener,
             gateway,
             Arc::new(session),

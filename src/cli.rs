@@ -150,11 +150,11 @@ pub async fn queue_show(store: &dyn Store, id: &str) -> Result<String> {
     for e in store.events(id).await? {
         let _ = writeln!(out, "  {}  {:<22} {:<30} {}", when(e.at), e.kind, e.rcpt.as_deref().unwrap_or(""), e.detail);
     }
-    let receipts = store.inbound_for(id).await?;
+    let receipts = store.fetched_for(id).await?;
     if !receipts.is_empty() {
         let _ = writeln!(out, "\nreceipts:");
         for r in receipts {
-            let _ = writeln!(out, "  {}  {:<26} {:<30} inbound {}", when(r.fetched_at), r.kind, r.consegna.as_deref().unwrap_or(""), r.id);
+            let _ = writeln!(out, "  {}  {:<26} {:<30} fetched {}", when(r.fetched_at), r.kind, r.consegna.as_deref().unwrap_or(""), r.id);
         }
     }
     Ok(out)

@@ -82,7 +82,7 @@ impl Enqueue {
     }
 
     /// Writes a message's spool files without queuing it: the caller commits
-    /// the returned row together with other changes (`Store::commit_inbound`),
+    /// the returned row together with other changes (`Store::commit_fetched`),
     /// then calls [`Enqueue::kick`]. On failure it must call `Spool::remove`.
     pub async fn prepare_bytes(&self, message: &[u8], env: Envelope) -> Result<NewMessage> {
         let id = crate::queue::new_queue_id(self.clock.now_ms());

@@ -13,7 +13,7 @@ pub mod config;
 pub mod correlate;
 pub mod demo;
 pub mod enqueue;
-pub mod inbound;
+pub mod listener;
 pub mod metrics;
 pub mod notify;
 pub mod outbound;

@@ -118,7 +118,7 @@ pub struct Delivery<'a> {
     pub to: &'a [String],
     pub mailbox_id: &'a str,
     pub mailbox_address: &'a str,
-    pub inbound_id: &'a str,
+    pub fetched_id: &'a str,
     pub classification: &'a crate::pec::Classification,
     /// Per-recipient status of the sent message, for receipts ("addr: state").
     pub status: &'a [String],
@@ -140,7 +140,7 @@ pub fn inline_wrap(d: &Delivery<'_>, raw: &[u8]) -> Vec<u8> {
     {
         out.extend_from_slice(format!("X-Pecgate-Signature: {}\r\n", s.verdict.as_str()).as_bytes());
     }
-    out.extend_from_slice(format!("X-Pecgate-Id: {}\r\n", d.inbound_id).as_bytes());
+    out.extend_from_slice(format!("X-Pecgate-Id: {}\r\n", d.fetched_id).as_bytes());
     out.extend_from_slice(raw);
     out
 }
@@ -211,14 +211,14 @@ pub fn attach_wrap(d: &Delivery<'_>, raw: &[u8]) -> Vec<u8> {
     } else {
         "\r\nThe original message, with the provider's signature, is attached unchanged.\r\n"
     });
-    let boundary = unique_boundary(raw, d.inbound_id);
+    let boundary = unique_boundary(raw, d.fetched_id);
     let subject = encode_header_text(&format!("[PEC {kind_label}] {subject_text}"));
     let mut out = format!(
         "From: pecgate <{from}>\r\nTo: {to}\r\nSubject: {subject}\r\nDate: {date}\r\nMessage-ID: <{id}.attach@{host}>\r\nAuto-Submitted: auto-generated\r\nX-Pecgate-Mailbox: {mb}\r\nX-Pecgate-Kind: {kind}\r\nX-Pecgate-Id: {id}\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"{boundary}\"\r\n\r\n--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{summary}\r\n--{boundary}\r\nContent-Type: message/rfc822\r\nContent-Disposition: attachment; filename=\"postacert-{id}.eml\"\r\nContent-Transfer-Encoding: 8bit\r\n\r\n",
         from = d.from,
         to = d.to.join(", "),
         date = chrono::DateTime::from_timestamp(d.date_unix, 0).unwrap_or_default().to_rfc2822(),
-        id = d.inbound_id,
+        id = d.fetched_id,
         host = d.hostname,
         mb = d.mailbox_id,
         kind = c.kind.as_str(),
@@ -349,7 +349,7 @@ mod wrap_tests {
             to: &to,
             mailbox_id: "legal",
             mailbox_address: "legal@pec.x.it",
-            inbound_id: "I1",
+            fetched_id: "I1",
             classification: &c,
             status: &status,
             hostname: "gw",

@@ -301,7 +301,7 @@ async fn api_and_page_with_token() {
     assert_eq!(r.body, env.app().spool.read_message(&q1).await.unwrap());
     let r = api(admin, &format!("/api/v1/receipts/{receipt_id}/raw")).await;
     assert_eq!(r.code, 200);
-    assert_eq!(r.body, std::fs::read(env.app().spool.inbound_path(&receipt_id)).unwrap());
+    assert_eq!(r.body, std::fs::read(env.app().spool.fetched_path(&receipt_id)).unwrap());
     assert_eq!(api(admin, "/api/v1/receipts/..%2Fmsg%2Fx/raw").await.code, 404);
     assert_eq!(api(admin, &format!("/api/v1/receipts/{q1}/raw")).await.code, 404, "a message id is not a receipt id");
 
@@ -318,7 +318,7 @@ async fn api_and_page_with_token() {
     for r in receipts {
         let id = r["id"].as_str().unwrap();
         let (_, bytes) = files.iter().find(|(n, _)| n.ends_with(&format!("-{id}.eml"))).unwrap();
-        assert_eq!(bytes, &std::fs::read(env.app().spool.inbound_path(id)).unwrap());
+        assert_eq!(bytes, &std::fs::read(env.app().spool.fetched_path(id)).unwrap());
     }
     let summary: Value = serde_json::from_slice(&files["summary.json"]).unwrap();
     assert_eq!(summary["recipients"].as_array().unwrap().len(), 2);
@@ -492,7 +492,7 @@ impl JsonOrNull for Resp {
 /// No token: loopback only, API without a bearer, page without login.
 #[tokio::test]
 async fn open_on_loopback_without_token() {
-    let env = TestEnv::start_inbound(|_| {}, pecgate::clock::system()).await;
+    let env = TestEnv::start_fetching(|_| {}, pecgate::clock::system()).await;
     let admin = env.app().admin_addr;
     assert_eq!(http(admin, "GET", "/api/v1/mailboxes", &[], b"").await.code, 200);
     let r = http(admin, "GET", "/", &[], b"").await;

@@ -283,7 +283,7 @@ async fn two_instances_one_killed_every_message_once() {
     // provider's count is read last: a receipt exists only after its
     // submission, so stored and injected can never exceed twice that count.
     let (inbound, injected) = loop {
-        let ids = store.inbound_ids().await.unwrap();
+        let ids = store.fetched_ids().await.unwrap();
         // Injected receipts carry X-Pecgate-Id; their own Message-ID is the provider's, one per receipt.
         let injected: Vec<String> = env
             .capture
@@ -311,7 +311,7 @@ async fn two_instances_one_killed_every_message_once() {
     let fetched_by: HashMap<String, usize> = {
         let mut n = HashMap::new();
         for id in &inbound {
-            let r = store.inbound(id).await.unwrap().unwrap();
+            let r = store.fetched(id).await.unwrap().unwrap();
             *n.entry(r.fetched_by.unwrap_or_default()).or_default() += 1;
         }
         n

@@ -108,7 +108,7 @@ async fn untrusted_provider_certificate_is_refused_and_nothing_is_sent() {
 
 #[tokio::test]
 async fn passwords_are_not_in_the_store_or_spool() {
-    let env = TestEnv::start_inbound(|_| {}, pecgate::clock::system()).await;
+    let env = TestEnv::start_fetching(|_| {}, pecgate::clock::system()).await;
     let qid = queue_id(&env.send(LUCA, &["a@pec.x.it"], &msg("segreti")).await);
     env.wait_state(&qid, MessageState::Submitted).await;
     env.poll("legal").await;
@@ -248,7 +248,7 @@ async fn provider_faults_are_retried_and_delivered_once() {
 
 #[tokio::test]
 async fn pop3_retr_failure_loses_nothing() {
-    let env = TestEnv::start_inbound(|_| {}, pecgate::clock::system()).await;
+    let env = TestEnv::start_fetching(|_| {}, pecgate::clock::system()).await;
     let qid = queue_id(&env.send(LUCA, &["a@pec.x.it"], &msg("retr")).await);
     env.wait_state(&qid, MessageState::Submitted).await;
     // The server lists the messages, then refuses to RETR one.
@@ -293,12 +293,12 @@ async fn kill_9_after_injection_before_dele_injects_once_and_deletes_later() {
         TestEnv::prepare(|t| *t = t.replacen("retention = \"leave\"", "retention = \"delete\"", 1), pecgate::clock::system(), true).await;
     let mut webmail = pecgate::pec::BuildParams::sample(pecgate::pec::Kind::Accettazione);
     webmail.to = LEGAL.into();
-    env.provider.inbound.deliver(LEGAL, pecgate::sim::receipts::build_signed(&mut webmail));
+    env.provider.retrieval.deliver(LEGAL, pecgate::sim::receipts::build_signed(&mut webmail));
     let (mut gw, _) = spawn_gateway(&env).await;
     // The start-up poll fetches it; the injection then reaches the corporate server.
     let got = env.corporate_messages(1).await;
     assert_eq!(got.len(), 1);
-    assert_eq!(env.provider.inbound.mailstore.len(LEGAL), 1, "not deleted in the poll that fetched it");
+    assert_eq!(env.provider.retrieval.mailstore.len(LEGAL), 1, "not deleted in the poll that fetched it");
     // Kill once the injection's 250 is committed (before that, it is the documented
     // at-least-once window and the injection would be sent again).
     let store = pecgate::store::sql::SqlStore::open_sqlite(&env.dir.path().join("pecgate.db"), "test").await.unwrap();
@@ -322,7 +322,7 @@ async fn kill_9_after_injection_before_dele_injects_once_and_deletes_later() {
     gw.child.wait().unwrap();
     // Restart: the start-up poll sees a committed, injected message: DELE, no second injection.
     let _gw = spawn_gateway(&env).await;
-    let store = &env.provider.inbound.mailstore;
+    let store = &env.provider.retrieval.mailstore;
     assert!(store.wait_for(WAIT, |s| s.len(LEGAL) == 0).await, "deleted after the restart");
     assert_eq!(env.capture.bag.len(), 1, "injected exactly once");
 }

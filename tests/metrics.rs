@@ -35,7 +35,7 @@ fn referenced_names(text: &str) -> BTreeSet<String> {
 
 #[tokio::test]
 async fn metrics_health_and_dashboards() {
-    let env = TestEnv::start_inbound(|_| {}, pecgate::clock::system()).await;
+    let env = TestEnv::start_fetching(|_| {}, pecgate::clock::system()).await;
     let admin = env.app().admin_addr;
 
     // Before any traffic: every series exists at zero.

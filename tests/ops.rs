@@ -11,7 +11,7 @@ use pecgate::store::MessageState;
 
 #[tokio::test]
 async fn test_mailbox_reports_each_step() {
-    let env = TestEnv::start_inbound(|_| {}, pecgate::clock::system()).await;
+    let env = TestEnv::start_fetching(|_| {}, pecgate::clock::system()).await;
     let (code, out, err) = tokio::task::spawn_blocking({
         let config = env.config_text.clone();
         let dir = env.dir.path().to_owned();

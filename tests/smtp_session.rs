@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pecgate::inbound::session::{self, Backend, Envelope, Response, SessionConfig, SessionInfo};
+use pecgate::listener::session::{self, Backend, Envelope, Response, SessionConfig, SessionInfo};
 use pecgate::proto::reply;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, DuplexStream};
 use tokio::sync::watch;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use pecgate::store::sql::SqlStore;
 use pecgate::store::{
-    Attempt, InboundRecord, InstanceInfo, ListFilter, MessageKind, MessageState, NewMessage, RecipientOutcome, RecipientState, Route, Store,
+    Attempt, FetchedRecord, InstanceInfo, ListFilter, MessageKind, MessageState, NewMessage, RecipientOutcome, RecipientState, Route, Store,
 };
 
 /// Opens stores of one backend; several per test act as several instances on one database.
@@ -71,7 +71,7 @@ contract!(
     expired_lease_is_taken_over,
     named_leases,
     rate_slots_are_shared,
-    inbound_is_stored_once,
+    fetched_is_stored_once,
     admin_list_and_search,
     instances_are_listed,
 );
@@ -250,8 +250,8 @@ async fn rate_slots_are_shared(b: Arc<dyn Backend>) {
     assert_eq!(a.take_rate_slot("legal", 61_002, 3).await.unwrap(), Err(62_000));
 }
 
-fn record(id: &str, uidl: &str) -> InboundRecord {
-    InboundRecord {
+fn record(id: &str, uidl: &str) -> FetchedRecord {
+    FetchedRecord {
         id: id.into(),
         mailbox_id: "legal".into(),
         uidl: uidl.into(),
@@ -273,7 +273,7 @@ fn record(id: &str, uidl: &str) -> InboundRecord {
     }
 }
 
-async fn inbound_is_stored_once(b: Arc<dyn Backend>) {
+async fn fetched_is_stored_once(b: Arc<dyn Backend>) {
     let a = b.open("gw-a").await;
     let c = b.open("gw-b").await;
     a.insert_message(&new_message("Q1", &["r@x.it"])).await.unwrap();
@@ -286,20 +286,20 @@ async fn inbound_is_stored_once(b: Arc<dyn Backend>) {
         event_kind: "accettazione".into(),
         event_detail: "accepted".into(),
     };
-    a.commit_inbound(&record("I1", "u-1"), Some(&update), &[injection("JI1")]).await.unwrap();
+    a.commit_fetched(&record("I1", "u-1"), Some(&update), &[injection("JI1")]).await.unwrap();
     // The other instance fetched the same UIDL during a lease handover: refused whole.
-    assert!(c.commit_inbound(&record("I2", "u-1"), Some(&update), &[injection("JI2")]).await.is_err());
+    assert!(c.commit_fetched(&record("I2", "u-1"), Some(&update), &[injection("JI2")]).await.is_err());
     assert!(c.message("JI2").await.unwrap().is_none(), "the loser's injection is not queued");
-    let got = c.inbound_by_uidl("legal", "u-1").await.unwrap().unwrap();
+    let got = c.fetched_by_uidl("legal", "u-1").await.unwrap().unwrap();
     assert_eq!((got.id.as_str(), got.fetched_by.as_deref()), ("I1", Some("gw-a")));
-    assert_eq!(c.inbound_ids().await.unwrap(), ["I1"]);
+    assert_eq!(c.fetched_ids().await.unwrap(), ["I1"]);
     assert_eq!(c.recipients("Q1").await.unwrap()[0].state, RecipientState::Accepted, "recipients match case-insensitively");
     assert_eq!(c.message("Q1").await.unwrap().unwrap().state, MessageState::Accepted);
     assert_eq!(c.find_sent("legal", &[], Some("opec-1")).await.unwrap().map(|m| m.id), Some("Q1".into()));
     assert_eq!(c.find_sent("legal", &["Q1@corp.it"], None).await.unwrap().map(|m| m.id), Some("Q1".into()));
-    assert_eq!(c.inbound_for("Q1").await.unwrap().len(), 1);
-    c.mark_inbound_deleted("legal", &["u-1".into()], 9_000).await.unwrap();
-    assert_eq!(a.inbound("I1").await.unwrap().unwrap().deleted_at, Some(9_000));
+    assert_eq!(c.fetched_for("Q1").await.unwrap().len(), 1);
+    c.mark_fetched_deleted("legal", &["u-1".into()], 9_000).await.unwrap();
+    assert_eq!(a.fetched("I1").await.unwrap().unwrap().deleted_at, Some(9_000));
 }
 
 async fn admin_list_and_search(b: Arc<dyn Backend>) {
@@ -309,7 +309,7 @@ async fn admin_list_and_search(b: Arc<dyn Backend>) {
         m.created_at = 1_000 + i as i64;
         s.insert_message(&m).await.unwrap();
     }
-    s.commit_inbound(&record("I1", "u-1"), None, &[]).await.unwrap();
+    s.commit_fetched(&record("I1", "u-1"), None, &[]).await.unwrap();
     let all = s.list_filtered(&ListFilter { limit: 10, ..Default::default() }).await.unwrap();
     assert_eq!(all.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), ["I1", "A3", "A2", "A1"], "newest first, both directions");
     assert_eq!(all[1].recipients, ["zeta@x.it", "alfa@x.it", "mid@x.it"], "recipients in the order given");

@@ -20,8 +20,8 @@ fn msg(to: &str) -> String {
 #[tokio::test]
 async fn overdue_receipts_notify_the_sender_once_each() {
     let clock = ManualClock::new(1_800_000_000_000);
-    let env = TestEnv::start_inbound(|_| {}, clock.clone()).await;
-    env.provider.inbound.set_behavior(Behavior { hold: true, ..Default::default() });
+    let env = TestEnv::start_fetching(|_| {}, clock.clone()).await;
+    env.provider.retrieval.set_behavior(Behavior { hold: true, ..Default::default() });
     let qid = queue_id(&env.send(LUCA, &["silenzio@pec.x.it"], &msg("silenzio@pec.x.it")).await);
     env.wait_state(&qid, MessageState::Submitted).await;
 
@@ -34,7 +34,7 @@ async fn overdue_receipts_notify_the_sender_once_each() {
     assert_eq!(got[0].header("X-Pecgate-Kind").as_deref(), Some("acceptance-overdue"));
 
     // The acceptance arrives; "silenzio" never gets a delivery receipt.
-    env.provider.inbound.release_held();
+    env.provider.retrieval.release_held();
     env.poll("legal").await;
     assert_eq!(env.app().store.recipients(&qid).await.unwrap()[0].state, RecipientState::Accepted);
     clock.advance(12 * HOUR + MINUTE);
@@ -54,7 +54,7 @@ async fn overdue_receipts_notify_the_sender_once_each() {
 #[tokio::test]
 async fn stuck_queue_tells_the_admin_once_per_incident() {
     let clock = ManualClock::new(1_800_000_000_000);
-    let env = TestEnv::start_inbound(|_| {}, clock.clone()).await;
+    let env = TestEnv::start_fetching(|_| {}, clock.clone()).await;
     env.provider.faults.add(Stage::Data, FaultAction::Reply(Reply::new(451, Some("4.3.0"), "busy")), 1000);
     let qid = queue_id(&env.send(LUCA, &["a@pec.x.it"], &msg("a@pec.x.it")).await);
     let deadline = tokio::time::Instant::now() + WAIT;

@@ -1,10 +1,10 @@
-//! SMTP command lines (`inbound::command::parse_command`), split from the
-//! input the way the session splits socket bytes (`inbound::codec::split_line`).
+//! SMTP command lines (`listener::command::parse_command`), split from the
+//! input the way the session splits socket bytes (`proto::codec::split_line`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pecgate::inbound::codec::split_line;
-use pecgate::inbound::command::{Command, parse_command};
+use pecgate::proto::codec::split_line;
+use pecgate::listener::command::{Command, parse_command};
 use pecgate::proto::address::is_valid_address;
 
 fn check(line: &[u8]) {

@@ -1,9 +1,9 @@
-//! The DATA stream (`inbound::codec::DataDecoder`, the SMTP smuggling guard)
+//! The DATA stream (`proto::codec::DataDecoder`, the SMTP smuggling guard)
 //! and its sending-side counterpart `DotStuffer`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pecgate::inbound::codec::{DataDecoder, DotStuffer};
+use pecgate::proto::codec::{DataDecoder, DotStuffer};
 
 /// Decodes `input` split at `at`; returns the output and where the terminator ended.
 fn decode(input: &[u8], at: usize) -> (Vec<u8>, Option<usize>) {

@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::AdminState;
-use crate::store::{self, Event, InboundRecord, ListFilter, ListItem, Message, Recipient};
+use crate::store::{self, Event, FetchedRecord, ListFilter, ListItem, Message, Recipient};
 
 /// Every API route as (method, path); the router is built from it and the
 /// OpenAPI document must list exactly these.
@@ -274,7 +274,7 @@ pub struct MessageView {
 
 pub enum Detail {
     Out(Box<MessageView>),
-    In(Box<InboundRecord>),
+    In(Box<FetchedRecord>),
 }
 
 /// A sent message or, failing that, a fetched record with this id.
@@ -282,7 +282,7 @@ pub async fn load_detail(state: &AdminState, id: &str) -> ApiResult<Detail> {
     if let Some(message) = state.store.message(id).await? {
         return Ok(Detail::Out(Box::new(message_view(state, message).await?)));
     }
-    match state.store.inbound(id).await? {
+    match state.store.fetched(id).await? {
         Some(r) => Ok(Detail::In(Box::new(r))),
         None => Err(ApiError::NotFound(format!("message {id}"))),
     }
@@ -303,7 +303,7 @@ async fn message_view(state: &AdminState, message: Message) -> ApiResult<Message
         .collect();
     let receipts = state
         .store
-        .inbound_for(&id)
+        .fetched_for(&id)
         .await?
         .into_iter()
         .map(|r| ReceiptView {
@@ -353,10 +353,10 @@ pub async fn message_bytes(state: &AdminState, id: &str) -> ApiResult<Vec<u8>> {
 
 /// A fetched message or receipt, byte-for-byte as the provider sent it.
 pub async fn receipt_bytes(state: &AdminState, id: &str) -> ApiResult<Vec<u8>> {
-    if state.store.inbound(id).await?.is_none() {
+    if state.store.fetched(id).await?.is_none() {
         return Err(ApiError::NotFound(format!("receipt {id}")));
     }
-    tokio::fs::read(state.spool.inbound_path(id)).await.map_err(|e| match e.kind() {
+    tokio::fs::read(state.spool.fetched_path(id)).await.map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => ApiError::NotFound(format!("stored copy of receipt {id}")),
         _ => ApiError::Io(e),
     })

@@ -21,8 +21,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use crate::config::{Secret, Security};
-use crate::inbound::codec::DotStuffer;
 use crate::proto::Reply;
+use crate::proto::codec::DotStuffer;
 
 /// Which part of a delivery a failure affects (STYLE.md §2.3, Postfix smtp_trouble.c).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

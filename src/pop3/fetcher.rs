@@ -3,8 +3,8 @@
 //! was sent, routes it and queues its injection into the corporate server.
 //!
 //! Safety order for each message (nothing is lost between fetch and inject):
-//! RETR into `tmp/`, fsync, rename into `inbound/`; then one store commit
-//! holding the inbound record, the receipt's effect on the sent message and
+//! RETR into `tmp/`, fsync, rename into `fetched/`; then one store commit
+//! holding the fetched record, the receipt's effect on the sent message and
 //! the injection row (whose spool files were written first). Only after that
 //! commit may the message be deleted from the provider, per `retention`:
 //! `leave` never, `delete` right away, `delete-after` once it is older than
@@ -32,7 +32,7 @@ use crate::notify::{self, Delivery};
 use crate::pec::{self, Classification};
 use crate::queue::spool::Spool;
 use crate::route::route;
-use crate::store::{self, InboundRecord, MessageKind, Route, Store};
+use crate::store::{self, FetchedRecord, MessageKind, Route, Store};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -320,7 +320,7 @@ impl Fetcher {
         let limit = self.config.smtp.max_message_size.saturating_mul(2).saturating_add(10 * 1024 * 1024);
         let deadline = Duration::from_secs(self.pop3.timeout_secs.max(1).saturating_mul(20));
         for (n, uidl) in list {
-            let record = match self.store.inbound_by_uidl(&self.mailbox.id, &uidl).await? {
+            let record = match self.store.fetched_by_uidl(&self.mailbox.id, &uidl).await? {
                 Some(r) => r,
                 None => {
                     // A long poll keeps its lease; if it was lost, the new holder carries on.
@@ -341,7 +341,7 @@ impl Fetcher {
         // QUIT commits the DELEs; only then are they recorded.
         client.quit().await?;
         if !deleted.is_empty() {
-            self.store.mark_inbound_deleted(&self.mailbox.id, &deleted, self.clock.now_ms()).await?;
+            self.store.mark_fetched_deleted(&self.mailbox.id, &deleted, self.clock.now_ms()).await?;
             report.deleted = deleted.len();
         }
         Ok(report)
@@ -374,7 +374,7 @@ impl Fetcher {
 
     /// Retention, and never before the injection reached the corporate
     /// server: while that server is down the provider's copy stays.
-    async fn should_delete(&self, r: &InboundRecord) -> Result<bool> {
+    async fn should_delete(&self, r: &FetchedRecord) -> Result<bool> {
         let due = match self.pop3.retention {
             Retention::Leave => false,
             Retention::Delete => true,
@@ -388,10 +388,10 @@ impl Fetcher {
     }
 
     /// RETR to a durable file, then classify, correlate, route and commit.
-    async fn fetch_one(&self, client: &mut Client, n: u32, uidl: &str, limit: u64, deadline: Duration) -> Result<InboundRecord> {
+    async fn fetch_one(&self, client: &mut Client, n: u32, uidl: &str, limit: u64, deadline: Duration) -> Result<FetchedRecord> {
         let now = self.clock.now_ms();
         let id = crate::queue::new_queue_id(now);
-        let tmp = self.spool.inbound_tmp(&id);
+        let tmp = self.spool.fetched_tmp(&id);
         let size = {
             let file = tokio::fs::File::create(&tmp).await.map_err(Error::Spool)?;
             let mut out = BufWriter::with_capacity(64 * 1024, file);
@@ -407,16 +407,16 @@ impl Fetcher {
             out.get_mut().sync_all().await.map_err(Error::Spool)?;
             size
         };
-        self.spool.commit_inbound(&id).await.map_err(Error::Spool)?;
+        self.spool.commit_fetched(&id).await.map_err(Error::Spool)?;
         // Classification works on a copy in memory; the stored file is never touched again.
-        let raw = tokio::fs::read(self.spool.inbound_path(&id)).await.map_err(Error::Spool)?;
+        let raw = tokio::fs::read(self.spool.fetched_path(&id)).await.map_err(Error::Spool)?;
         let c = pec::classify(&raw);
         let sig = pec::signature::verify(&raw, &self.trust, c.daticert.as_ref().and_then(|d| d.data));
         match self.route_and_commit(&id, uidl, size, now, &c, &sig, &raw).await {
             Ok(r) => Ok(r),
             Err(e) => {
                 // Not committed: the POP3 copy stays and is fetched again next time.
-                let _ = tokio::fs::remove_file(self.spool.inbound_path(&id)).await;
+                let _ = tokio::fs::remove_file(self.spool.fetched_path(&id)).await;
                 Err(e)
             }
         }
@@ -432,7 +432,7 @@ impl Fetcher {
         c: &Classification,
         sig: &pec::signature::SignatureReport,
         raw: &[u8],
-    ) -> Result<InboundRecord> {
+    ) -> Result<FetchedRecord> {
         let daticert = c.daticert.as_ref();
         let identificativo = daticert.map(|d| d.identificativo.clone()).filter(|s| !s.is_empty());
         let (sent, update, status) = if c.kind.is_receipt() {
@@ -472,7 +472,7 @@ impl Fetcher {
             to: &to,
             mailbox_id: &self.mailbox.id,
             mailbox_address: &self.mailbox.address,
-            inbound_id: id,
+            fetched_id: id,
             classification: c,
             status: &status,
             hostname: &self.config.smtp.hostname,
@@ -496,7 +496,7 @@ impl Fetcher {
             origin: format!("pop3 mailbox {} uidl {uidl} ({})", self.mailbox.id, c.kind.as_str()),
         };
         let injection = self.enqueue.prepare_bytes(&wrapped, env).await?;
-        let record = InboundRecord {
+        let record = FetchedRecord {
             id: id.to_owned(),
             mailbox_id: self.mailbox.id.clone(),
             uidl: uidl.to_owned(),
@@ -516,11 +516,11 @@ impl Fetcher {
             deleted_at: None,
             fetched_by: None,
         };
-        if let Err(e) = self.store.commit_inbound(&record, update.as_ref(), std::slice::from_ref(&injection)).await {
+        if let Err(e) = self.store.commit_fetched(&record, update.as_ref(), std::slice::from_ref(&injection)).await {
             self.spool.remove(&injection.id).await;
             // Another instance stored it first (lease handover): its copy counts, ours goes.
-            if let Ok(Some(theirs)) = self.store.inbound_by_uidl(&self.mailbox.id, uidl).await {
-                let _ = tokio::fs::remove_file(self.spool.inbound_path(id)).await;
+            if let Ok(Some(theirs)) = self.store.fetched_by_uidl(&self.mailbox.id, uidl).await {
+                let _ = tokio::fs::remove_file(self.spool.fetched_path(id)).await;
                 tracing::info!(mailbox = %self.mailbox.id, uidl = %uidl, by = theirs.fetched_by.as_deref().unwrap_or("-"), "already stored by another instance");
                 return Ok(theirs);
             }
@@ -538,12 +538,12 @@ impl Fetcher {
                 sig.verdict.as_str(),
                 sig.detail
             );
-            tracing::warn!(mailbox = %self.mailbox.id, inbound_id = %id, verdict = sig.verdict.as_str(), detail = %sig.detail, "signature check failed");
+            tracing::warn!(mailbox = %self.mailbox.id, fetched_id = %id, verdict = sig.verdict.as_str(), detail = %sig.detail, "signature check failed");
             self.notify_admin(&problem).await;
         }
         tracing::info!(
             mailbox = %self.mailbox.id,
-            inbound_id = %id,
+            fetched_id = %id,
             uidl = %uidl,
             kind = %c.kind.as_str(),
             related = %sent.as_ref().map(|m| m.id.as_str()).unwrap_or("-"),
@@ -552,7 +552,7 @@ impl Fetcher {
             "fetched"
         );
         if sent.is_none() && c.kind.is_receipt() {
-            tracing::info!(mailbox = %self.mailbox.id, inbound_id = %id, "receipt for a message not sent through pecgate (webmail or unknown id); routed to the receivers");
+            tracing::info!(mailbox = %self.mailbox.id, fetched_id = %id, "receipt for a message not sent through pecgate (webmail or unknown id); routed to the receivers");
         }
         Ok(record)
     }

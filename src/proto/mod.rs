@@ -1,6 +1,9 @@
-//! Wire vocabulary shared by every SMTP speaker in pecgate, no I/O.
+//! Wire vocabulary shared by every SMTP and POP3 speaker in pecgate, no I/O:
+//! `codec` (command lines, DATA dot-unstuffing and dot-stuffing), `reply`
+//! (the one table of SMTP replies), `address`.
 
 pub mod address;
+pub mod codec;
 pub mod reply;
 
 pub use reply::Reply;

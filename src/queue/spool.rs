@@ -17,7 +17,10 @@ use std::time::Duration;
 use tokio::fs::{self, File};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufWriter};
 
-use crate::inbound::session::DataSink;
+use crate::listener::session::DataSink;
+
+/// The directory of mail fetched from the providers, byte-for-byte.
+const FETCHED: &str = "fetched";
 
 /// Largest header section we accept (headers are parsed in memory).
 pub const MAX_HEADER_SECTION: usize = 1024 * 1024;
@@ -28,11 +31,17 @@ pub struct Spool {
 }
 
 impl Spool {
-    /// Creates `tmp/` and `msg/` if needed.
+    /// Creates `tmp/`, `msg/` and `fetched/` if needed.
     pub async fn open(dir: &Path) -> io::Result<Self> {
         fs::create_dir_all(dir.join("tmp")).await?;
         fs::create_dir_all(dir.join("msg")).await?;
-        fs::create_dir_all(dir.join("inbound")).await?;
+        // Spools of version 0.1 kept fetched mail in `inbound/`.
+        let (old, new) = (dir.join("inbound"), dir.join(FETCHED));
+        if fs::try_exists(&old).await? && !fs::try_exists(&new).await? {
+            fs::rename(&old, &new).await?;
+            sync_dir(dir).await?;
+        }
+        fs::create_dir_all(&new).await?;
         Ok(Self { dir: dir.to_owned() })
     }
 
@@ -53,26 +62,26 @@ impl Spool {
     }
 
     /// Where a fetched message is kept, byte-for-byte as the provider sent it.
-    pub fn inbound_path(&self, id: &str) -> PathBuf {
-        self.dir.join("inbound").join(format!("{id}.eml"))
+    pub fn fetched_path(&self, id: &str) -> PathBuf {
+        self.dir.join(FETCHED).join(format!("{id}.eml"))
     }
 
     /// A temporary file for a message being fetched.
-    pub fn inbound_tmp(&self, id: &str) -> PathBuf {
+    pub fn fetched_tmp(&self, id: &str) -> PathBuf {
         self.tmp(id, "eml")
     }
 
-    /// Moves a fully written, fsynced fetched message into `inbound/`.
-    pub async fn commit_inbound(&self, id: &str) -> io::Result<()> {
-        fs::rename(self.inbound_tmp(id), self.inbound_path(id)).await?;
-        sync_dir(&self.dir.join("inbound")).await
+    /// Moves a fully written, fsynced fetched message into `fetched/`.
+    pub async fn commit_fetched(&self, id: &str) -> io::Result<()> {
+        fs::rename(self.fetched_tmp(id), self.fetched_path(id)).await?;
+        sync_dir(&self.dir.join(FETCHED)).await
     }
 
-    /// Start-up cleanup of `inbound/`: files without a store record were
+    /// Start-up cleanup of `fetched/`: files without a store record were
     /// never committed (the POP3 copy is still there and is fetched again).
-    pub async fn remove_inbound_orphans(&self, known: &HashSet<String>) -> io::Result<usize> {
+    pub async fn remove_fetched_orphans(&self, known: &HashSet<String>) -> io::Result<usize> {
         let mut removed = 0;
-        let mut dir = fs::read_dir(self.dir.join("inbound")).await?;
+        let mut dir = fs::read_dir(self.dir.join(FETCHED)).await?;
         while let Some(e) = dir.next_entry().await? {
             let name = e.file_name().to_string_lossy().into_owned();
             let id = name.strip_suffix(".eml").unwrap_or(&name);
@@ -140,7 +149,7 @@ impl Spool {
         }
     }
 
-    /// Start-up cleanup: empties `tmp/` and removes `msg/` and `inbound/`
+    /// Start-up cleanup: empties `tmp/` and removes `msg/` and `fetched/`
     /// files whose id is not in `known` (never acknowledged). With `grace`
     /// (a spool shared by several instances) only files older than that go:
     /// younger ones may be another instance's message in the making.
@@ -288,6 +297,16 @@ mod tests {
         assert_eq!(split_header_section(b"A: b\r\n\r\nbody"), (&b"A: b\r\n\r\n"[..], &b"body"[..]));
         assert_eq!(split_header_section(b"A: b\r\n"), (&b"A: b\r\n"[..], &b""[..]));
         assert_eq!(split_header_section(b"\r\nbody"), (&b"\r\n"[..], &b"body"[..]));
+    }
+
+    #[tokio::test]
+    async fn an_old_inbound_directory_becomes_fetched() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("inbound")).unwrap();
+        std::fs::write(dir.path().join("inbound/I1.eml"), b"evidence").unwrap();
+        let spool = Spool::open(dir.path()).await.unwrap();
+        assert_eq!(std::fs::read(spool.fetched_path("I1")).unwrap(), b"evidence");
+        assert!(!dir.path().join("inbound").exists());
     }
 
     #[tokio::test]

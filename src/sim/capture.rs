@@ -9,8 +9,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::{Captured, Mailbag};
-use crate::inbound::listener::{self, ListenerConfig};
-use crate::inbound::session::{Backend, Envelope, Response, SessionConfig, SessionInfo};
+use crate::listener::accept::{self, ListenerConfig};
+use crate::listener::session::{Backend, Envelope, Response, SessionConfig, SessionInfo};
 use crate::proto::reply;
 
 struct CaptureBackend {
@@ -56,7 +56,7 @@ impl CaptureServer {
         let bag = Arc::new(Mailbag::new(dir));
         let (tx, rx) = watch::channel(false);
         let session = Arc::new(SessionConfig::new("capture.localhost"));
-        listener::spawn(
+        accept::spawn(
             listener,
             Arc::new(CaptureBackend { bag: bag.clone() }),
             session,

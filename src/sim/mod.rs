@@ -2,7 +2,7 @@
 //! [`provider`] is a PEC provider's submission server (SMTPS + AUTH,
 //! enforcing PEC.md's sender rules, with fault injection); [`capture`] is a
 //! stand-in corporate mail server that keeps what it receives. The provider's
-//! inbound half (receipts, POP3S mailboxes) comes with the inbound path.
+//! retrieval half (receipts, POP3S mailboxes) is in `provider::Retrieval` and [`pop3`].
 
 pub mod capture;
 pub mod pop3;

@@ -20,8 +20,8 @@ use tokio_rustls::TlsAcceptor;
 use super::pop3::{Mailstore, Pop3Faults, Pop3Server, ServerSecurity};
 use super::receipts::{Behavior, receipts_for};
 use super::{Captured, Mailbag};
-use crate::inbound::listener::{self, ListenerConfig};
-use crate::inbound::session::{Backend, Envelope, Response, SessionConfig, SessionInfo};
+use crate::listener::accept::{self, ListenerConfig};
+use crate::listener::session::{Backend, Envelope, Response, SessionConfig, SessionInfo};
 use crate::proto::reply::{self, Reply};
 use crate::tls::TestPki;
 
@@ -106,11 +106,11 @@ struct ProviderBackend {
     accounts: HashMap<String, SimMailbox>,
     bag: Arc<Mailbag>,
     faults: Arc<Faults>,
-    inbound: Arc<Inbound>,
+    retrieval: Arc<Retrieval>,
 }
 
-/// The provider's inbound half: POP3 mailboxes and receipt generation.
-pub struct Inbound {
+/// The provider's retrieval half: POP3 mailboxes and receipt generation.
+pub struct Retrieval {
     pub mailstore: Arc<Mailstore>,
     pub behavior: Mutex<Behavior>,
     mailboxes: Vec<SimMailbox>,
@@ -118,7 +118,7 @@ pub struct Inbound {
     seq: AtomicU64,
 }
 
-impl Inbound {
+impl Retrieval {
     /// Generates and delivers the receipts for an accepted submission.
     fn after_submission(&self, submission: &Captured, sender: &SimMailbox) {
         let (behavior, not_accepted) = {
@@ -214,7 +214,7 @@ impl Backend for ProviderBackend {
             return r.into();
         }
         let captured = Captured { mail_from: envelope.mail_from.clone(), rcpts: envelope.rcpts.clone(), data, auth: info.auth.clone() };
-        self.inbound.after_submission(&captured, m);
+        self.retrieval.after_submission(&captured, m);
         self.bag.push(captured);
         if let Err(r) = self.faults.fire(Stage::Accepted).await {
             return r;
@@ -258,7 +258,7 @@ pub struct SimProvider {
     pub bag: Arc<Mailbag>,
     pub faults: Arc<Faults>,
     pub pop3_faults: Arc<Pop3Faults>,
-    pub inbound: Arc<Inbound>,
+    pub retrieval: Arc<Retrieval>,
     _pop3: Pop3Server,
     _shutdown: watch::Sender<bool>,
 }
@@ -296,7 +296,7 @@ impl SimProvider {
             pki.ca_pem.clone(),
         )
         .await?;
-        let inbound = Arc::new(Inbound {
+        let retrieval = Arc::new(Retrieval {
             mailstore,
             behavior: Mutex::new(Behavior::default()),
             mailboxes: mailboxes.clone(),
@@ -307,12 +307,12 @@ impl SimProvider {
             accounts: mailboxes.into_iter().map(|m| (m.username.clone(), m)).collect(),
             bag: bag.clone(),
             faults: faults.clone(),
-            inbound: inbound.clone(),
+            retrieval: retrieval.clone(),
         };
         let (tx, rx) = watch::channel(false);
         let mut session = SessionConfig::new("smtps.sim-pec.localhost");
         session.command_timeout = Duration::from_secs(60);
-        listener::spawn(
+        accept::spawn(
             listener,
             Arc::new(backend),
             Arc::new(session),
@@ -324,7 +324,7 @@ impl SimProvider {
             },
             rx,
         );
-        Ok(Self { addr, pop3_addr: pop3.addr, ca_pem: pki.ca_pem, bag, faults, pop3_faults, inbound, _pop3: pop3, _shutdown: tx })
+        Ok(Self { addr, pop3_addr: pop3.addr, ca_pem: pki.ca_pem, bag, faults, pop3_faults, retrieval, _pop3: pop3, _shutdown: tx })
     }
 }
 

@@ -269,9 +269,9 @@ pub struct Attempt {
 }
 
 /// A message or receipt fetched from a PEC mailbox; its bytes are in the
-/// spool's `inbound/` directory, byte-for-byte as the provider sent them.
+/// spool's `fetched/` directory, byte-for-byte as the provider sent them.
 #[derive(Debug, Clone, Serialize)]
-pub struct InboundRecord {
+pub struct FetchedRecord {
     pub id: String,
     pub mailbox_id: String,
     pub uidl: String,
@@ -389,20 +389,20 @@ pub trait Store: Send + Sync {
     async fn ping(&self) -> Result<()>;
 
     /// The stored copy of a mailbox's message by its POP3 unique id.
-    async fn inbound_by_uidl(&self, mailbox: &str, uidl: &str) -> Result<Option<InboundRecord>>;
+    async fn fetched_by_uidl(&self, mailbox: &str, uidl: &str) -> Result<Option<FetchedRecord>>;
     /// Commits a fetched message in one transaction: its record, what it
     /// changes on the sent message, and the injections that route it. After
     /// this returns the POP3 copy may be deleted.
-    async fn commit_inbound(&self, record: &InboundRecord, update: Option<&ReceiptUpdate>, injections: &[NewMessage]) -> Result<()>;
+    async fn commit_fetched(&self, record: &FetchedRecord, update: Option<&ReceiptUpdate>, injections: &[NewMessage]) -> Result<()>;
     /// Records that these messages were deleted from the provider.
-    async fn mark_inbound_deleted(&self, mailbox: &str, uidls: &[String], at: i64) -> Result<()>;
+    async fn mark_fetched_deleted(&self, mailbox: &str, uidls: &[String], at: i64) -> Result<()>;
     /// The sent message a receipt refers to: by our Message-ID (X-Riferimento-Message-ID,
     /// then daticert msgid), then by the provider's identificativo.
     async fn find_sent(&self, mailbox: &str, message_ids: &[&str], provider_id: Option<&str>) -> Result<Option<Message>>;
     /// Receipts and messages fetched for a sent message.
-    async fn inbound_for(&self, message: &str) -> Result<Vec<InboundRecord>>;
-    /// Every inbound id (spool orphan check at start-up).
-    async fn inbound_ids(&self) -> Result<Vec<String>>;
+    async fn fetched_for(&self, message: &str) -> Result<Vec<FetchedRecord>>;
+    /// Every fetched id (spool orphan check at start-up).
+    async fn fetched_ids(&self) -> Result<Vec<String>>;
     /// Waiting messages per destination: (route kind, mailbox id or "-", count, oldest created_at).
     async fn queue_stats(&self) -> Result<Vec<(String, String, i64, i64)>>;
     /// Makes a waiting message due now (operator retry); false if it is not waiting.
@@ -421,7 +421,7 @@ pub trait Store: Send + Sync {
     /// The admin list: sent PEC messages and fetched records, newest first, filtered.
     async fn list_filtered(&self, filter: &ListFilter) -> Result<Vec<ListItem>>;
     /// One fetched record by id.
-    async fn inbound(&self, id: &str) -> Result<Option<InboundRecord>>;
+    async fn fetched(&self, id: &str) -> Result<Option<FetchedRecord>>;
     /// Per mailbox id: when a message was last submitted to its provider.
     async fn last_sends(&self) -> Result<Vec<(String, i64)>>;
     /// Messages waiting in the queue (queued or sending, every kind), oldest first.

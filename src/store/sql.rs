@@ -15,7 +15,7 @@ use sqlx::query::{Query, QueryScalar};
 use sqlx::{Any, AnyPool, AssertSqlSafe, Executor, Row, Transaction};
 
 use super::{
-    Attempt, Error, Event, InboundRecord, InstanceInfo, Lease, ListFilter, ListItem, Message, MessageKind, MessageState, NewMessage,
+    Attempt, Error, Event, FetchedRecord, InstanceInfo, Lease, ListFilter, ListItem, Message, MessageKind, MessageState, NewMessage,
     ReceiptUpdate, Recipient, RecipientState, Recovered, Result, Route, Store,
 };
 
@@ -108,11 +108,14 @@ CREATE TABLE instances (
 CREATE TABLE rate_slots (mailbox_id TEXT NOT NULL, at INTEGER NOT NULL);
 CREATE INDEX rate_slots_mailbox ON rate_slots(mailbox_id, at);
 "#,
+    // Mail fetched from the provider is "fetched", never "inbound" (the SMTP listener's side).
+    RENAME_INBOUND_TO_FETCHED,
 ];
 
 /// PostgreSQL schema versions. Version 1 is the whole SQLite schema up to
 /// its version 6; later changes get a version in both lists.
-const POSTGRES_MIGRATIONS: &[&str] = &[r#"
+const POSTGRES_MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE messages (
     id TEXT PRIMARY KEY,
     kind TEXT NOT NULL,
@@ -186,7 +189,18 @@ CREATE TABLE instances (
 );
 CREATE TABLE rate_slots (mailbox_id TEXT NOT NULL, at BIGINT NOT NULL);
 CREATE INDEX rate_slots_mailbox ON rate_slots(mailbox_id, at);
-"#];
+"#,
+    RENAME_INBOUND_TO_FETCHED,
+];
+
+/// The same in both dialects: the table and its indexes take the new name.
+const RENAME_INBOUND_TO_FETCHED: &str = r#"
+ALTER TABLE inbound RENAME TO fetched;
+DROP INDEX inbound_related;
+DROP INDEX inbound_fetched;
+CREATE INDEX fetched_related ON fetched(related_message);
+CREATE INDEX fetched_newest ON fetched(fetched_at, id);
+"#;
 
 /// Which SQL spelling the database speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -686,20 +700,20 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn inbound_by_uidl(&self, mailbox: &str, uidl: &str) -> Result<Option<InboundRecord>> {
-        let row = query(self.c.d, "SELECT * FROM inbound WHERE mailbox_id = ? AND uidl = ?")
+    async fn fetched_by_uidl(&self, mailbox: &str, uidl: &str) -> Result<Option<FetchedRecord>> {
+        let row = query(self.c.d, "SELECT * FROM fetched WHERE mailbox_id = ? AND uidl = ?")
             .bind(mailbox)
             .bind(uidl)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(inbound_from_row).transpose()
+        row.as_ref().map(fetched_from_row).transpose()
     }
 
-    async fn commit_inbound(&self, r: &InboundRecord, update: Option<&ReceiptUpdate>, injections: &[NewMessage]) -> Result<()> {
+    async fn commit_fetched(&self, r: &FetchedRecord, update: Option<&ReceiptUpdate>, injections: &[NewMessage]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         query(
             self.c.d,
-            "INSERT INTO inbound (id, mailbox_id, uidl, fetched_at, size, kind, subject, message_id, riferimento, identificativo, consegna, related_message, routed_to, injection, signature, signer, deleted_at, fetched_by)
+            "INSERT INTO fetched (id, mailbox_id, uidl, fetched_at, size, kind, subject, message_id, riferimento, identificativo, consegna, related_message, routed_to, injection, signature, signer, deleted_at, fetched_by)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)",
         )
         .bind(&r.id)
@@ -737,7 +751,7 @@ impl Store for SqlStore {
                     Some(address),
                     r.fetched_at,
                     state.as_str(),
-                    &format!("{} (inbound {})", u.event_kind, r.id),
+                    &format!("{} (fetched {})", u.event_kind, r.id),
                 )
                 .await?;
             }
@@ -765,10 +779,10 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn mark_inbound_deleted(&self, mailbox: &str, uidls: &[String], at: i64) -> Result<()> {
+    async fn mark_fetched_deleted(&self, mailbox: &str, uidls: &[String], at: i64) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for uidl in uidls {
-            query(self.c.d, "UPDATE inbound SET deleted_at = ? WHERE mailbox_id = ? AND uidl = ?")
+            query(self.c.d, "UPDATE fetched SET deleted_at = ? WHERE mailbox_id = ? AND uidl = ?")
                 .bind(at)
                 .bind(mailbox)
                 .bind(uidl)
@@ -894,16 +908,16 @@ impl Store for SqlStore {
         rows.iter().map(|r| Ok((r.try_get("mb")?, r.try_get("state")?, r.try_get("n")?))).collect()
     }
 
-    async fn inbound_ids(&self) -> Result<Vec<String>> {
-        Ok(query_scalar(self.c.d, "SELECT id FROM inbound").fetch_all(&self.pool).await?)
+    async fn fetched_ids(&self) -> Result<Vec<String>> {
+        Ok(query_scalar(self.c.d, "SELECT id FROM fetched").fetch_all(&self.pool).await?)
     }
 
-    async fn inbound_for(&self, message: &str) -> Result<Vec<InboundRecord>> {
-        let rows = query(self.c.d, "SELECT * FROM inbound WHERE related_message = ? ORDER BY fetched_at, id")
+    async fn fetched_for(&self, message: &str) -> Result<Vec<FetchedRecord>> {
+        let rows = query(self.c.d, "SELECT * FROM fetched WHERE related_message = ? ORDER BY fetched_at, id")
             .bind(message)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(inbound_from_row).collect()
+        rows.iter().map(fetched_from_row).collect()
     }
     async fn list_filtered(&self, f: &ListFilter) -> Result<Vec<ListItem>> {
         let limit = i64::from(f.limit.clamp(1, 1000));
@@ -962,7 +976,7 @@ impl Store for SqlStore {
                 "SELECT * FROM (SELECT i.id AS id, 'in' AS direction, i.mailbox_id AS mailbox, i.kind AS kind, i.kind AS state,
                    '' AS sender, i.consegna AS rcpts, NULL AS rstates, i.subject AS subject, i.message_id AS message_id, i.size AS size,
                    i.fetched_at AS created_at, i.related_message AS related
-                 FROM inbound i WHERE {} ORDER BY i.fetched_at DESC, i.id DESC LIMIT {limit}) AS n",
+                 FROM fetched i WHERE {} ORDER BY i.fetched_at DESC, i.id DESC LIMIT {limit}) AS n",
                 w.join(" AND ")
             ));
         }
@@ -999,9 +1013,9 @@ impl Store for SqlStore {
             .collect()
     }
 
-    async fn inbound(&self, id: &str) -> Result<Option<InboundRecord>> {
-        let row = query(self.c.d, "SELECT * FROM inbound WHERE id = ?").bind(id).fetch_optional(&self.pool).await?;
-        row.as_ref().map(inbound_from_row).transpose()
+    async fn fetched(&self, id: &str) -> Result<Option<FetchedRecord>> {
+        let row = query(self.c.d, "SELECT * FROM fetched WHERE id = ?").bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(fetched_from_row).transpose()
     }
 
     async fn last_sends(&self) -> Result<Vec<(String, i64)>> {
@@ -1169,10 +1183,10 @@ fn escape_like(s: &str) -> String {
     out
 }
 
-fn inbound_from_row(row: &AnyRow) -> Result<InboundRecord> {
+fn fetched_from_row(row: &AnyRow) -> Result<FetchedRecord> {
     let size: i64 = row.try_get("size")?;
     let routed: String = row.try_get("routed_to")?;
-    Ok(InboundRecord {
+    Ok(FetchedRecord {
         id: row.try_get("id")?,
         mailbox_id: row.try_get("mailbox_id")?,
         uidl: row.try_get("uidl")?,

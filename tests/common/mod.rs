@@ -58,7 +58,7 @@ impl TestEnv {
     }
 
     /// With POP3 fetching from the simulator (explicit polls, see [`TestEnv::poll`]).
-    pub async fn start_inbound(tweak: impl FnOnce(&mut String), clock: Arc<dyn Clock>) -> TestEnv {
+    pub async fn start_fetching(tweak: impl FnOnce(&mut String), clock: Arc<dyn Clock>) -> TestEnv {
         Self::start_full(tweak, clock, true).await
     }
 

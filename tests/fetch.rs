@@ -1,4 +1,4 @@
-//! The inbound path: provider receipts and PEC mail over POP3S -> store ->
+//! The fetch path: provider receipts and PEC mail over POP3S -> store ->
 //! classify -> correlate -> route -> injection into the corporate server.
 
 mod common;
@@ -55,12 +55,12 @@ async fn wait_injected(env: &TestEnv, n: usize) {
 }
 
 fn mailstore_len(env: &TestEnv, user: &str) -> usize {
-    env.provider.inbound.mailstore.len(user)
+    env.provider.retrieval.mailstore.len(user)
 }
 
 #[tokio::test]
 async fn receipts_reach_the_sender_and_update_states() {
-    let env = TestEnv::start_inbound(|_| {}, pecgate::clock::system()).await;
+    let env = TestEnv::start_fetching(|_| {}, pecgate::clock::system()).await;
     let qid = send_and_submit(
         &env,
         &["ufficio@pec.fornitore.it", "cliente@gmail.example"],
@@ -80,7 +80,7 @@ async fn receipts_reach_the_sender_and_update_states() {
         assert_eq!(c.mail_from, "pecgate@azienda.it");
     }
     // Inline mode: the provider's bytes follow our headers unchanged.
-    let stored = env.provider.inbound.mailstore.messages(LEGAL);
+    let stored = env.provider.retrieval.mailstore.messages(LEGAL);
     for (c, (_, raw)) in got.iter().zip(&stored) {
         assert!(c.data.ends_with(raw), "injected message is the original, byte-for-byte");
         assert!(c.data.starts_with(b"X-Pecgate-Mailbox: legal\r\n"));
@@ -97,11 +97,11 @@ async fn receipts_reach_the_sender_and_update_states() {
             ("cliente@gmail.example".into(), RecipientState::NoReceiptExpected)
         ]
     );
-    let linked = env.app().store.inbound_for(&qid).await.unwrap();
+    let linked = env.app().store.fetched_for(&qid).await.unwrap();
     assert_eq!(linked.len(), 2);
     // Stored byte-for-byte.
     for rec in &linked {
-        let bytes = std::fs::read(env.dir.path().join("spool/inbound").join(format!("{}.eml", rec.id))).unwrap();
+        let bytes = std::fs::read(env.dir.path().join("spool/fetched").join(format!("{}.eml", rec.id))).unwrap();
         assert!(stored.iter().any(|(_, raw)| raw == &bytes));
     }
     // Polling again fetches nothing new (UIDLs are remembered).
@@ -111,8 +111,8 @@ async fn receipts_reach_the_sender_and_update_states() {
 
 #[tokio::test]
 async fn out_of_order_and_duplicate_receipts_end_in_the_same_state() {
-    let env = TestEnv::start_inbound(|_| {}, pecgate::clock::system()).await;
-    env.provider.inbound.set_behavior(Behavior { deliveries_first: true, duplicates: true, ..Default::default() });
+    let env = TestEnv::start_fetching(|_| {}, pecgate::clock::system()).await;
+    env.provider.retrieval.set_behavior(Behavior { deliveries_first: true, duplicates: true, ..Default::default() });
     let qid = send_and_submit(
         &env,
         &["a@pec.x.it", "errore-b@pec.x.it", "preavviso-c@pec.x.it"],
@@ -129,21 +129,23 @@ async fn out_of_order_and_duplicate_receipts_end_in_the_same_state() {
 
 #[tokio::test]
 async fn not_accepted_and_unknown_receipts_and_envelopes_are_routed() {
-    let env = TestEnv::start_inbound(|_| {}, pecgate::clock::system()).await;
+    let env = TestEnv::start_fetching(|_| {}, pecgate::clock::system()).await;
     // 1. non-accettazione
-    env.provider.inbound.set_behavior(Behavior { not_accept_next: 1, ..Default::default() });
+    env.provider.retrieval.set_behavior(Behavior { not_accept_next: 1, ..Default::default() });
     let qid = send_and_submit(&env, &["a@pec.x.it"], &pec_message("a@pec.x.it", None, "Rifiutato")).await;
     // 2. a receipt for a message sent from webmail (unknown Message-ID)
     let mut webmail = BuildParams::sample(Kind::Accettazione);
     webmail.msgid = "sent-from-webmail@provider.example".into();
     webmail.to = LEGAL.into();
-    env.provider.inbound.deliver(LEGAL, pecgate::sim::receipts::build_signed(&mut webmail));
+    env.provider.retrieval.deliver(LEGAL, pecgate::sim::receipts::build_signed(&mut webmail));
     // 3. an anomaly envelope
     let mut anomaly = BuildParams::sample(Kind::Anomalia);
     anomaly.to = LEGAL.into();
-    env.provider.inbound.deliver(LEGAL, pecgate::sim::receipts::build_signed(&mut anomaly));
+    env.provider.retrieval.deliver(LEGAL, pecgate::sim::receipts::build_signed(&mut anomaly));
     // 4. plain mail that slipped through
-    env.provider.inbound.deliver(LEGAL, b"From: spam@example.org\r\nTo: legal@pec.azienda.it\r\nSubject: offerta\r\n\r\nciao\r\n".to_vec());
+    env.provider
+        .retrieval
+        .deliver(LEGAL, b"From: spam@example.org\r\nTo: legal@pec.azienda.it\r\nSubject: offerta\r\n\r\nciao\r\n".to_vec());
 
     assert_eq!(env.poll("legal").await.fetched, 4);
     let got = env.corporate_messages(4).await;
@@ -159,7 +161,7 @@ async fn not_accepted_and_unknown_receipts_and_envelopes_are_routed() {
 
 #[tokio::test]
 async fn certified_mail_for_another_mailbox_reaches_its_receivers() {
-    let env = TestEnv::start_inbound(|_| {}, pecgate::clock::system()).await;
+    let env = TestEnv::start_fetching(|_| {}, pecgate::clock::system()).await;
     send_and_submit(&env, &[HR], &pec_message(HR, None, "Interno")).await;
     assert_eq!(mailstore_len(&env, "hr-login"), 1);
     assert_eq!(env.poll("hr").await.fetched, 1);
@@ -170,7 +172,7 @@ async fn certified_mail_for_another_mailbox_reaches_its_receivers() {
 
 #[tokio::test]
 async fn attach_mode_wraps_the_original_unchanged() {
-    let env = TestEnv::start_inbound(
+    let env = TestEnv::start_fetching(
         |t| *t = t.replace("from = \"pecgate@azienda.it\"", "from = \"pecgate@azienda.it\"\nmode = \"attach\""),
         pecgate::clock::system(),
     )
@@ -178,7 +180,7 @@ async fn attach_mode_wraps_the_original_unchanged() {
     send_and_submit(&env, &["a@pec.x.it"], &pec_message("a@pec.x.it", None, "Allegato")).await;
     env.poll("legal").await;
     let got = env.corporate_messages(2).await;
-    let originals = env.provider.inbound.mailstore.messages(LEGAL);
+    let originals = env.provider.retrieval.mailstore.messages(LEGAL);
     for (c, (_, raw)) in got.iter().zip(&originals) {
         let parsed = mail_parser::MessageParser::default().parse(&c.data).unwrap();
         assert!(parsed.subject().unwrap().starts_with("[PEC "), "{:?}", parsed.subject());
@@ -190,7 +192,7 @@ async fn attach_mode_wraps_the_original_unchanged() {
 #[tokio::test]
 async fn retention_delete_removes_only_after_commit() {
     let env =
-        TestEnv::start_inbound(|t| *t = t.replacen("retention = \"leave\"", "retention = \"delete\"", 1), pecgate::clock::system()).await;
+        TestEnv::start_fetching(|t| *t = t.replacen("retention = \"leave\"", "retention = \"delete\"", 1), pecgate::clock::system()).await;
     send_and_submit(&env, &["a@pec.x.it"], &pec_message("a@pec.x.it", None, "Cancella")).await;
     // The connection drops in the middle of the second RETR: nothing is deleted,
     // the first message is stored once.
@@ -223,7 +225,7 @@ async fn corporate_server_down_keeps_the_pop3_copy_until_injected() {
             }
         }
     });
-    let env = TestEnv::start_inbound(
+    let env = TestEnv::start_fetching(
         |t| {
             *t = t.replacen("retention = \"leave\"", "retention = \"delete\"", 1);
             let corporate = t.split("[corporate]\nhost = \"127.0.0.1\"\nport = ").nth(1).unwrap().split('\n').next().unwrap().to_owned();
@@ -252,12 +254,12 @@ async fn corporate_server_down_keeps_the_pop3_copy_until_injected() {
 
 #[tokio::test]
 async fn provider_signatures_are_checked_and_failures_flagged() {
-    let env = TestEnv::start_inbound(|t| t.push_str("\n[pec]\ntrust_store = \"sim-signer-ca.pem\"\n"), pecgate::clock::system()).await;
+    let env = TestEnv::start_fetching(|t| t.push_str("\n[pec]\ntrust_store = \"sim-signer-ca.pem\"\n"), pecgate::clock::system()).await;
     send_and_submit(&env, &["a@pec.x.it"], &pec_message("a@pec.x.it", None, "Firmata")).await;
     env.poll("legal").await;
     let linked = env.app().store.list_messages(10).await.unwrap();
     let sent = linked.iter().find(|m| m.kind == pecgate::store::MessageKind::Pec).unwrap();
-    let receipts = env.app().store.inbound_for(&sent.id).await.unwrap();
+    let receipts = env.app().store.fetched_for(&sent.id).await.unwrap();
     assert_eq!(receipts.len(), 2);
     assert!(receipts.iter().all(|r| r.signature.as_deref() == Some("valid")), "{receipts:?}");
     assert!(receipts[0].signer.as_deref().unwrap_or("").contains("Gestore PEC simulato"));
@@ -265,7 +267,7 @@ async fn provider_signatures_are_checked_and_failures_flagged() {
         assert!(c.header("X-Pecgate-Signature").is_none(), "a valid signature is not flagged");
     }
     // A relay alters a byte after the provider signed: flagged, still delivered, admin told.
-    env.provider.inbound.set_behavior(Behavior { tamper: true, ..Default::default() });
+    env.provider.retrieval.set_behavior(Behavior { tamper: true, ..Default::default() });
     send_and_submit(&env, &["b@pec.x.it"], &pec_message("b@pec.x.it", None, "Alterata")).await;
     env.poll("legal").await;
     let got = env.corporate_messages(6).await;
@@ -279,7 +281,7 @@ async fn provider_signatures_are_checked_and_failures_flagged() {
 #[tokio::test]
 async fn retention_delete_after_waits_n_days() {
     let clock = ManualClock::new(1_800_000_000_000);
-    let env = TestEnv::start_inbound(
+    let env = TestEnv::start_fetching(
         |t| *t = t.replacen("retention = \"leave\"", "retention = \"delete-after\"\ndelete_after_days = 30", 1),
         clock.clone(),
     )
@@ -297,7 +299,7 @@ async fn retention_delete_after_waits_n_days() {
 
 #[tokio::test]
 async fn restart_mid_fetch_loses_and_duplicates_nothing() {
-    let mut env = TestEnv::start_inbound(|_| {}, pecgate::clock::system()).await;
+    let mut env = TestEnv::start_fetching(|_| {}, pecgate::clock::system()).await;
     send_and_submit(&env, &["a@pec.x.it", "b@pec.x.it"], &pec_message("a@pec.x.it, b@pec.x.it", None, "Riavvio")).await;
     assert_eq!(mailstore_len(&env, LEGAL), 3);
     env.provider.pop3_faults.arm(Fault::DropDuringRetr { after_bytes: 200 }, 1);
@@ -312,7 +314,7 @@ async fn restart_mid_fetch_loses_and_duplicates_nothing() {
 
 #[tokio::test]
 async fn login_failures_notify_the_admin_once() {
-    let env = TestEnv::start_inbound(|_| {}, pecgate::clock::system()).await;
+    let env = TestEnv::start_fetching(|_| {}, pecgate::clock::system()).await;
     env.provider.pop3_faults.arm(Fault::AuthFail, 3);
     for _ in 0..3 {
         let r = env.app().poll("legal").await.unwrap();

@@ -19,7 +19,7 @@ use ring::digest::{SHA256, digest};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::enqueue::{self, Enqueue};
-use crate::inbound::session::{Backend, Envelope, Response, SessionInfo};
+use crate::listener::session::{Backend, Envelope, Response, SessionInfo};
 use crate::policy::{self, MailboxRules, Rules, Submission, UserRule};
 use crate::proto::reply::{self, Reply};
 use crate::queue::new_queue_id;

@@ -19,8 +19,8 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader
 use tokio::sync::watch;
 
 use super::auth::{self, Credentials, LOGIN_PASSWORD_CHALLENGE, LOGIN_USERNAME_CHALLENGE};
-use super::codec::{self, CommandLine, DataDecoder, MAX_COMMAND_LINE};
 use super::command::{self, Command, Param, parse_command};
+use crate::proto::codec::{self, CommandLine, DataDecoder, MAX_COMMAND_LINE};
 use crate::proto::reply::{self, Reply};
 
 /// What a backend hook may answer besides a reply: drop the connection
