@@ -6,13 +6,13 @@
 //! PostgreSQL (numbered parameters, `string_agg`, `ILIKE`, the recipient
 //! order column). Only the schema and the claim query differ per backend.
 
+mod admin;
 mod dialect;
 mod fetched;
 mod queue;
 mod schema;
 
 pub use dialect::{Dialect, to_postgres};
-use queue::message_from_row;
 
 use std::path::Path;
 use std::time::Duration;
@@ -179,8 +179,7 @@ impl Store for SqlStore {
     }
 
     async fn count_by_state(&self) -> Result<Vec<(String, i64)>> {
-        let rows = query(self.c.d, "SELECT state, COUNT(*) AS n FROM messages GROUP BY state ORDER BY state").fetch_all(&self.pool).await?;
-        rows.iter().map(|r| Ok((r.try_get("state")?, r.try_get("n")?))).collect()
+        self.count_by_state().await
     }
 
     async fn list_messages(&self, limit: u32) -> Result<Vec<Message>> {
@@ -221,56 +220,19 @@ impl Store for SqlStore {
     }
 
     async fn awaiting_acceptance(&self, before: i64, notice_kind: &str, unnotified: bool) -> Result<Vec<Message>> {
-        let rows = query(
-            self.c.d,
-            "SELECT m.* FROM messages m WHERE m.state = 'submitted' AND m.route = 'provider' AND m.kind = 'pec' AND m.updated_at < ?
-             AND (? = 0 OR NOT EXISTS (SELECT 1 FROM events e WHERE e.message_id = m.id AND e.kind = ?))
-             ORDER BY m.updated_at LIMIT 1000",
-        )
-        .bind(before)
-        .bind(unnotified as i64)
-        .bind(notice_kind)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(message_from_row).collect()
+        self.awaiting_acceptance(before, notice_kind, unnotified).await
     }
 
     async fn awaiting_delivery(&self, before: i64, notice_kind: &str, unnotified: bool) -> Result<Vec<(Message, String)>> {
-        let rows = query(
-            self.c.d,
-            "SELECT m.*, r.address AS rcpt FROM recipients r JOIN messages m ON m.id = r.message_id
-             WHERE r.state = 'accepted' AND m.route = 'provider' AND m.kind = 'pec' AND r.updated_at < ?
-             AND (? = 0 OR NOT EXISTS (SELECT 1 FROM events e WHERE e.message_id = m.id AND e.rcpt = r.address AND e.kind = ?))
-             ORDER BY r.updated_at LIMIT 1000",
-        )
-        .bind(before)
-        .bind(unnotified as i64)
-        .bind(notice_kind)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(|r| Ok((message_from_row(r)?, r.try_get("rcpt")?))).collect()
+        self.awaiting_delivery(before, notice_kind, unnotified).await
     }
 
     async fn queue_stats(&self) -> Result<Vec<(String, String, i64, i64)>> {
-        let rows = query(
-            self.c.d,
-            "SELECT route, COALESCE(mailbox_id, '-') AS mb, COUNT(*) AS n, MIN(created_at) AS oldest FROM messages
-             WHERE state IN ('queued', 'sending') GROUP BY route, mailbox_id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(|r| Ok((r.try_get("route")?, r.try_get("mb")?, r.try_get("n")?, r.try_get("oldest")?))).collect()
+        self.queue_stats().await
     }
 
     async fn recipient_state_counts(&self) -> Result<Vec<(String, String, i64)>> {
-        let rows = query(
-            self.c.d,
-            "SELECT m.mailbox_id AS mb, r.state AS state, COUNT(*) AS n FROM recipients r JOIN messages m ON m.id = r.message_id
-             WHERE m.route = 'provider' GROUP BY m.mailbox_id, r.state",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(|r| Ok((r.try_get("mb")?, r.try_get("state")?, r.try_get("n")?))).collect()
+        self.recipient_state_counts().await
     }
 
     async fn fetched_ids(&self) -> Result<Vec<String>> {
@@ -281,97 +243,7 @@ impl Store for SqlStore {
         self.fetched_for(message).await
     }
     async fn list_filtered(&self, f: &ListFilter) -> Result<Vec<ListItem>> {
-        let limit = i64::from(f.limit.clamp(1, 1000));
-        let like = f.q.as_deref().filter(|q| !q.is_empty()).map(|q| format!("%{}%", escape_like(q)));
-        let mut binds: Vec<Bind> = Vec::new();
-        let mut branches = Vec::new();
-        if f.direction.as_deref() != Some("in") {
-            let mut w = vec!["m.kind = 'pec'".to_owned(), "m.route = 'provider'".to_owned()];
-            if let Some(mb) = &f.mailbox {
-                w.push("m.mailbox_id = ?".into());
-                binds.push(Bind::S(mb.clone()));
-            }
-            if let Some(st) = &f.status {
-                w.push("(m.state = ? OR EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id AND r.state = ?))".into());
-                binds.extend([Bind::S(st.clone()), Bind::S(st.clone())]);
-            }
-            if let Some(l) = &like {
-                w.push(
-                    "(m.subject LIKE ? ESCAPE '\\' OR m.original_sender LIKE ? ESCAPE '\\' OR m.mail_from LIKE ? ESCAPE '\\'
-                      OR m.message_id LIKE ? ESCAPE '\\'
-                      OR EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id AND r.address LIKE ? ESCAPE '\\'))"
-                        .into(),
-                );
-                binds.extend((0..5).map(|_| Bind::S(l.clone())));
-            }
-            push_range(&mut w, &mut binds, "m.created_at", "m.id", f);
-            branches.push(format!(
-                "SELECT * FROM (SELECT m.id AS id, 'out' AS direction, m.mailbox_id AS mailbox, m.kind AS kind, m.state AS state,
-                   m.original_sender AS sender, (SELECT group_concat(address, ',') FROM (SELECT address FROM recipients r WHERE r.message_id = m.id ORDER BY rowid) AS ra) AS rcpts,
-                   (SELECT group_concat(state, ',') FROM (SELECT state FROM recipients r WHERE r.message_id = m.id ORDER BY rowid) AS rs) AS rstates,
-                   m.subject AS subject, m.message_id AS message_id, m.size AS size, m.created_at AS created_at, NULL AS related
-                 FROM messages m WHERE {} ORDER BY m.created_at DESC, m.id DESC LIMIT {limit}) AS o",
-                w.join(" AND ")
-            ));
-        }
-        if f.direction.as_deref() != Some("out") {
-            let mut w = vec!["1 = 1".to_owned()];
-            if let Some(mb) = &f.mailbox {
-                w.push("i.mailbox_id = ?".into());
-                binds.push(Bind::S(mb.clone()));
-            }
-            if let Some(st) = &f.status {
-                w.push("i.kind = ?".into());
-                binds.push(Bind::S(st.clone()));
-            }
-            if let Some(l) = &like {
-                w.push(
-                    "(i.subject LIKE ? ESCAPE '\\' OR i.message_id LIKE ? ESCAPE '\\' OR i.consegna LIKE ? ESCAPE '\\'
-                      OR i.riferimento LIKE ? ESCAPE '\\' OR i.identificativo LIKE ? ESCAPE '\\')"
-                        .into(),
-                );
-                binds.extend((0..5).map(|_| Bind::S(l.clone())));
-            }
-            push_range(&mut w, &mut binds, "i.fetched_at", "i.id", f);
-            branches.push(format!(
-                "SELECT * FROM (SELECT i.id AS id, 'in' AS direction, i.mailbox_id AS mailbox, i.kind AS kind, i.kind AS state,
-                   '' AS sender, i.consegna AS rcpts, NULL AS rstates, i.subject AS subject, i.message_id AS message_id, i.size AS size,
-                   i.fetched_at AS created_at, i.related_message AS related
-                 FROM fetched i WHERE {} ORDER BY i.fetched_at DESC, i.id DESC LIMIT {limit}) AS n",
-                w.join(" AND ")
-            ));
-        }
-        let sql = format!("SELECT * FROM ({}) AS u ORDER BY created_at DESC, id DESC LIMIT {limit}", branches.join(" UNION ALL "));
-        let mut query = query(self.c.d, &sql);
-        for b in binds {
-            query = match b {
-                Bind::S(s) => query.bind(s),
-                Bind::I(i) => query.bind(i),
-            };
-        }
-        let rows = query.fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|r| {
-                let rcpts: Option<String> = r.try_get("rcpts")?;
-                let states: Option<String> = r.try_get("rstates")?;
-                let size: i64 = r.try_get("size")?;
-                Ok(ListItem {
-                    id: r.try_get("id")?,
-                    direction: r.try_get("direction")?,
-                    mailbox: r.try_get("mailbox")?,
-                    kind: r.try_get("kind")?,
-                    state: r.try_get("state")?,
-                    from: r.try_get("sender")?,
-                    recipients: rcpts.unwrap_or_default().split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
-                    recipient_states: states.unwrap_or_default().split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
-                    subject: r.try_get("subject")?,
-                    message_id: r.try_get("message_id")?,
-                    size: size.max(0) as u64,
-                    created_at: r.try_get("created_at")?,
-                    related_message: r.try_get("related")?,
-                })
-            })
-            .collect()
+        self.list_filtered(f).await
     }
 
     async fn fetched(&self, id: &str) -> Result<Option<FetchedRecord>> {
@@ -379,22 +251,11 @@ impl Store for SqlStore {
     }
 
     async fn last_sends(&self) -> Result<Vec<(String, i64)>> {
-        let rows = query(
-            self.c.d,
-            "SELECT m.mailbox_id AS mb, MAX(e.at) AS at FROM events e JOIN messages m ON m.id = e.message_id
-             WHERE e.kind = 'submitted' AND e.rcpt IS NULL AND m.route = 'provider' GROUP BY m.mailbox_id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(|r| Ok((r.try_get("mb")?, r.try_get("at")?))).collect()
+        self.last_sends().await
     }
 
     async fn waiting_messages(&self, limit: u32) -> Result<Vec<Message>> {
-        let rows = query(self.c.d, "SELECT * FROM messages WHERE state IN ('queued', 'sending') ORDER BY created_at, id LIMIT ?")
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(message_from_row).collect()
+        self.waiting_messages(limit).await
     }
 
     fn instance(&self) -> &str {
@@ -507,40 +368,6 @@ impl Store for SqlStore {
         tx.commit().await?;
         Ok(result)
     }
-}
-
-/// A value bound to a dynamically built query.
-enum Bind {
-    S(String),
-    I(i64),
-}
-
-/// Time window and cursor conditions of the admin list.
-fn push_range(w: &mut Vec<String>, binds: &mut Vec<Bind>, at: &str, id: &str, f: &ListFilter) {
-    if let Some(since) = f.since {
-        w.push(format!("{at} >= ?"));
-        binds.push(Bind::I(since));
-    }
-    if let Some(until) = f.until {
-        w.push(format!("{at} < ?"));
-        binds.push(Bind::I(until));
-    }
-    if let Some((c_at, c_id)) = &f.after {
-        w.push(format!("({at} < ? OR ({at} = ? AND {id} < ?))"));
-        binds.extend([Bind::I(*c_at), Bind::I(*c_at), Bind::S(c_id.clone())]);
-    }
-}
-
-/// So that `%`, `_` and `\` typed in a search match themselves (LIKE ... ESCAPE '\').
-fn escape_like(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }
 
 #[cfg(test)]
