@@ -5,6 +5,13 @@
 //! `?` parameters; [`Dialect::sql`] rewrites the few differences for
 //! PostgreSQL (numbered parameters, `string_agg`, `ILIKE`, the recipient
 //! order column). Only the schema and the claim query differ per backend.
+//!
+//! This file opens the pool and holds what every query needs ([`SqlStore`],
+//! `Ctx`, the query helpers) and the one `impl Store`, which hands each call
+//! to the file of its concern: `schema` (migrations), `dialect` (the
+//! PostgreSQL spelling), `queue` (messages, recipients, claims, attempts,
+//! events), `fetched` (mail fetched from providers), `admin` (the admin list,
+//! waiting lists, statistics) and `cluster` (instances, leases, rate slots).
 
 mod admin;
 mod cluster;
@@ -125,6 +132,9 @@ fn redact_error(e: sqlx::Error, url: &str) -> sqlx::Error {
     }
 }
 
+// Each `self.name(..)` below is the inherent method of that name in the
+// concern's file (inherent methods come before trait methods), not a
+// recursive call; only the methods about the connection itself stay here.
 #[async_trait]
 impl Store for SqlStore {
     async fn insert_message(&self, m: &NewMessage) -> Result<()> {
@@ -243,6 +253,7 @@ impl Store for SqlStore {
     async fn fetched_for(&self, message: &str) -> Result<Vec<FetchedRecord>> {
         self.fetched_for(message).await
     }
+
     async fn list_filtered(&self, f: &ListFilter) -> Result<Vec<ListItem>> {
         self.list_filtered(f).await
     }
