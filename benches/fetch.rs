@@ -64,10 +64,11 @@ admin = true
         sport = provider.addr.port(),
         pport = provider.pop3_addr.port()
     );
-    let config = pecgate::config::load_str(&toml, Some(dir.path())).expect("config").config;
+    let config = dir.path().join("pecgate.toml");
+    std::fs::write(&config, toml).expect("config");
     let before = vm_hwm_kib();
     let start = Instant::now();
-    let app = pecgate::App::start(config, pecgate::clock::system()).await.expect("start");
+    let app = pecgate::App::start(&config, pecgate::clock::system()).await.expect("start");
     // The start-up poll fetches everything; this explicit poll waits for it (one poll at a time).
     let _ = app.poll("legal").await;
     let fetch_secs = start.elapsed().as_secs_f64();

@@ -1,45 +1,47 @@
-//! Wiring: opens the store and spool, recovers after a crash, starts the
-//! SMTP listener, the delivery dispatcher and the admin listener.
+//! Wiring: builds the runtime snapshot, opens the store and spool, recovers
+//! after a crash, starts the SMTP listener, the delivery dispatcher, the
+//! fetchers, the watchdog, the admin listener and the control socket, and
+//! follows reloads.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
-use tokio_rustls::TlsAcceptor;
 
 use crate::clock::Clock;
 use crate::cluster::{self, Cluster};
-use crate::config::Config;
+use crate::config::{self, Loaded};
 use crate::enqueue::Enqueue;
+use crate::fetch::ingest::Ingest;
+use crate::fetch::{Fetchers, PollReport};
 use crate::listener::accept::{self, ListenerConfig};
-use crate::listener::gateway::Gateway;
-use crate::listener::session::SessionConfig;
-use crate::outbound::{self, Outbound};
-use crate::pop3::fetcher::{Fetcher, PollReport};
+use crate::listener::gateway::GatewaySource;
+use crate::outbound::Outbound;
 use crate::queue::spool::Spool;
+use crate::runtime::reload::{self, Reloader};
+use crate::runtime::{Live, Runtime};
 use crate::store::{self, Store};
 use crate::watchdog::Watchdog;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error("{0}")]
+    Config(#[from] config::Error),
     #[error("store: {0}")]
     Store(#[from] store::Error),
     #[error("spool directory {path}: {source}")]
     Spool { path: String, source: std::io::Error },
     #[error("cannot listen on {addr} ({what}): {source}")]
     Bind { what: &'static str, addr: String, source: std::io::Error },
-    #[error("smtp TLS certificate: {0}")]
-    Tls(#[from] crate::tls::Error),
     #[error("{0}")]
-    Outbound(#[from] outbound::Error),
+    Control(#[from] crate::control::Error),
     #[error("fetcher: {0}")]
-    Fetch(#[from] crate::pop3::fetcher::Error),
-    #[error("{0}")]
-    Admin(#[from] crate::admin::auth::Error),
+    Fetch(#[from] crate::fetch::Error),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -54,45 +56,57 @@ pub struct App {
     pub store: Arc<dyn Store>,
     pub spool: Spool,
     pub enqueue: Arc<Enqueue>,
-    pub fetchers: HashMap<String, Arc<Fetcher>>,
+    pub fetchers: Arc<Fetchers>,
     pub watchdog: Arc<Watchdog>,
     pub cluster: Arc<Cluster>,
+    /// The current runtime snapshot.
+    pub live: Arc<Live>,
+    reloader: Arc<Reloader>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl App {
-    pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<App> {
-        let config = Arc::new(config);
+    /// Loads `path` (with `PECGATE_` overrides) and starts; `reload` re-reads it.
+    pub async fn start(path: &Path, clock: Arc<dyn Clock>) -> Result<App> {
+        let owned = path.to_owned();
+        let loaded = tokio::task::spawn_blocking(move || config::load(&owned))
+            .await
+            .map_err(|e| config::Error::Read { file: path.display().to_string(), source: std::io::Error::other(e.to_string()) })??;
+        Self::start_loaded(loaded, Some(path.to_owned()), clock).await
+    }
+
+    /// Starts from a configuration already loaded; `file` is what `reload` re-reads (none: no reload).
+    pub async fn start_loaded(loaded: Loaded, file: Option<PathBuf>, clock: Arc<dyn Clock>) -> Result<App> {
+        let shown = file.as_ref().map_or("<config>".to_owned(), |f| f.display().to_string());
+        let secrets_store_url = loaded.resolved.secrets.store_url.clone();
+        let rt = Runtime::build(loaded, 1, &shown)?;
+        let config = &rt.config;
         let metrics_handle = crate::metrics::install();
-        crate::metrics::init(&config);
+        crate::metrics::init(rt.mailboxes.iter().map(|m| m.id.as_str()));
         if config.store.backend == crate::config::StoreBackend::Sqlite
             && let Some(parent) = config.store.path.parent()
         {
             std::fs::create_dir_all(parent).map_err(|source| Error::Spool { path: parent.display().to_string(), source })?;
         }
         let instance = config.cluster.instance_id.clone();
-        let store: Arc<dyn Store> = Arc::new(store::open(&config.store, &instance).await?);
+        let store: Arc<dyn Store> = Arc::new(store::open(&config.store, secrets_store_url.as_ref(), &instance).await?);
         let spool = Spool::open(&config.store.spool_dir)
             .await
             .map_err(|source| Error::Spool { path: config.store.spool_dir.display().to_string(), source })?;
 
         // Listeners are bound first so the instance can say where it listens;
         // nothing is accepted until their tasks start below.
-        let smtp = &config.smtp;
-        let listener = TcpListener::bind(&smtp.listen).await.map_err(|source| Error::Bind {
-            what: "smtp.listen",
-            addr: smtp.listen.clone(),
-            source,
-        })?;
-        let smtp_addr = listener.local_addr().map_err(|source| Error::Bind { what: "smtp.listen", addr: smtp.listen.clone(), source })?;
-        let admin = TcpListener::bind(&config.admin.listen).await.map_err(|source| Error::Bind {
-            what: "admin.listen",
-            addr: config.admin.listen.clone(),
-            source,
-        })?;
-        let admin_addr =
-            admin.local_addr().map_err(|source| Error::Bind { what: "admin.listen", addr: config.admin.listen.clone(), source })?;
+        let bind = |what: &'static str, addr: &str| {
+            let addr = addr.to_owned();
+            async move {
+                let l = TcpListener::bind(&addr).await.map_err(|source| Error::Bind { what, addr: addr.clone(), source })?;
+                let local = l.local_addr().map_err(|source| Error::Bind { what, addr, source })?;
+                Ok::<_, Error>((l, local))
+            }
+        };
+        let (listener, smtp_addr) = bind("smtp.listen", &config.smtp.listen).await?;
+        let (admin, admin_addr) = bind("admin.listen", &config.admin.listen).await?;
 
         // Crash recovery: this instance's deliveries in flight are retried
         // (and any whose instance's lease ran out); files never acknowledged go.
@@ -127,73 +141,69 @@ impl App {
         let cluster = Arc::new(Cluster::new(store.clone(), clock.clone(), config.cluster.lease_secs, info, kick.clone()));
         cluster.start().await?;
 
+        let control_socket = config.control.socket.clone();
+        let admin_token = rt.secrets.admin_token.clone();
+        let mailboxes = rt.mailboxes.len();
+        let live = Live::new(rt);
+        let reloader = Arc::new(Reloader::new(live.clone(), file, clock.clone()));
         let (shutdown, shutdown_rx) = watch::channel(false);
         let enqueue = Arc::new(Enqueue::new(store.clone(), spool.clone(), clock.clone(), kick.clone()));
         let outbound = Arc::new(Outbound::new(
-            config.clone(),
+            live.clone(),
             store.clone(),
             spool.clone(),
             clock.clone(),
             enqueue.clone(),
             kick.clone(),
             cluster.clone(),
-        )?);
+        ));
         let mut tasks = vec![tokio::spawn(outbound.run(shutdown_rx.clone())), tokio::spawn(cluster.clone().run(shutdown_rx.clone()))];
 
-        let mut fetchers = HashMap::new();
-        for m in config.mailboxes.iter().filter(|m| m.active) {
-            if let Some(f) = Fetcher::new(config.clone(), m, store.clone(), spool.clone(), enqueue.clone(), clock.clone(), cluster.clone())?
-            {
-                let f = Arc::new(f);
-                tasks.push(tokio::spawn(f.clone().run(shutdown_rx.clone())));
-                fetchers.insert(m.id.clone(), f);
-            }
-        }
+        let ingest = Arc::new(Ingest::new(store.clone(), spool.clone(), enqueue.clone(), clock.clone()));
+        let fetchers = Arc::new(Fetchers::new(live.clone(), ingest, store.clone(), clock.clone(), cluster.clone()));
+        fetchers.sync(&live.get()).await;
+        tasks.push(fetchers.clone().spawn(shutdown_rx.clone()));
 
         let watchdog =
-            Arc::new(Watchdog::new(config.clone(), store.clone(), enqueue.clone(), clock.clone(), fetchers.clone(), cluster.clone()));
+            Arc::new(Watchdog::new(live.clone(), store.clone(), enqueue.clone(), clock.clone(), fetchers.clone(), cluster.clone()));
         tasks.push(tokio::spawn(watchdog.clone().run(shutdown_rx.clone())));
 
-        let mut session = SessionConfig::new(smtp.hostname.clone());
-        session.max_message_size = smtp.max_message_size;
-        session.max_recipients = smtp.max_recipients;
-        session.command_timeout = Duration::from_secs(smtp.command_timeout_secs);
-        session.data_timeout = Duration::from_secs(smtp.data_timeout_secs);
-        session.auth_without_tls_on_loopback = smtp.auth.allow_without_tls_on_loopback;
-        if let (Some(cert), Some(key)) = (&smtp.tls_cert_file, &smtp.tls_key_file) {
-            session.tls = Some(TlsAcceptor::from(crate::tls::server_config(cert, key)?));
-        }
-        let gateway = Arc::new(Gateway::new(config.clone(), enqueue.clone(), clock.clone()));
-        tasks.push(accept::spawn(
-            listener,
-            gateway,
-            Arc::new(session),
-            ListenerConfig { allowed_clients: config.allowed_clients(), max_sessions: smtp.max_sessions, implicit_tls: None, name: "smtp" },
-            shutdown_rx.clone(),
-        ));
+        let source = Arc::new(GatewaySource::new(live.clone(), enqueue.clone(), clock.clone()));
+        tasks.push(accept::spawn(listener, source, ListenerConfig { implicit_tls: None, name: "smtp" }, shutdown_rx.clone()));
 
         let admin_state = Arc::new(crate::admin::AdminState {
-            config: config.clone(),
+            live: live.clone(),
             store: store.clone(),
             spool: spool.clone(),
             metrics: metrics_handle,
             fetchers: fetchers.clone(),
             clock: clock.clone(),
-            auth: crate::admin::auth::Auth::load(&config.admin)?,
+            auth: crate::admin::auth::Auth::new(admin_token.as_ref()),
             kick: kick.clone(),
         });
-        let (_, admin_task) = crate::admin::spawn(admin, admin_state, shutdown_rx.clone()).map_err(|source| Error::Bind {
+        let (_, admin_task) = crate::admin::spawn(admin, admin_state.clone(), shutdown_rx.clone()).map_err(|source| Error::Bind {
             what: "admin.listen",
-            addr: config.admin.listen.clone(),
+            addr: admin_addr.to_string(),
             source,
         })?;
         tasks.push(admin_task);
+        tasks.push(crate::control::spawn(&control_socket, reloader.clone(), shutdown_rx.clone()).await?);
+        tasks.push(tokio::spawn(follow_reloads(live.clone(), admin_state, shutdown_rx.clone())));
 
-        tracing::info!(smtp = %smtp_addr, admin = %admin_addr, mailboxes = config.mailboxes.len(), instance = %instance, "pecgate started");
-        Ok(App { smtp_addr, admin_addr, store, spool, enqueue, fetchers, watchdog, cluster, shutdown, tasks })
+        tracing::info!(smtp = %smtp_addr, admin = %admin_addr, control = %control_socket.display(), mailboxes, instance = %instance, "pecgate started");
+        Ok(App { smtp_addr, admin_addr, store, spool, enqueue, fetchers, watchdog, cluster, live, reloader, shutdown, tasks })
     }
 
-    /// Polls a mailbox now (waits for a poll already running); `None` if it has no POP3.
+    /// Re-reads the configuration file and swaps the snapshot (SIGHUP, `pecgate reload`).
+    pub async fn reload(&self) -> std::result::Result<reload::Report, reload::Error> {
+        self.reloader.reload().await
+    }
+
+    pub fn reloader(&self) -> Arc<Reloader> {
+        self.reloader.clone()
+    }
+
+    /// Polls a mailbox now (waits for a poll already running); `None` if it is not fetched.
     pub async fn poll(&self, mailbox: &str) -> Option<Result<PollReport>> {
         let f = self.fetchers.get(mailbox)?;
         Some(f.poll().await.map_err(Error::Fetch))
@@ -206,9 +216,8 @@ impl App {
         for t in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
         }
-        let mut leases: Vec<String> = self.fetchers.keys().map(|m| cluster::pop3_lease(m)).collect();
-        leases.push(cluster::WATCHDOG_LEASE.to_owned());
-        self.cluster.stop(&leases).await;
+        // The fetchers gave up their leases as they stopped.
+        self.cluster.stop(&[cluster::WATCHDOG_LEASE.to_owned()]).await;
     }
 
     /// Stops everything at once, as a crash would (tests of recovery).
@@ -218,6 +227,31 @@ impl App {
         for t in &self.tasks {
             t.abort();
         }
+        self.fetchers.abort_all();
         let _ = self.shutdown.send(true);
+    }
+}
+
+/// What a new snapshot needs besides the subsystems that read it per
+/// session, delivery or poll: metrics series for new mailboxes, the admin token.
+async fn follow_reloads(live: Arc<Live>, admin: Arc<crate::admin::AdminState>, mut shutdown: watch::Receiver<bool>) {
+    let mut generation = live.subscribe();
+    let mut registered: HashSet<String> = live.get().mailboxes.iter().map(|m| m.id.clone()).collect();
+    loop {
+        tokio::select! {
+            changed = generation.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let rt = live.get();
+                for m in &rt.mailboxes {
+                    if registered.insert(m.id.clone()) {
+                        crate::metrics::init_mailbox(&m.id);
+                    }
+                }
+                admin.auth.set_token(rt.secrets.admin_token.as_ref());
+            }
+            _ = shutdown.changed() => return,
+        }
     }
 }

@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::config::{Config, MailboxConfig, Security};
+use crate::config::{Config, Secrets, Security};
 use crate::outbound::client::{Endpoint, SmtpClient};
 use crate::pop3::client as pop3;
+use crate::runtime::Mailbox;
 use crate::store::sql::SqlStore;
 use crate::store::{Message, Store};
 
@@ -28,8 +29,8 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// Opens the gateway's store; events written by operator commands name `cli@<instance>`.
-pub async fn open_store(config: &Config) -> Result<SqlStore> {
-    Ok(crate::store::open(&config.store, &format!("cli@{}", config.cluster.instance_id)).await?)
+pub async fn open_store(config: &Config, secrets: &Secrets) -> Result<SqlStore> {
+    Ok(crate::store::open(&config.store, secrets.store_url.as_ref(), &format!("cli@{}", config.cluster.instance_id)).await?)
 }
 
 fn when(ms: i64) -> String {
@@ -225,7 +226,7 @@ async fn step<T, E: std::fmt::Display>(
 /// `pecgate test-mailbox`: DNS, TCP, TLS, AUTH against the provider's SMTP
 /// (QUIT without sending), then POP3 login and STAT. Stops a side at its
 /// first failing step.
-pub async fn test_mailbox(config: &Config, m: &MailboxConfig) -> Vec<Step> {
+pub async fn test_mailbox(config: &Config, m: &Mailbox) -> Vec<Step> {
     let mut steps = Vec::new();
     let timeout = Duration::from_secs(m.smtp.timeout_secs.max(1));
     let host = format!("{}:{}", m.smtp.host, m.smtp.port);
@@ -252,7 +253,7 @@ pub async fn test_mailbox(config: &Config, m: &MailboxConfig) -> Vec<Step> {
                     security: m.smtp.security,
                     tls,
                     timeout,
-                    credentials: Some((m.username.clone(), m.resolved_password.clone())),
+                    credentials: Some((m.username.clone(), m.password.clone())),
                     helo: config.smtp.hostname.clone(),
                 }),
                 Err(e) => {
@@ -301,11 +302,9 @@ pub async fn test_mailbox(config: &Config, m: &MailboxConfig) -> Vec<Step> {
         else {
             return steps;
         };
-        if step(&mut steps, &format!("POP3 login as {}", m.username), client.login(&m.username, &m.resolved_password), |_| {
-            "logged in".into()
-        })
-        .await
-        .is_some()
+        if step(&mut steps, &format!("POP3 login as {}", m.username), client.login(&m.username, &m.password), |_| "logged in".into())
+            .await
+            .is_some()
         {
             step(&mut steps, "POP3 STAT", client.stat(), |(n, size)| format!("{n} message(s), {size} bytes")).await;
         }

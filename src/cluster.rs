@@ -98,6 +98,13 @@ impl Cluster {
         }
     }
 
+    /// Gives up one lease held by this instance (a mailbox no longer polled here).
+    pub async fn release(&self, name: &str) {
+        if let Err(e) = self.store.release_lease(name).await {
+            tracing::warn!(lease = name, error = %e, "cannot give up the lease; it runs out by itself");
+        }
+    }
+
     /// Clean shutdown: leases given up so another instance takes over now.
     pub async fn stop(&self, leases: &[String]) {
         for name in leases {

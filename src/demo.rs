@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use crate::App;
-use crate::config::{self, Security};
+use crate::config::Security;
 use crate::outbound::client::{Endpoint, SmtpClient};
 use crate::sim::capture::CaptureServer;
 use crate::sim::provider::{SimMailbox, SimProvider};
@@ -43,11 +43,13 @@ impl Demo {
         let password_file = dir.join("demo-mailbox.password");
         write_private(&password_file, &password)?;
 
+        // A real file, so that `pecgate status`, `queue` and `reload` work against the demo.
+        let config_file = dir.join("pecgate.toml");
         let mut listen_port = port;
         loop {
             let toml = demo_config(&dir, listen_port, &provider, &capture, &ca, &password_file);
-            let loaded = config::load_str(&toml, None).map_err(|e| anyhow::anyhow!("demo configuration: {e}"))?;
-            match App::start(loaded.config, crate::clock::system()).await {
+            std::fs::write(&config_file, toml).with_context(|| format!("cannot write {}", config_file.display()))?;
+            match App::start(&config_file, crate::clock::system()).await {
                 Ok(app) => return Ok(Demo { app, provider, capture, dir }),
                 Err(crate::app::Error::Bind { what: "smtp.listen", .. }) if listen_port != 0 => {
                     tracing::warn!(port = listen_port, "port busy; using a free one");
@@ -105,8 +107,15 @@ impl Demo {
             s,
             "  a Bcc or an unknown sender (--from x@azienda.example) shows a refusal; the admin page shows every message and receipt"
         );
-        let _ =
-            writeln!(s, "  {}/pecgate.db  the queue: sqlite3 {}/pecgate.db 'select * from events'", self.dir.display(), self.dir.display());
+        let config = self.dir.join("pecgate.toml");
+        let _ = writeln!(s, "\nThe demo's configuration is {}; with it, from another terminal:", config.display());
+        let _ = writeln!(s, "  cargo run --release -- status --config {}       per mailbox: queue, pending receipts", config.display());
+        let _ = writeln!(s, "  cargo run --release -- queue list --config {}   what waits to be sent", config.display());
+        let _ = writeln!(
+            s,
+            "  cargo run --release -- reload --config {}       after editing it (add a [[mailbox.user]], say): applied without a restart",
+            config.display()
+        );
         s
     }
 
@@ -136,6 +145,9 @@ from = "pecgate@azienda.example"
 
 [admin]
 listen = "127.0.0.1:0"
+
+[control]
+socket = "{sock}"
 
 [queue]
 min_backoff_secs = 5
@@ -170,6 +182,7 @@ send = false
 "#,
         db = q(&dir.join("pecgate.db")),
         spool = q(&dir.join("spool")),
+        sock = q(&dir.join("pecgate.sock")),
         cport = capture.addr.port(),
         pport = provider.addr.port(),
         pop3port = provider.pop3_addr.port(),

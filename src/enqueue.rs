@@ -1,5 +1,6 @@
 //! The single funnel into the queue (Postfix's cleanup role): the SMTP
-//! listener, and later the POP3 fetcher and the watchdog, all come here.
+//! listener, the fetcher, the delivery workers' notices and the watchdog
+//! all come here.
 //! A message is durable when these functions return `Ok`: spool files
 //! fsynced and renamed, then the store row committed. Only then may the
 //! caller acknowledge (250) or delete the source (POP3 DELE).
@@ -10,7 +11,6 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 use crate::clock::Clock;
-use crate::proto::reply::{self, Reply};
 use crate::queue::spool::{Received, Spool};
 use crate::store::{self, MessageKind, NewMessage, Route, Store};
 
@@ -23,17 +23,6 @@ pub enum Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
-
-impl Error {
-    /// The one place an enqueue failure becomes an SMTP reply: always
-    /// temporary, so the client keeps the message and retries.
-    pub fn to_reply(&self) -> Reply {
-        match self {
-            Error::Spool(_) => reply::r452_storage(),
-            Error::Store(_) => reply::r451_local_error(),
-        }
-    }
-}
 
 /// What to queue, besides the bytes.
 #[derive(Debug, Clone)]
@@ -79,6 +68,23 @@ impl Enqueue {
         self.spool.store_bytes(&id, message).await.map_err(Error::Spool)?;
         self.insert(&id, message.len() as u64, env).await?;
         Ok(id)
+    }
+
+    /// Queues a notice pecgate wrote (failure notice, mailbox problem,
+    /// watchdog alarm) for one company address, through the corporate
+    /// server; returns its queue id. `what` names it in the event log.
+    pub async fn notice(&self, from: &str, to: &str, message: &[u8], message_id: String, what: &str) -> Result<String> {
+        let env = Envelope {
+            kind: MessageKind::Notice,
+            route: Route::Corporate,
+            mail_from: from.to_owned(),
+            rcpts: vec![to.to_owned()],
+            original_sender: from.to_owned(),
+            message_id,
+            subject: what.to_owned(),
+            origin: what.to_owned(),
+        };
+        self.submit_bytes(message, env).await
     }
 
     /// Writes a message's spool files without queuing it: the caller commits

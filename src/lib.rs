@@ -1,6 +1,6 @@
 //! pecgate: a gateway between a company's mail server and Italian certified
 //! e-mail (PEC) providers. See DESIGN.md for the data flow; each module
-//! below owns one stage of it.
+//! below owns one stage of it (the module map is in README.md, "Layout").
 #![forbid(unsafe_code)]
 #![deny(unused_must_use)]
 
@@ -10,9 +10,12 @@ pub mod cli;
 pub mod clock;
 pub mod cluster;
 pub mod config;
+pub mod control;
 pub mod correlate;
 pub mod demo;
+pub mod directory;
 pub mod enqueue;
+pub mod fetch;
 pub mod listener;
 pub mod metrics;
 pub mod notify;
@@ -23,6 +26,7 @@ pub mod pop3;
 pub mod proto;
 pub mod queue;
 pub mod route;
+pub mod runtime;
 pub mod sim;
 pub mod store;
 pub mod tls;

@@ -28,6 +28,13 @@ enum Command {
         #[arg(long, short, env = "PECGATE_CONFIG")]
         config: PathBuf,
     },
+    /// Make the running gateway re-read its configuration (like SIGHUP) and
+    /// print what changed; exit 1 if it refused the new configuration.
+    Reload {
+        /// The configuration the gateway runs with (names its control socket).
+        #[arg(long, short, env = "PECGATE_CONFIG")]
+        config: PathBuf,
+    },
     /// Run the simulated PEC provider for the mailboxes of a configuration
     /// (writes its CA certificate to each mailbox's smtp.ca_file).
     Sim {
@@ -135,6 +142,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
     match command {
         Command::Run { config } => run(&config).await,
         Command::CheckConfig { config } => Ok(check_config(&config)),
+        Command::Reload { config } => reload(&config).await,
         Command::Sim { config, out } => sim(&config, out).await,
         Command::Demo { dir, port } => demo(&dir, port).await,
         Command::Classify { json, files, trust_store } => {
@@ -148,9 +156,9 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             Ok(classify(&files, json, &trust))
         }
         Command::Status { config } => {
-            let config = load(&config)?.config;
-            let store = pecgate::cli::open_store(&config).await?;
-            print!("{}", pecgate::cli::status(&config, &store, now()).await?);
+            let loaded = load(&config)?;
+            let store = pecgate::cli::open_store(&loaded.config, &loaded.resolved.secrets).await?;
+            print!("{}", pecgate::cli::status(&loaded.config, &store, now()).await?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Queue { config: Some(config), action } => queue(&config, action).await,
@@ -190,21 +198,31 @@ async fn run(path: &Path) -> Result<ExitCode> {
     let loaded = load(path)?;
     init_tracing(&loaded.config.log.level, loaded.config.log.format);
     print_warnings(&loaded.warnings);
-    let app = pecgate::App::start(loaded.config, pecgate::clock::system()).await.context("start-up failed")?;
-    wait_for_signal().await;
+    let app = pecgate::App::start_loaded(loaded, Some(path.to_owned()), pecgate::clock::system()).await.context("start-up failed")?;
+    loop {
+        match wait_for_signal().await {
+            Signal::Stop => break,
+            // The outcome is logged (and counted) by the reloader.
+            Signal::Reload => {
+                let _ = app.reload().await;
+            }
+        }
+    }
     tracing::info!("stopping");
     app.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }
 
+/// Everything validation and start-up would check, TLS material included.
 fn check_config(path: &Path) -> ExitCode {
-    match config::load(path) {
-        Ok(loaded) => {
-            for w in &loaded.warnings {
+    let checked = config::load(path).and_then(|loaded| pecgate::runtime::Runtime::build(loaded, 1, &path.display().to_string()));
+    match checked {
+        Ok(rt) => {
+            for w in &rt.warnings {
                 eprintln!("warning: {w}");
             }
-            println!("{}", loaded.config.to_masked_json());
-            eprintln!("{}: OK ({} mailbox(es), {} warning(s))", path.display(), loaded.config.mailboxes.len(), loaded.warnings.len());
+            println!("{}", rt.config.to_masked_json());
+            eprintln!("{}: OK ({} mailbox(es), {} warning(s))", path.display(), rt.config.mailboxes.len(), rt.warnings.len());
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -214,25 +232,59 @@ fn check_config(path: &Path) -> ExitCode {
     }
 }
 
-async fn wait_for_signal() {
+/// `pecgate reload`: the running instance validates and swaps; its answer is printed.
+async fn reload(path: &Path) -> Result<ExitCode> {
+    let socket = config::control_socket(path);
+    let answer = pecgate::control::request_reload(&socket).await.map_err(|e| anyhow!("{e}"))?;
+    match (answer.ok, answer.report, answer.error) {
+        (true, Some(report), _) => {
+            for w in &report.warnings {
+                eprintln!("warning: {w}");
+            }
+            for key in &report.needs_restart {
+                eprintln!("needs a restart (running value kept): {key}");
+            }
+            println!("reloaded (configuration generation {}):", report.generation);
+            for c in &report.changes {
+                println!("  {c}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        (_, _, error) => {
+            eprintln!("pecgate reload: refused, the running configuration stays:\n{}", error.unwrap_or_default());
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+enum Signal {
+    Stop,
+    Reload,
+}
+
+/// SIGTERM or Ctrl-C stop; SIGHUP reloads (Unix).
+async fn wait_for_signal() -> Signal {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
+        match (signal(SignalKind::terminate()), signal(SignalKind::hangup())) {
+            (Ok(mut term), Ok(mut hup)) => {
                 tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => Signal::Stop,
+                    _ = term.recv() => Signal::Stop,
+                    _ = hup.recv() => Signal::Reload,
                 }
             }
-            Err(_) => {
+            _ => {
                 let _ = tokio::signal::ctrl_c().await;
+                Signal::Stop
             }
         }
     }
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+        Signal::Stop
     }
 }
 
@@ -256,7 +308,7 @@ async fn sim(path: &Path, out: Option<PathBuf>) -> Result<ExitCode> {
         std::fs::write(&ca, &pki.ca_pem).with_context(|| format!("cannot write {}", ca.display()))?;
     }
     let loaded = load(path)?;
-    let config = loaded.config;
+    let (config, secrets) = (loaded.config, loaded.resolved.secrets);
     // One simulated provider per SMTP address; its POP3 side listens where
     // the first of its mailboxes says (or on any free port).
     let mut by_listen: std::collections::BTreeMap<(String, String), Vec<pecgate::sim::provider::SimMailbox>> = Default::default();
@@ -264,7 +316,7 @@ async fn sim(path: &Path, out: Option<PathBuf>) -> Result<ExitCode> {
         let pop3 = m.pop3.as_ref().map(|p| format!("{}:{}", p.host, p.port)).unwrap_or_else(|| "127.0.0.1:0".into());
         by_listen.entry((format!("{}:{}", m.smtp.host, m.smtp.port), pop3)).or_default().push(pecgate::sim::provider::SimMailbox {
             username: m.username.clone(),
-            password: m.resolved_password.expose().to_owned(),
+            password: secrets.mailboxes.get(&m.id).map(|p| p.expose().to_owned()).unwrap_or_default(),
             address: m.address.clone(),
         });
     }
@@ -277,7 +329,7 @@ async fn sim(path: &Path, out: Option<PathBuf>) -> Result<ExitCode> {
         println!("simulated PEC provider: smtps://{} pop3s://{}", server.addr, server.pop3_addr);
         servers.push(server);
     }
-    wait_for_signal().await;
+    while let Signal::Reload = wait_for_signal().await {}
     for s in &servers {
         println!("{}: {} message(s) accepted", s.addr, s.bag.len());
     }
@@ -288,7 +340,15 @@ async fn demo(dir: &Path, port: u16) -> Result<ExitCode> {
     init_tracing("info", LogFormat::Text);
     let demo = pecgate::demo::Demo::start(dir, port).await?;
     println!("{}", demo.instructions());
-    wait_for_signal().await;
+    // SIGHUP (or `pecgate reload`) reloads the demo's pecgate.toml.
+    loop {
+        match wait_for_signal().await {
+            Signal::Stop => break,
+            Signal::Reload => {
+                let _ = demo.app.reload().await;
+            }
+        }
+    }
     demo.stop().await;
     Ok(ExitCode::SUCCESS)
 }
@@ -299,8 +359,8 @@ fn now() -> i64 {
 }
 
 async fn queue(path: &Path, action: QueueAction) -> Result<ExitCode> {
-    let config = load(path)?.config;
-    let store = pecgate::cli::open_store(&config).await?;
+    let loaded = load(path)?;
+    let store = pecgate::cli::open_store(&loaded.config, &loaded.resolved.secrets).await?;
     let result = match action {
         QueueAction::List => pecgate::cli::queue_list(&store, now()).await,
         QueueAction::Show { id } => pecgate::cli::queue_show(&store, &id).await,
@@ -322,15 +382,16 @@ async fn queue(path: &Path, action: QueueAction) -> Result<ExitCode> {
 }
 
 async fn test_mailbox(path: &Path, only: Option<&str>) -> Result<ExitCode> {
-    let config = load(path)?.config;
-    let mailboxes: Vec<_> = config.mailboxes.iter().filter(|m| only.is_none_or(|id| m.id == id)).collect();
+    let rt = pecgate::runtime::Runtime::build(load(path)?, 1, &path.display().to_string()).map_err(|e| anyhow!("{e}"))?;
+    let config = &rt.config;
+    let mailboxes: Vec<_> = rt.mailboxes.iter().filter(|m| only.is_none_or(|id| m.id == id)).collect();
     if mailboxes.is_empty() {
         eprintln!("pecgate test-mailbox: no mailbox {:?} in {}", only.unwrap_or(""), path.display());
         return Ok(ExitCode::from(2));
     }
     let mut all_ok = true;
     for m in mailboxes {
-        let steps = pecgate::cli::test_mailbox(&config, m).await;
+        let steps = pecgate::cli::test_mailbox(config, m).await;
         all_ok &= steps.iter().all(|s| s.ok);
         print!("{}", pecgate::cli::render_steps(&m.id, &steps));
     }

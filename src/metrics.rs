@@ -3,15 +3,14 @@
 //! Prefix `pecgate_`, label `mailbox` = mailbox id (never an address),
 //! `destination` = `provider` | `corporate` (corporate rows have
 //! `mailbox="-"`). Every counter and gauge is registered at zero at start-up
-//! for each configured mailbox and each fixed label value, so dashboards and
-//! alerts see the series before the first event.
+//! for each configured mailbox and each fixed label value (and for a mailbox
+//! a reload adds), so dashboards and alerts see the series before the first
+//! event.
 
 use std::sync::OnceLock;
 
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-
-use crate::config::Config;
 
 pub const REJECT_REASONS: &[&str] =
     &["not_allowed", "unknown_sender", "ambiguous", "bcc", "too_many_recipients", "inactive", "tag_missing", "too_big", "storage", "other"];
@@ -28,7 +27,7 @@ pub const INBOUND_KINDS: &[&str] = &["posta-certificata", "anomalia", "not-pec"]
 pub const ATTEMPT_RESULTS: &[&str] = &["2xx", "4xx", "5xx", "error"];
 pub const RECIPIENT_STATES: &[&str] =
     &["submitted", "accepted", "no_receipt_expected", "warned", "delivered", "delivery_error", "not_accepted", "failed"];
-pub const POP3_ERROR_KINDS: &[&str] = &["auth", "network", "protocol", "storage"];
+pub const POP3_ERROR_KINDS: &[&str] = &["auth", "network", "protocol", "storage", "directory"];
 pub const OVERDUE_KINDS: &[&str] = &["acceptance", "delivery_12h", "delivery_24h"];
 pub const WATCHDOG_ALERTS: &[&str] =
     &["acceptance_overdue", "delivery_warning", "delivery_overdue", "queue_stuck", "mailbox_auth", "poll_stale"];
@@ -55,7 +54,7 @@ pub fn install() -> PrometheusHandle {
 }
 
 /// Describes every metric and registers every known series at zero.
-pub fn init(config: &Config) {
+pub fn init<'a>(mailboxes: impl IntoIterator<Item = &'a str>) {
     describe();
     gauge!("pecgate_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     gauge!("pecgate_smtp_sessions_open").increment(0.0);
@@ -76,8 +75,15 @@ pub fn init(config: &Config) {
     }
     gauge!("pecgate_queue_size", "destination" => "corporate", "mailbox" => "-").increment(0.0);
     gauge!("pecgate_queue_oldest_age_seconds", "destination" => "corporate", "mailbox" => "-").increment(0.0);
-    for m in &config.mailboxes {
-        let mb = m.id.clone();
+    for m in mailboxes {
+        init_mailbox(m);
+    }
+}
+
+/// Registers the series of one mailbox at zero (at start-up, and when a reload adds it).
+pub fn init_mailbox(id: &str) {
+    {
+        let mb = id.to_owned();
         counter!("pecgate_smtp_messages_accepted_total", "mailbox" => mb.clone()).increment(0);
         gauge!("pecgate_queue_size", "destination" => "provider", "mailbox" => mb.clone()).increment(0.0);
         gauge!("pecgate_queue_oldest_age_seconds", "destination" => "provider", "mailbox" => mb.clone()).increment(0.0);
@@ -118,6 +124,9 @@ pub fn init(config: &Config) {
         }
         // Histograms appear with their first observation; registering them keeps the names stable.
         let _ = histogram!("pecgate_provider_submission_duration_seconds", "mailbox" => mb.clone());
+        for kind in ["accettazione", "avvenuta-consegna"] {
+            let _ = histogram!("pecgate_receipt_latency_seconds", "mailbox" => mb.clone(), "kind" => kind);
+        }
     }
 }
 
@@ -151,6 +160,8 @@ fn describe() {
     describe_gauge!("pecgate_receipts_overdue", "sent messages whose receipts are overdue (watchdog)");
     describe_counter!("pecgate_watchdog_notices_total", "notices sent by the watchdog");
     describe_counter!("pecgate_signature_verdicts_total", "signature verdicts of fetched messages");
+    describe_counter!("pecgate_config_reload_total", "configuration reloads (SIGHUP, pecgate reload) by result");
+    describe_gauge!("pecgate_config_last_reload_success_timestamp_seconds", "unix time of the last configuration load that took effect");
     describe_counter!(
         "pecgate_recovered_deliveries_total",
         "deliveries in flight at a crash, sent again at start-up (possible duplicates)"

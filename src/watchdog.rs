@@ -6,8 +6,10 @@
 //! Each notice goes out once: per message (an event in its history) or per
 //! incident (until the condition clears), and at most `max_notices_per_pass`
 //! per pass. Everything leaves through `enqueue` like any other mail.
+//! Each pass takes the runtime snapshot current at its start (thresholds,
+//! mailboxes, who to tell, from the directory).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,18 +17,18 @@ use tokio::sync::watch;
 
 use crate::clock::Clock;
 use crate::cluster::{self, Cluster};
-use crate::config::Config;
-use crate::enqueue::{self, Enqueue};
+use crate::enqueue::Enqueue;
+use crate::fetch::Fetchers;
 use crate::notify::{self, Overdue};
-use crate::pop3::fetcher::Fetcher;
-use crate::store::{Message, MessageKind, Route, Store};
+use crate::runtime::{Live, Mailbox, Runtime};
+use crate::store::{Message, Store};
 
 pub struct Watchdog {
-    config: Arc<Config>,
+    live: Arc<Live>,
     store: Arc<dyn Store>,
     enqueue: Arc<Enqueue>,
     clock: Arc<dyn Clock>,
-    fetchers: HashMap<String, Arc<Fetcher>>,
+    fetchers: Arc<Fetchers>,
     /// Open admin incidents ("queue_stuck:legal", "poll_stale:legal").
     incidents: Mutex<HashSet<String>>,
     /// With several instances, one runs the watchdog (it holds the lease).
@@ -41,19 +43,19 @@ pub struct PassReport {
 
 impl Watchdog {
     pub fn new(
-        config: Arc<Config>,
+        live: Arc<Live>,
         store: Arc<dyn Store>,
         enqueue: Arc<Enqueue>,
         clock: Arc<dyn Clock>,
-        fetchers: HashMap<String, Arc<Fetcher>>,
+        fetchers: Arc<Fetchers>,
         cluster: Arc<Cluster>,
     ) -> Self {
-        Self { config, store, enqueue, clock, fetchers, incidents: Mutex::new(HashSet::new()), cluster }
+        Self { live, store, enqueue, clock, fetchers, incidents: Mutex::new(HashSet::new()), cluster }
     }
 
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        let every = Duration::from_secs(self.config.watchdog.interval_secs.max(1));
         loop {
+            let every = Duration::from_secs(self.live.get().config.watchdog.interval_secs.max(1));
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
                 _ = shutdown.changed() => return,
@@ -61,8 +63,9 @@ impl Watchdog {
             let interval_ms = i64::try_from(every.as_millis()).unwrap_or(i64::MAX / 4);
             if !self.cluster.hold(cluster::WATCHDOG_LEASE, interval_ms).await {
                 // Another instance watches; its gauges count, ours would be stale.
+                let rt = self.live.get();
                 for kind in ["acceptance", "delivery_12h", "delivery_24h"] {
-                    self.set_overdue_gauges(kind, &[]);
+                    set_overdue_gauges(&rt, kind, &[]);
                 }
                 continue;
             }
@@ -74,7 +77,8 @@ impl Watchdog {
 
     /// One look at everything; returns how many notices were queued.
     pub async fn pass(&self) -> Result<PassReport, crate::store::Error> {
-        let w = &self.config.watchdog;
+        let rt = self.live.get();
+        let w = &rt.config.watchdog;
         let now = self.clock.now_ms();
         let mut budget = w.max_notices_per_pass;
         let mut report = PassReport::default();
@@ -106,7 +110,7 @@ impl Watchdog {
                 }
                 _ => self.store.awaiting_delivery(before, &event, false).await?.into_iter().map(|(m, r)| (m, Some(r))).collect(),
             };
-            self.set_overdue_gauges(gauge, &pending);
+            set_overdue_gauges(&rt, gauge, &pending);
             let unnotified = match overdue {
                 Overdue::Acceptance => {
                     self.store.awaiting_acceptance(before, &event, true).await?.into_iter().map(|m| (m, None)).collect::<Vec<_>>()
@@ -117,7 +121,7 @@ impl Watchdog {
                 if budget == 0 {
                     break;
                 }
-                if self.notify_sender(&m, rcpt.as_deref(), overdue, hours, &event, now).await {
+                if self.notify_sender(&rt, &m, rcpt.as_deref(), overdue, hours, &event, now).await {
                     budget -= 1;
                     report.notices += 1;
                     if let Some(mb) = m.route.mailbox() {
@@ -129,7 +133,7 @@ impl Watchdog {
 
         // Admin incidents: queue stuck, POP3 stale.
         let stats = self.store.queue_stats().await?;
-        for m in &self.config.mailboxes {
+        for m in &rt.mailboxes {
             let stuck = stats
                 .iter()
                 .find(|(route, mb, _, _)| route == "provider" && *mb == m.id)
@@ -137,7 +141,7 @@ impl Watchdog {
                 .map(|(_, _, n, oldest)| {
                     format!("{n} message(s) waiting, the oldest for {} minutes; see `pecgate queue list`", (now - oldest) / minute)
                 });
-            if self.incident(&format!("queue_stuck:{}", m.id), stuck, m, "queue_stuck", &mut budget, &mut report).await {
+            if self.incident(&rt, &format!("queue_stuck:{}", m.id), stuck, m, "queue_stuck", &mut budget, &mut report).await {
                 continue;
             }
             let stale = self.fetchers.get(&m.id).and_then(|f| {
@@ -151,24 +155,19 @@ impl Watchdog {
                     )
                 })
             });
-            self.incident(&format!("poll_stale:{}", m.id), stale, m, "poll_stale", &mut budget, &mut report).await;
+            self.incident(&rt, &format!("poll_stale:{}", m.id), stale, m, "poll_stale", &mut budget, &mut report).await;
         }
         Ok(report)
     }
 
-    fn set_overdue_gauges(&self, kind: &'static str, pending: &[(Message, Option<String>)]) {
-        for m in &self.config.mailboxes {
-            let n = pending.iter().filter(|(msg, _)| msg.route.mailbox() == Some(m.id.as_str())).count();
-            metrics::gauge!("pecgate_receipts_overdue", "mailbox" => m.id.clone(), "kind" => kind).set(n as f64);
-        }
-    }
-
     /// Opens (notifying the admin once) or closes an incident; true if a notice went out.
+    #[allow(clippy::too_many_arguments)]
     async fn incident(
         &self,
+        rt: &Runtime,
         key: &str,
         problem: Option<String>,
-        mailbox: &crate::config::MailboxConfig,
+        mailbox: &Mailbox,
         alert: &'static str,
         budget: &mut usize,
         report: &mut PassReport,
@@ -176,22 +175,29 @@ impl Watchdog {
         let open = self.incidents.lock().unwrap_or_else(|p| p.into_inner()).contains(key);
         match (problem, open) {
             (Some(problem), false) if *budget > 0 => {
-                let Some(admin) = mailbox.admin() else { return false };
+                let members = match rt.directory.members(&mailbox.id).await {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!(mailbox = %mailbox.id, error = %e, "watchdog cannot find the mailbox admin; will try again");
+                        return false;
+                    }
+                };
+                let Some(admin) = crate::directory::admin(&members) else { return false };
                 let now = self.clock.now_ms();
-                let c = &self.config.corporate;
+                let c = &rt.config.corporate;
                 let id = crate::queue::new_queue_id(now);
                 let (bytes, message_id) = notify::mailbox_notice(&notify::MailboxNotice {
                     from: &c.from,
                     to: &admin.address,
                     mailbox_address: &mailbox.address,
                     problem: &problem,
-                    hostname: &self.config.smtp.hostname,
+                    hostname: &rt.config.smtp.hostname,
                     language: c.language,
                     date_unix: now / 1000,
                     id: &id,
                 });
                 if self
-                    .queue_notice(&bytes, message_id, &admin.address, &format!("watchdog {alert} for mailbox {}", mailbox.id))
+                    .queue_notice(rt, &bytes, message_id, &admin.address, &format!("watchdog {alert} for mailbox {}", mailbox.id))
                     .await
                     .is_some()
                 {
@@ -213,12 +219,22 @@ impl Watchdog {
         }
     }
 
-    async fn notify_sender(&self, m: &Message, rcpt: Option<&str>, overdue: Overdue, hours: u64, event: &str, now: i64) -> bool {
+    #[allow(clippy::too_many_arguments)]
+    async fn notify_sender(
+        &self,
+        rt: &Runtime,
+        m: &Message,
+        rcpt: Option<&str>,
+        overdue: Overdue,
+        hours: u64,
+        event: &str,
+        now: i64,
+    ) -> bool {
         if m.original_sender.is_empty() {
             return false;
         }
-        let c = &self.config.corporate;
-        let mailbox = m.route.mailbox().and_then(|id| self.config.mailbox(id)).map(|mb| mb.address.as_str()).unwrap_or("");
+        let c = &rt.config.corporate;
+        let mailbox = m.route.mailbox().and_then(|id| rt.mailbox(id)).map(|mb| mb.address.as_str()).unwrap_or("");
         let (subject, body) = overdue.text(c.language, &m.subject, mailbox, rcpt, hours);
         let id = crate::queue::new_queue_id(now);
         let (bytes, message_id) = notify::simple_notice(&notify::SimpleNotice {
@@ -227,11 +243,11 @@ impl Watchdog {
             subject: &subject,
             body: &body,
             kind: overdue.kind(),
-            message_id: &format!("{id}.{}@{}", overdue.kind(), self.config.smtp.hostname),
+            message_id: &format!("{id}.{}@{}", overdue.kind(), rt.config.smtp.hostname),
             date_unix: now / 1000,
         });
         let Some(notice) =
-            self.queue_notice(&bytes, message_id, &m.original_sender, &format!("watchdog {} for {}", overdue.kind(), m.id)).await
+            self.queue_notice(rt, &bytes, message_id, &m.original_sender, &format!("watchdog {} for {}", overdue.kind(), m.id)).await
         else {
             return false;
         };
@@ -243,24 +259,21 @@ impl Watchdog {
         true
     }
 
-    async fn queue_notice(&self, bytes: &[u8], message_id: String, to: &str, origin: &str) -> Option<String> {
-        let c = &self.config.corporate;
-        let env = enqueue::Envelope {
-            kind: MessageKind::Notice,
-            route: Route::Corporate,
-            mail_from: c.from.clone(),
-            rcpts: vec![to.to_owned()],
-            original_sender: c.from.clone(),
-            message_id,
-            subject: origin.to_owned(),
-            origin: origin.to_owned(),
-        };
-        match self.enqueue.submit_bytes(bytes, env).await {
+    async fn queue_notice(&self, rt: &Runtime, bytes: &[u8], message_id: String, to: &str, what: &str) -> Option<String> {
+        match self.enqueue.notice(&rt.config.corporate.from, to, bytes, message_id, what).await {
             Ok(id) => Some(id),
             Err(e) => {
                 tracing::error!(error = %e, "watchdog cannot queue a notice");
                 None
             }
         }
+    }
+}
+
+/// The overdue gauges of every configured mailbox (0 where none is pending).
+fn set_overdue_gauges(rt: &Runtime, kind: &'static str, pending: &[(Message, Option<String>)]) {
+    for m in &rt.mailboxes {
+        let n = pending.iter().filter(|(msg, _)| msg.route.mailbox() == Some(m.id.as_str())).count();
+        metrics::gauge!("pecgate_receipts_overdue", "mailbox" => m.id.clone(), "kind" => kind).set(n as f64);
     }
 }

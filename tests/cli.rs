@@ -56,7 +56,7 @@ fn check_config_fails_naming_the_key() {
     let out = pecgate().args(["check-config", "--config"]).arg(&path).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("mailbox[0] (legal).user: 2 users have admin = true"), "{stderr}");
+    assert!(stderr.contains("mailbox[0].user (legal): 2 users have admin = true"), "{stderr}");
 
     let out = pecgate().args(["check-config", "--config"]).arg(dir.path().join("missing.toml")).output().unwrap();
     assert_eq!(out.status.code(), Some(1));

@@ -47,7 +47,7 @@ async fn start_instance(env: &TestEnv, id: &str, pg_url: &str) -> Instance {
         .replace(
             "[store]\npath = \"pecgate.db\"\nspool_dir = \"spool\"\n",
             &format!(
-                "[store]\nbackend = \"postgres\"\nurl = \"{pg_url}\"\npassword_file = \"pg.pw\"\nspool_dir = \"spool\"\n\n[cluster]\ninstance_id = \"{id}\"\nlease_secs = 5\n"
+                "[store]\nbackend = \"postgres\"\nurl = \"{pg_url}\"\npassword_file = \"pg.pw\"\nspool_dir = \"spool\"\n\n[cluster]\ninstance_id = \"{id}\"\nlease_secs = 5\n\n[control]\nsocket = \"{id}.sock\"\n"
             ),
         )
         .replace("interval_secs = 3600\nretention = \"leave\"", "interval_secs = 1\nretention = \"delete\"")

@@ -320,12 +320,12 @@ async fn login_failures_notify_the_admin_once() {
         let r = env.app().poll("legal").await.unwrap();
         assert!(r.is_err());
     }
-    let status = env.app().fetchers["legal"].status();
+    let status = env.app().fetchers.get("legal").unwrap().status();
     assert!(status.incident_open && status.consecutive_failures >= 3, "{status:?}");
     let got = env.corporate_messages(1).await;
     assert_eq!(got[0].rcpts, [MARIO], "the mailbox admin");
     assert_eq!(kind_of(&got[0]), "mailbox-notice");
     env.poll("legal").await;
-    assert!(!env.app().fetchers["legal"].status().incident_open);
+    assert!(!env.app().fetchers.get("legal").unwrap().status().incident_open);
     assert_eq!(env.capture.bag.len(), 1, "one notice per incident, not per poll");
 }

@@ -338,7 +338,7 @@ async fn the_listener_password_is_never_logged_shown_or_stored() {
         if valid {
             assert!(out.contains(&format!("\"username\": \"{LOGIN}\"")), "{name}: {out}");
         } else {
-            assert!(out.contains("smtp.account[0] (luca).address"), "{name}: {out}");
+            assert!(out.contains("smtp.account[0].address (luca)"), "{name}: {out}");
         }
         assert!(!out.contains(PASSWORD), "{name}: {out}");
     }

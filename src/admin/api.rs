@@ -479,7 +479,7 @@ pub async fn mailbox_views(state: &AdminState) -> ApiResult<Vec<MailboxView>> {
     let queues = state.store.queue_stats().await?;
     let counts = state.store.recipient_state_counts().await?;
     Ok(state
-        .config
+        .rt()
         .mailboxes
         .iter()
         .map(|m| {
@@ -535,7 +535,7 @@ pub struct ClusterView {
 
 pub async fn cluster_view(state: &AdminState) -> ApiResult<ClusterView> {
     let now = state.clock.now_ms();
-    let lease_ms = crate::cluster::lease_ms(state.config.cluster.lease_secs);
+    let lease_ms = crate::cluster::lease_ms(state.rt().config.cluster.lease_secs);
     let leases = state.store.leases().await?;
     let me = state.store.instance().to_owned();
     let instances = state
@@ -549,7 +549,7 @@ pub async fn cluster_view(state: &AdminState) -> ApiResult<ClusterView> {
             InstanceView { this: info.id == me, status, leases: held, info }
         })
         .collect();
-    Ok(ClusterView { instance: me, shared: state.store.shared(), lease_secs: state.config.cluster.lease_secs, instances, leases })
+    Ok(ClusterView { instance: me, shared: state.store.shared(), lease_secs: state.rt().config.cluster.lease_secs, instances, leases })
 }
 
 async fn cluster(State(state): State<Arc<AdminState>>) -> ApiResult<Response> {

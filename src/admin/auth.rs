@@ -3,17 +3,19 @@
 //! holds a server-side session (random id in an `HttpOnly; SameSite=Strict`
 //! cookie) with its own CSRF token for every form. Without a token the
 //! listener is loopback-only (config validation) and everyone on this host
-//! gets a session without logging in.
+//! gets a session without logging in. The token is kept only as its
+//! SHA-256 and compared in constant time, so timing leaks neither a common
+//! prefix nor its length; a reload replaces it without ending sessions.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 
 use axum::http::HeaderMap;
 use axum::http::header;
+use ring::digest::{SHA256, digest};
 use ring::rand::{SecureRandom, SystemRandom};
 
-use crate::config::{AdminConfig, Language};
+use crate::config::{Language, Secret};
 use crate::util::constant_time_eq;
 
 /// Name of the session cookie.
@@ -25,10 +27,6 @@ const MAX_SESSIONS: usize = 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("admin.token_file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
-    #[error("admin.token_file {0} is empty")]
-    Empty(String),
     #[error("the system random generator failed")]
     Random,
 }
@@ -44,34 +42,40 @@ pub struct Session {
 }
 
 pub struct Auth {
-    token: Option<String>,
+    /// SHA-256 of the token; `None` without `token_file`.
+    token: RwLock<Option<Vec<u8>>>,
     sessions: Mutex<HashMap<String, Session>>,
     rng: SystemRandom,
 }
 
+fn sha256(bytes: &[u8]) -> Vec<u8> {
+    digest(&SHA256, bytes).as_ref().to_vec()
+}
+
 impl Auth {
-    /// Reads the token file (one trailing newline ignored), if configured.
-    pub fn load(config: &AdminConfig) -> Result<Auth, Error> {
-        let token = match &config.token_file {
-            None => None,
-            Some(path) => Some(read_token(path)?),
-        };
-        Ok(Auth::new(token))
+    /// `token` as read from `[admin] token_file` by the configuration.
+    pub fn new(token: Option<&Secret>) -> Auth {
+        Auth {
+            token: RwLock::new(token.map(|t| sha256(t.expose().as_bytes()))),
+            sessions: Mutex::new(HashMap::new()),
+            rng: SystemRandom::new(),
+        }
     }
 
-    pub fn new(token: Option<String>) -> Auth {
-        Auth { token, sessions: Mutex::new(HashMap::new()), rng: SystemRandom::new() }
+    /// After a reload: the new token counts from the next request.
+    pub fn set_token(&self, token: Option<&Secret>) {
+        *self.token.write().unwrap_or_else(|p| p.into_inner()) = token.map(|t| sha256(t.expose().as_bytes()));
     }
 
     /// No token configured: loopback-only, no login.
     pub fn is_open(&self) -> bool {
-        self.token.is_none()
+        self.token.read().unwrap_or_else(|p| p.into_inner()).is_none()
     }
 
-    /// Compares in constant time, so response timing does not leak the token.
+    /// Compares hashes in constant time, so response timing does not leak the token.
     pub fn token_matches(&self, given: &str) -> bool {
-        match &self.token {
-            Some(t) => constant_time_eq(t.as_bytes(), given.as_bytes()),
+        match &*self.token.read().unwrap_or_else(|p| p.into_inner()) {
+            Some(t) => constant_time_eq(t, &sha256(given.as_bytes())),
             None => true,
         }
     }
@@ -161,15 +165,6 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_owned())
 }
 
-fn read_token(path: &PathBuf) -> Result<String, Error> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.display().to_string(), source })?;
-    let token = text.strip_suffix("\r\n").or_else(|| text.strip_suffix('\n')).unwrap_or(&text);
-    if token.is_empty() {
-        return Err(Error::Empty(path.display().to_string()));
-    }
-    Ok(token.to_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,7 +172,7 @@ mod tests {
 
     #[test]
     fn bearer_sessions_and_csrf() {
-        let auth = Auth::new(Some("s3cret".into()));
+        let auth = Auth::new(Some(&Secret::new("s3cret")));
         let mut h = HeaderMap::new();
         assert!(!auth.bearer_ok(&h));
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer s3cre"));

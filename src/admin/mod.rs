@@ -7,7 +7,6 @@ pub mod api;
 pub mod auth;
 pub mod page;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -23,21 +22,28 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
-use crate::config::Config;
-use crate::pop3::fetcher::{FetchStatus, Fetcher};
+use crate::fetch::{FetchStatus, Fetchers};
 use crate::queue::spool::Spool;
+use crate::runtime::{Live, Runtime};
 use crate::store::Store;
 
 pub struct AdminState {
-    pub config: Arc<Config>,
+    pub live: Arc<Live>,
     pub store: Arc<dyn Store>,
     pub spool: Spool,
     pub metrics: PrometheusHandle,
-    pub fetchers: HashMap<String, Arc<Fetcher>>,
+    pub fetchers: Arc<Fetchers>,
     pub clock: Arc<dyn Clock>,
     pub auth: auth::Auth,
     /// Wakes the delivery dispatcher after an operator retry.
     pub kick: Arc<Notify>,
+}
+
+impl AdminState {
+    /// The snapshot for one request.
+    pub fn rt(&self) -> Arc<Runtime> {
+        self.live.get()
+    }
 }
 
 /// Serves the admin routes on `listener` until `shutdown` turns true.
@@ -123,7 +129,7 @@ async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
         Err(e) => format!("error: {e}"),
     };
     let mailboxes = state
-        .config
+        .rt()
         .mailboxes
         .iter()
         .map(|m| MailboxReadiness { id: m.id.clone(), active: m.active, pop3: state.fetchers.get(&m.id).map(|f| f.status()) })
@@ -143,7 +149,8 @@ async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
 async fn refresh_store_gauges(state: &AdminState) {
     let now = state.clock.now_ms();
     let mut queues: Vec<(&'static str, String)> = vec![("corporate", "-".to_owned())];
-    queues.extend(state.config.mailboxes.iter().map(|m| ("provider", m.id.clone())));
+    let rt = state.rt();
+    queues.extend(rt.mailboxes.iter().map(|m| ("provider", m.id.clone())));
     let stats = state.store.queue_stats().await.unwrap_or_default();
     for (destination, mailbox) in queues {
         let found = stats.iter().find(|(route, mb, _, _)| route == destination && *mb == mailbox);
@@ -152,7 +159,7 @@ async fn refresh_store_gauges(state: &AdminState) {
         metrics::gauge!("pecgate_queue_oldest_age_seconds", "destination" => destination, "mailbox" => mailbox).set(age);
     }
     let counts = state.store.recipient_state_counts().await.unwrap_or_default();
-    for m in &state.config.mailboxes {
+    for m in &rt.mailboxes {
         for s in crate::metrics::RECIPIENT_STATES {
             let n = counts.iter().find(|(mb, st, _)| *mb == m.id && st == s).map_or(0, |(_, _, n)| *n);
             metrics::gauge!("pecgate_recipients", "mailbox" => m.id.clone(), "state" => *s).set(n as f64);

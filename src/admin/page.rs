@@ -81,14 +81,16 @@ fn context(state: &AdminState, headers: &HeaderMap, query: &HashMap<String, Stri
                 let c = auth::session_cookie(&s.id);
                 (s, Some(c))
             }
-            Err(e) => return Err(Box::new(error_page(state.config.admin.language, StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()))),
+            Err(e) => {
+                return Err(Box::new(error_page(state.rt().config.admin.language, StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())));
+            }
         },
         None => return Err(Box::new(Redirect::to("/login").into_response())),
     };
     if let Some(l) = asked {
         state.auth.set_language(&session.id, l);
     }
-    let lang = asked.or(session.lang).unwrap_or(state.config.admin.language);
+    let lang = asked.or(session.lang).unwrap_or(state.rt().config.admin.language);
     Ok(Ctx { session, lang, set_cookie })
 }
 
@@ -370,7 +372,7 @@ async fn list_view(State(state): State<Arc<AdminState>>, headers: HeaderMap, uri
     };
     let mut body = String::new();
     let mut mailboxes = vec![(String::new(), t(lang, "all").to_owned())];
-    mailboxes.extend(state.config.mailboxes.iter().map(|m| (m.id.clone(), format!("{} ({})", m.id, m.address))));
+    mailboxes.extend(state.rt().config.mailboxes.iter().map(|m| (m.id.clone(), format!("{} ({})", m.id, m.address))));
     let directions =
         [(String::new(), t(lang, "all").to_owned()), ("out".into(), t(lang, "out").into()), ("in".into(), t(lang, "in").into())];
     let mut statuses = vec![(String::new(), t(lang, "any").to_owned())];
@@ -735,7 +737,7 @@ async fn queue_view(State(state): State<Arc<AdminState>>, headers: HeaderMap, ur
 /// A POST from a page form: session and CSRF checked before anything else.
 fn form_ctx(state: &AdminState, headers: &HeaderMap, body: &Bytes) -> Result<(Ctx, HashMap<String, String>), Box<Response>> {
     let form: HashMap<String, String> = api::form_pairs(&String::from_utf8_lossy(body)).into_iter().collect();
-    let lang = state.config.admin.language;
+    let lang = state.rt().config.admin.language;
     let Some(session) = state.auth.session(headers, state.clock.now_ms()) else {
         return Err(Box::new(error_page(lang, StatusCode::FORBIDDEN, t(lang, "csrf"))));
     };
@@ -790,14 +792,14 @@ async fn login_form(State(state): State<Arc<AdminState>>, uri: Uri) -> Response 
     if state.auth.is_open() {
         return Redirect::to("/").into_response();
     }
-    let lang = api::query_map(&uri).get("lang").and_then(|l| parse_lang(l)).unwrap_or(state.config.admin.language);
+    let lang = api::query_map(&uri).get("lang").and_then(|l| parse_lang(l)).unwrap_or(state.rt().config.admin.language);
     ([(header::CACHE_CONTROL, "no-store")], Html(login_doc(lang, false))).into_response()
 }
 
 /// Exempt from CSRF (there is no session yet); it needs the token itself.
 async fn login_submit(State(state): State<Arc<AdminState>>, body: Bytes) -> Response {
     let form: HashMap<String, String> = api::form_pairs(&String::from_utf8_lossy(&body)).into_iter().collect();
-    let lang = state.config.admin.language;
+    let lang = state.rt().config.admin.language;
     let given = form.get("token").map(String::as_str).unwrap_or("");
     if state.auth.is_open() || (!given.is_empty() && state.auth.token_matches(given)) {
         return match state.auth.create_session(state.clock.now_ms(), None) {

@@ -1,4 +1,8 @@
 use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Format, Toml};
 
 use super::*;
 
@@ -50,7 +54,7 @@ fn defaults_and_secret_resolution() {
     assert_eq!((m.max_recipients, m.rate_limit_per_minute, m.active), (50, 0, true));
     assert_eq!(m.smtp.port, 465);
     assert_eq!(m.smtp.security, Security::Tls);
-    assert_eq!(m.resolved_password.expose(), "s3cret-pw", "one trailing newline trimmed");
+    assert_eq!(loaded.resolved.secrets.mailboxes["legal"].expose(), "s3cret-pw", "one trailing newline trimmed");
     let u = &m.users[0];
     assert!(u.send && u.receive && u.anomalies && u.admin);
     assert_eq!(c.store.path, dir.path().join("var/pecgate.db"));
@@ -86,17 +90,20 @@ fn every_problem_names_its_key() {
                 "[[mailbox.user]]\naddress = \"mario.rossi@corp.it\"\nadmin = true",
                 "[[mailbox.user]]\naddress = \"mario.rossi@corp.it\"\nadmin = true\nreceive = false",
             ),
-            "mailbox[0] (legal).user: no user has receive = true",
+            "mailbox[0].user (legal): no user has receive = true",
         ),
-        (base.replace("admin = true", "admin = false"), "mailbox[0] (legal).user: no user has admin = true"),
-        (base.replace("password_file = \"legal.pw\"", "password_file = \"missing.pw\""), "mailbox[0] (legal).password_file: cannot read"),
-        (base.replace("password_file = \"legal.pw\"", "password = \"literal\""), "mailbox[0] (legal).password: a literal password"),
+        (base.replace("admin = true", "admin = false"), "mailbox[0].user (legal): no user has admin = true"),
+        (base.replace("password_file = \"legal.pw\"", "password_file = \"missing.pw\""), "mailbox[0].password_file (legal): "),
+        (base.replace("password_file = \"legal.pw\"", "password = \"literal\""), "mailbox[0].password (legal): a literal password"),
         (
             base.replace("password_file = \"legal.pw\"", "password_env = \"PECGATE_TEST_NO_SUCH_VAR\""),
-            "password_env: environment variable PECGATE_TEST_NO_SUCH_VAR",
+            "password_env (legal): environment variable PECGATE_TEST_NO_SUCH_VAR",
         ),
         (base.replace("id = \"legal\"", "id = \"le gal\""), "mailbox[0].id"),
-        (base.replace("address = \"legal@pec.corp.it\"", "address = \"legal\""), ".address: \"legal\" is not an e-mail address"),
+        (
+            base.replace("address = \"legal@pec.corp.it\"", "address = \"legal\""),
+            "mailbox[0].address (legal): \"legal\" is not an e-mail address",
+        ),
         (format!("{base}\n[smtp]\nlisten = \"nowhere\"\n"), "smtp.listen"),
         (format!("{base}\n[smtp]\nallowed_clients = [\"10.0.0.0/33\"]\n"), "smtp.allowed_clients[0]"),
         (format!("{base}\n[smtp]\ntls_cert_file = \"c.pem\"\n"), "smtp.tls_key_file"),
@@ -109,7 +116,7 @@ fn every_problem_names_its_key() {
         ),
         (
             format!("{base}\n[store]\nbackend = \"postgres\"\nurl = \"postgres://pecgate@db/pec\"\npassword_file = \"nope.pw\"\n"),
-            "store.password_file: cannot read",
+            "store.password_file: ",
         ),
         (format!("{base}\n[store]\nmax_connections = 0\n"), "store.max_connections"),
         (format!("{base}\n[cluster]\ninstance_id = \"a b\"\n"), "cluster.instance_id"),
@@ -117,7 +124,7 @@ fn every_problem_names_its_key() {
         (format!("{base}\n[corporate]\nfrom = \"nobody\"\n"), "corporate.from"),
         (
             base.replace("host = \"smtps.pec.example.it\"", "host = \"smtps.pec.example.it\"\nsecurity = \"none\""),
-            "smtp.security: \"none\" is not allowed",
+            "mailbox[0].smtp.security (legal): \"none\" is not allowed",
         ),
     ];
     for (text, want) in cases {
@@ -134,8 +141,8 @@ fn plaintext_secret_allowed_with_warning_and_two_admins_refused() {
         minimal(dir.path()).replace("password_file = \"legal.pw\"", "password = \"literal-pw\"")
     );
     let loaded = load_str(&text, Some(dir.path())).unwrap();
-    assert_eq!(loaded.config.mailboxes[0].resolved_password.expose(), "literal-pw");
-    assert!(loaded.warnings.iter().any(|w| w.key.ends_with(".password")));
+    assert_eq!(loaded.resolved.secrets.mailboxes["legal"].expose(), "literal-pw");
+    assert!(loaded.warnings.iter().any(|w| w.key == "mailbox[0].password (legal)"), "{:?}", loaded.warnings);
     assert!(!loaded.config.to_masked_json().contains("literal-pw"));
 
     let two_admins = format!("{}\n[[mailbox.user]]\naddress = \"anna@corp.it\"\nadmin = true\n", minimal(dir.path()));
@@ -174,7 +181,7 @@ fn smtp_auth_defaults_and_account_resolution() {
 
     let loaded = load_str(&with_auth(dir.path(), "enabled = true\nrequired = true", ACCOUNT), Some(dir.path())).unwrap();
     let account = &loaded.config.smtp.accounts[0];
-    assert_eq!(account.resolved_password.expose(), "listener-pw");
+    assert_eq!(loaded.resolved.secrets.accounts[&account.username].expose(), "listener-pw");
     assert_eq!(account.password_file.as_deref(), Some(dir.path().join("listener.pw").as_path()), "relative to the config file");
     assert!(!loaded.config.to_masked_json().contains("listener-pw"));
     assert!(!format!("{:?}", loaded.config).contains("listener-pw"));
@@ -223,27 +230,24 @@ fn smtp_auth_problems_name_key_and_fix() {
         (with_auth(d, "enabled = true", &account("", "mario.rossi@corp.it")), "smtp.account[0].username: \"\" must be 1 to 255 bytes"),
         (
             with_auth(d, "enabled = true", &account("scanner", "anna@corp.it")),
-            "smtp.account[0] (scanner).address: \"anna@corp.it\" is not a [[mailbox.user]] with send = true in any mailbox; add it",
+            "smtp.account[0].address (scanner): \"anna@corp.it\" is not a [[mailbox.user]] with send = true in any mailbox; add it",
         ),
         (
             with_auth(d, "enabled = true", &account("scanner", "scanner")),
-            "smtp.account[0] (scanner).address: \"scanner\" is not an e-mail address",
+            "smtp.account[0].address (scanner): \"scanner\" is not an e-mail address",
         ),
         (
             with_auth(d, "enabled = true", "[[smtp.account]]\nusername = \"scanner\"\naddress = \"mario.rossi@corp.it\"\n"),
-            "smtp.account[0] (scanner).password_file: no password",
+            "smtp.account[0].password_file (scanner): no password",
         ),
         (
             with_auth(d, "enabled = true", &ACCOUNT.replace("password_file = \"listener.pw\"", "password = \"literal\"")),
-            "smtp.account[0] (scanner).password: a literal password in the config file is refused",
+            "smtp.account[0].password (scanner): a literal password in the config file is refused",
         ),
-        (
-            with_auth(d, "enabled = true", &ACCOUNT.replace("listener.pw", "missing.pw")),
-            "smtp.account[0] (scanner).password_file: cannot read",
-        ),
+        (with_auth(d, "enabled = true", &ACCOUNT.replace("listener.pw", "missing.pw")), "smtp.account[0].password_file (scanner): "),
         (
             with_auth(d, "enabled = true", &ACCOUNT.replace("listener.pw", "long.pw")),
-            "smtp.account[0] (scanner).password_file: the password is longer than 255 bytes",
+            "smtp.account[0].password_file (scanner): the password is longer than 255 bytes",
         ),
         (with_auth(d, "enabled = true\nmechanisms = [\"PLAIN\"]", ACCOUNT), "mechanisms"),
     ];
@@ -254,7 +258,7 @@ fn smtp_auth_problems_name_key_and_fix() {
 
     // A user without send = true cannot be an account's identity.
     let no_send = with_auth(d, "enabled = true", ACCOUNT).replace("admin = true", "admin = true\nsend = false");
-    assert!(problems(&no_send, d).iter().any(|p| p.starts_with("smtp.account[0] (scanner).address")));
+    assert!(problems(&no_send, d).iter().any(|p| p.starts_with("smtp.account[0].address (scanner)")));
 }
 
 #[test]
@@ -293,9 +297,54 @@ fn postgres_password_joins_the_url_and_never_shows() {
         minimal(dir.path())
     );
     let loaded = load_str(&text, Some(dir.path())).unwrap();
-    let url = loaded.config.store.resolved_url.as_ref().unwrap().expose().to_owned();
+    let url = loaded.resolved.secrets.store_url.as_ref().unwrap().expose().to_owned();
     // Percent-encoded in the URL, decoded by the driver.
     assert_eq!(url, "postgres://pecgate:pw-DB-3e9a%2F%40%3Ax-never-log-me@db.corp.it:5432/pec?sslmode=require");
     assert!(!format!("{:?}", loaded.config).contains("never-log-me"));
     assert!(!serde_json::to_string(&loaded.config).unwrap().contains("never-log-me"));
+}
+
+#[test]
+fn secret_files_are_one_short_line_of_a_regular_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let with_file = |path: &str| minimal(d).replace("password_file = \"legal.pw\"", &format!("password_file = \"{path}\""));
+    write(d, "two-lines.pw", "root:x:0:0\nbin:x:1:1\n");
+    write(d, "big.pw", &"x".repeat(MAX_SECRET_FILE as usize + 1));
+    write(d, "empty.pw", "\n");
+    write(d, "long.pw", &"p".repeat(300));
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(d.join("two-lines.pw"), d.join("link.pw")).unwrap();
+    let cases = [
+        ("missing.pw", "does not exist; create it readable only by pecgate, e.g. `install -m 600 -o pecgate /dev/null"),
+        ("two-lines.pw", "has 2 lines; it must hold only the password, on one line"),
+        ("big.pw", "bytes; a password file holds one line"),
+        ("empty.pw", "is empty; write the password in it as one line"),
+        ("long.pw", "longer than 255 bytes, more than SMTP AUTH accepts"),
+        ("/dev/zero", "/dev/zero is not a regular file"),
+        #[cfg(unix)]
+        ("link.pw", "(a symlink to "),
+    ];
+    for (file, want) in cases {
+        let got = problems(&with_file(file), d);
+        assert!(
+            got.iter().any(|p| p.starts_with("mailbox[0].password_file (legal): ") && p.contains(want)),
+            "{file}: want {want:?} in {got:#?}"
+        );
+    }
+    // The symlink's problem is the target's: two lines.
+    #[cfg(unix)]
+    assert!(problems(&with_file("link.pw"), d).iter().any(|p| p.contains("has 2 lines")));
+}
+
+#[test]
+fn parse_errors_name_the_key_and_the_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad_port = minimal(dir.path()).replace("host = \"smtps.pec.example.it\"", "host = \"smtps.pec.example.it\"\nport = 99999");
+    let err = load_str(&bad_port, Some(dir.path())).unwrap_err().to_string();
+    assert!(err.contains("mailbox[0].smtp.port: 99999 is not a TCP port; write a number from 1 to 65535"), "{err}");
+    let unknown = format!("{}\n[smtp]\nlistn = 1\n", minimal(dir.path()));
+    let err = load_str(&unknown, Some(dir.path())).unwrap_err().to_string();
+    assert!(err.contains("smtp.listn: unknown key \"listn\""), "{err}");
+    assert!(!err.contains("environment"), "a key from the file is not blamed on the environment: {err}");
 }

@@ -4,91 +4,111 @@
 //! Recipients are accepted at RCPT time (syntax only) because the decision
 //! needs the Subject tag and the To/Cc headers, which arrive with DATA.
 //!
-//! SMTP AUTH (`[smtp.auth]`): a login from `[[smtp.account]]` acts as one
-//! company user. At MAIL the envelope sender must be that user or a PEC
-//! mailbox it may send from (`policy::check_sender_login`); at the end of DATA
-//! the policy checks that user, not the envelope, against the mailbox. Without
-//! AUTH nothing changes (the client IP was checked at connect), unless
-//! `required = true`, which answers MAIL with 530.
+//! Each connection gets a [`Gateway`] holding the runtime snapshot current
+//! when it connected ([`GatewaySource`]): the whole session decides with
+//! one configuration, and a reload takes effect from the next connection.
+//! Users and logins come from the snapshot's directory.
+//!
+//! SMTP AUTH (`[smtp.auth]`): a login acts as one company user. At MAIL the
+//! envelope sender must be that user or a PEC mailbox it may send from
+//! (`policy::check_sender_login`); at the end of DATA the policy checks that
+//! user, not the envelope, against the mailbox. Without AUTH nothing changes
+//! (the client IP was checked at connect), unless `required = true`, which
+//! answers MAIL with 530.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use ring::digest::{SHA256, digest};
+use tokio_rustls::TlsAcceptor;
 
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::directory::{self, Identity};
 use crate::enqueue::{self, Enqueue};
-use crate::listener::session::{Backend, Envelope, Response, SessionInfo};
+use crate::listener::accept::{SessionSetup, SessionSource};
+use crate::listener::session::{Backend, Envelope, Response, SessionConfig, SessionInfo};
 use crate::policy::{self, MailboxRules, Rules, Submission, UserRule};
 use crate::proto::reply::{self, Reply};
 use crate::queue::new_queue_id;
 use crate::queue::spool::SpoolWriter;
+use crate::runtime::{Live, Runtime};
 use crate::store::{MessageKind, Route};
-use crate::util::constant_time_eq;
 
-pub struct Gateway {
-    config: Arc<Config>,
-    mailboxes: Vec<MailboxRules>,
-    accounts: Vec<Account>,
+/// Hands each new connection the current snapshot.
+pub struct GatewaySource {
+    live: Arc<Live>,
     enqueue: Arc<Enqueue>,
     clock: Arc<dyn Clock>,
 }
 
-/// An `[[smtp.account]]`: the password is kept only as its SHA-256, compared
-/// in constant time, so neither the length nor a common prefix leaks through timing.
-struct Account {
-    username: String,
-    password_sha256: Vec<u8>,
-    /// The company user this login acts as.
-    address: String,
+impl GatewaySource {
+    pub fn new(live: Arc<Live>, enqueue: Arc<Enqueue>, clock: Arc<dyn Clock>) -> Self {
+        Self { live, enqueue, clock }
+    }
 }
 
-fn sha256(bytes: &[u8]) -> Vec<u8> {
-    digest(&SHA256, bytes).as_ref().to_vec()
+impl SessionSource<Gateway> for GatewaySource {
+    fn setup(&self) -> SessionSetup<Gateway> {
+        let rt = self.live.get();
+        let smtp = &rt.config.smtp;
+        let mut session = SessionConfig::new(smtp.hostname.clone());
+        session.max_message_size = smtp.max_message_size;
+        session.max_recipients = smtp.max_recipients;
+        session.command_timeout = Duration::from_secs(smtp.command_timeout_secs);
+        session.data_timeout = Duration::from_secs(smtp.data_timeout_secs);
+        session.auth_without_tls_on_loopback = smtp.auth.allow_without_tls_on_loopback;
+        session.tls = rt.listener_tls.clone().map(TlsAcceptor::from);
+        SessionSetup {
+            allowed_clients: rt.config.allowed_clients().into(),
+            max_sessions: smtp.max_sessions,
+            session: Arc::new(session),
+            backend: Arc::new(Gateway { rt, enqueue: self.enqueue.clone(), clock: self.clock.clone() }),
+        }
+    }
+}
+
+/// The backend of one session, with the snapshot it started with.
+pub struct Gateway {
+    rt: Arc<Runtime>,
+    enqueue: Arc<Enqueue>,
+    clock: Arc<dyn Clock>,
+}
+
+/// Why a directory lookup gives no answer: the session defers, never guesses.
+fn directory_down(info: &SessionInfo, e: &directory::Error) -> Response {
+    tracing::warn!(session = info.id, error = %e, "user directory unavailable; answered 451");
+    reply::r451_local_error().into()
 }
 
 impl Gateway {
-    pub fn new(config: Arc<Config>, enqueue: Arc<Enqueue>, clock: Arc<dyn Clock>) -> Self {
-        let mailboxes = config
-            .mailboxes
-            .iter()
-            .map(|m| MailboxRules {
+    /// The mailboxes with their members, as the policy sees them.
+    async fn mailbox_rules(&self) -> Result<Vec<MailboxRules>, directory::Error> {
+        let mut out = Vec::with_capacity(self.rt.mailboxes.len());
+        for m in &self.rt.mailboxes {
+            let members = self.rt.directory.members(&m.id).await?;
+            out.push(MailboxRules {
                 id: m.id.clone(),
                 address: m.address.clone(),
                 active: m.active,
                 max_recipients: m.max_recipients,
                 receipt_type: m.receipt_type.as_str().to_owned(),
-                users: m.users.iter().map(|u| UserRule { address: u.address.clone(), send: u.send }).collect(),
-            })
-            .collect();
-        let accounts = config
-            .smtp
-            .accounts
-            .iter()
-            .map(|a| Account {
-                username: a.username.clone(),
-                password_sha256: sha256(a.resolved_password.expose().as_bytes()),
-                address: a.address.clone(),
-            })
-            .collect();
-        Self { config, mailboxes, accounts, enqueue, clock }
+                users: members.iter().map(|u| UserRule { address: u.address.clone(), send: u.rights.send }).collect(),
+            });
+        }
+        Ok(out)
     }
 
-    /// The account whose username is `username` (exact match) and whose password is `password`.
-    fn login(&self, username: &str, password: &str) -> Option<&Account> {
-        let given = sha256(password.as_bytes());
-        let account = self.accounts.iter().find(|a| a.username == username);
-        // An unknown user costs the same comparison as a wrong password.
-        let expected = account.map_or(&[0u8; 32][..], |a| &a.password_sha256);
-        let ok = constant_time_eq(expected, &given);
-        account.filter(|_| ok)
-    }
-
-    /// The account of an authenticated session (its identity is the username).
-    fn account(&self, info: &SessionInfo) -> Option<&Account> {
-        let login = info.auth.as_deref()?;
-        self.accounts.iter().find(|a| a.username == login)
+    /// The user an authenticated session acts as.
+    async fn identity(&self, info: &SessionInfo) -> Result<Option<Identity>, Response> {
+        let Some(login) = info.auth.as_deref() else { return Ok(None) };
+        match self.rt.directory.identity(login).await {
+            Ok(Some(id)) => Ok(Some(id)),
+            Ok(None) => {
+                // Removed by a reload during the session: this session's login is no longer valid.
+                tracing::warn!(session = info.id, login = %login, "authenticated login no longer exists; answered 451");
+                Err(reply::r451_local_error().into())
+            }
+            Err(e) => Err(directory_down(info, &e)),
+        }
     }
 }
 
@@ -96,38 +116,36 @@ impl Backend for Gateway {
     type Sink = SpoolWriter;
 
     fn auth_enabled(&self) -> bool {
-        self.config.smtp.auth.enabled
+        self.rt.config.smtp.auth.enabled
     }
 
     /// Failures wait `failure_delay_ms` before the 535 and log neither the
     /// password nor the attempted username (often a mistyped password).
     async fn authenticate(&self, info: &SessionInfo, user: &str, password: &str) -> Result<String, Response> {
-        match self.login(user, password) {
-            Some(account) => {
+        match self.rt.directory.authenticate(user, password).await {
+            Ok(Some(id)) => {
                 metrics::counter!("pecgate_smtp_auth_total", "result" => "success").increment(1);
-                tracing::info!(session = info.id, peer = %info.peer, login = %account.username, user = %account.address, "AUTH succeeded");
-                Ok(account.username.clone())
+                tracing::info!(session = info.id, peer = %info.peer, login = %id.login, user = %id.address, "AUTH succeeded");
+                Ok(id.login)
             }
-            None => {
+            Ok(None) => {
                 metrics::counter!("pecgate_smtp_auth_total", "result" => "failure").increment(1);
                 tracing::warn!(session = info.id, peer = %info.peer, "AUTH failed: invalid credentials");
-                tokio::time::sleep(Duration::from_millis(self.config.smtp.auth.failure_delay_ms)).await;
+                tokio::time::sleep(Duration::from_millis(self.rt.config.smtp.auth.failure_delay_ms)).await;
                 Err(reply::r535_auth_failed().into())
             }
+            Err(e) => Err(directory_down(info, &e)),
         }
     }
 
     async fn mail(&self, info: &SessionInfo, from: &str) -> Result<(), Response> {
-        if info.auth.is_none() {
-            return if self.config.smtp.auth.required { Err(reply::r530_auth_required().into()) } else { Ok(()) };
-        }
-        let Some(account) = self.account(info) else {
-            tracing::error!(session = info.id, "authenticated login has no account; answered 451");
-            return Err(reply::r451_local_error().into());
+        let Some(identity) = self.identity(info).await? else {
+            return if self.rt.config.smtp.auth.required { Err(reply::r530_auth_required().into()) } else { Ok(()) };
         };
-        policy::check_sender_login(&self.mailboxes, &account.username, &account.address, from).map_err(|e| {
+        let mailboxes = self.mailbox_rules().await.map_err(|e| directory_down(info, &e))?;
+        policy::check_sender_login(&mailboxes, &identity.login, &identity.address, from).map_err(|e| {
             let r = e.reply();
-            tracing::info!(session = info.id, login = %account.username, from = %from, status = "rejected", reply = %r);
+            tracing::info!(session = info.id, login = %identity.login, from = %from, status = "rejected", reply = %r);
             Response::Reply(r)
         })
     }
@@ -157,6 +175,15 @@ impl Backend for Gateway {
     }
 }
 
+/// The one place an enqueue failure becomes an SMTP reply: always temporary,
+/// so the client keeps the message and retries.
+fn enqueue_reply(e: &enqueue::Error) -> Reply {
+    match e {
+        enqueue::Error::Spool(_) => reply::r452_storage(),
+        enqueue::Error::Store(_) => reply::r451_local_error(),
+    }
+}
+
 impl Gateway {
     async fn finish_message(&self, info: &SessionInfo, envelope: &Envelope, sink: SpoolWriter, size: u64) -> Response {
         let id = sink.id().to_owned();
@@ -169,21 +196,35 @@ impl Gateway {
                 return reply::r452_storage().into();
             }
         };
-        let date = chrono::DateTime::from_timestamp_millis(self.clock.now_ms()).unwrap_or_default().to_rfc2822();
-        let rules = Rules {
-            markers: &self.config.tag.markers,
-            tag_required: self.config.tag.required,
-            hostname: &self.config.smtp.hostname,
-            max_message_size: self.config.smtp.max_message_size,
-            mailboxes: &self.mailboxes,
+        let identity = match self.identity(info).await {
+            Ok(i) => i,
+            Err(r) => {
+                self.enqueue.spool().remove(&id).await;
+                return r;
+            }
         };
-        let account = self.account(info);
+        let mailboxes = match self.mailbox_rules().await {
+            Ok(m) => m,
+            Err(e) => {
+                self.enqueue.spool().remove(&id).await;
+                return directory_down(info, &e);
+            }
+        };
+        let date = chrono::DateTime::from_timestamp_millis(self.clock.now_ms()).unwrap_or_default().to_rfc2822();
+        let config = &self.rt.config;
+        let rules = Rules {
+            markers: &config.tag.markers,
+            tag_required: config.tag.required,
+            hostname: &config.smtp.hostname,
+            max_message_size: config.smtp.max_message_size,
+            mailboxes: &mailboxes,
+        };
         let submission = Submission {
             mail_from: &envelope.mail_from,
             rcpts: &envelope.rcpts,
             headers: &received.headers,
             size,
-            authenticated_user: account.map(|a| a.address.as_str()),
+            authenticated_user: identity.as_ref().map(|i| i.address.as_str()),
             queue_id: &id,
             date: &date,
         };
@@ -205,8 +246,8 @@ impl Gateway {
             original_sender: plan.original_sender.clone(),
             message_id: plan.message_id.clone(),
             subject: plan.subject.clone(),
-            origin: match account {
-                Some(a) => format!("smtp from {} ({}, login {})", info.peer.ip(), envelope.mail_from, a.username),
+            origin: match &identity {
+                Some(i) => format!("smtp from {} ({}, login {})", info.peer.ip(), envelope.mail_from, i.login),
                 None => format!("smtp from {} ({})", info.peer.ip(), envelope.mail_from),
             },
         };
@@ -227,7 +268,7 @@ impl Gateway {
             Err(e) => {
                 tracing::error!(queue_id = %id, error = %e, "enqueue failed; answered temporary failure");
                 metrics::counter!("pecgate_smtp_messages_rejected_total", "reason" => "storage").increment(1);
-                e.to_reply().with_suffix(&format!(" (queue id {id})")).into()
+                enqueue_reply(&e).with_suffix(&format!(" (queue id {id})")).into()
             }
         }
     }

@@ -10,6 +10,13 @@
 //! until the maximum age. A session-level failure (connect, TLS, AUTH) never
 //! fails a message by itself: it is retried, because the fix (credentials,
 //! network) is on our side.
+//!
+//! Destinations come from the runtime snapshot: after a reload the next
+//! dispatch builds them anew (new host, password or CA take effect from the
+//! next connection), keeping each mailbox's connection slots and rate-limit
+//! window; a delivery in flight finishes with the snapshot it started with.
+//! A message whose mailbox is no longer configured stays queued (deferred,
+//! like any temporary failure) until it is put back or the message expires.
 
 pub mod client;
 pub mod rate;
@@ -25,11 +32,11 @@ use self::client::{ClientError, Endpoint, Scope, Severity, SmtpClient};
 use self::rate::RateLimiter;
 use crate::clock::Clock;
 use crate::cluster::Cluster;
-use crate::config::Config;
-use crate::enqueue::{self, Enqueue};
+use crate::enqueue::Enqueue;
 use crate::notify::{self, FailedRecipient};
 use crate::queue::scheduler::RetryPolicy;
 use crate::queue::spool::Spool;
+use crate::runtime::{Live, Runtime};
 use crate::store::{Attempt, Message, MessageKind, MessageState, RecipientOutcome, RecipientState, Route, Store};
 
 #[derive(Debug, thiserror::Error)]
@@ -49,11 +56,69 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 struct Destination {
     endpoint: Endpoint,
     slots: Arc<Semaphore>,
+    max_connections: usize,
     /// The provider's limit is per mailbox: with a shared store it is counted
     /// in the store, across instances; otherwise here.
-    rate: Mutex<RateLimiter>,
+    rate: Arc<Mutex<RateLimiter>>,
     rate_per_minute: u32,
     idle: Mutex<Vec<(SmtpClient, Instant)>>,
+}
+
+/// The destinations of one runtime generation.
+struct Destinations {
+    generation: u64,
+    map: HashMap<String, Arc<Destination>>,
+}
+
+impl Destinations {
+    /// Everything the snapshot names; slots and rate windows carry over from `old`.
+    fn build(rt: &Runtime, old: &HashMap<String, Arc<Destination>>) -> Self {
+        let helo = rt.config.smtp.hostname.clone();
+        let mut map = HashMap::new();
+        let mut add = |key: String, endpoint: Endpoint, max_connections: usize, rate_per_minute: u32| {
+            let prev = old.get(&key);
+            let slots = match prev {
+                Some(p) if p.max_connections == max_connections => p.slots.clone(),
+                _ => Arc::new(Semaphore::new(max_connections)),
+            };
+            let rate = match prev {
+                Some(p) => {
+                    lock(&p.rate).set_limit(rate_per_minute);
+                    p.rate.clone()
+                }
+                None => Arc::new(Mutex::new(RateLimiter::new(rate_per_minute))),
+            };
+            let d = Destination { endpoint, slots, max_connections, rate, rate_per_minute, idle: Mutex::new(Vec::new()) };
+            map.insert(key, Arc::new(d));
+        };
+        for m in &rt.mailboxes {
+            let endpoint = Endpoint {
+                host: m.smtp.host.clone(),
+                port: m.smtp.port,
+                security: m.smtp.security,
+                tls: m.smtp_tls.clone(),
+                timeout: Duration::from_secs(m.smtp.timeout_secs),
+                credentials: Some((m.username.clone(), m.password.clone())),
+                helo: helo.clone(),
+            };
+            add(route_key(&Route::Provider(m.id.clone())), endpoint, m.smtp.max_connections, m.rate_limit_per_minute);
+        }
+        let c = &rt.config.corporate;
+        let endpoint = Endpoint {
+            host: c.host.clone(),
+            port: c.port,
+            security: c.security,
+            tls: rt.corporate_tls.clone(),
+            timeout: Duration::from_secs(c.timeout_secs),
+            credentials: match (&c.username, &rt.secrets.corporate) {
+                (Some(u), Some(p)) => Some((u.clone(), p.clone())),
+                _ => None,
+            },
+            helo,
+        };
+        add(route_key(&Route::Corporate), endpoint, c.max_connections.max(1), 0);
+        Self { generation: rt.generation, map }
+    }
 }
 
 impl Destination {
@@ -89,9 +154,8 @@ pub struct Outbound {
     store: Arc<dyn Store>,
     spool: Spool,
     clock: Arc<dyn Clock>,
-    config: Arc<Config>,
-    retry: RetryPolicy,
-    destinations: HashMap<String, Arc<Destination>>,
+    live: Arc<Live>,
+    destinations: Mutex<Destinations>,
     enqueue: Arc<Enqueue>,
     kick: Arc<Notify>,
     /// Group commit of delivery results (see [`GroupCommit`]).
@@ -135,66 +199,27 @@ impl GroupCommit {
 
 impl Outbound {
     pub fn new(
-        config: Arc<Config>,
+        live: Arc<Live>,
         store: Arc<dyn Store>,
         spool: Spool,
         clock: Arc<dyn Clock>,
         enqueue: Arc<Enqueue>,
         kick: Arc<Notify>,
         cluster: Arc<Cluster>,
-    ) -> Result<Self> {
-        let mut destinations = HashMap::new();
-        let helo = config.smtp.hostname.clone();
-        for m in &config.mailboxes {
-            let tls = crate::tls::client_config(m.smtp.ca_file.as_deref())
-                .map_err(|source| Error::Tls { what: format!("mailbox {}", m.id), source })?;
-            let endpoint = Endpoint {
-                host: m.smtp.host.clone(),
-                port: m.smtp.port,
-                security: m.smtp.security,
-                tls,
-                timeout: Duration::from_secs(m.smtp.timeout_secs),
-                credentials: Some((m.username.clone(), m.resolved_password.clone())),
-                helo: helo.clone(),
-            };
-            destinations.insert(
-                route_key(&Route::Provider(m.id.clone())),
-                Arc::new(Destination {
-                    endpoint,
-                    slots: Arc::new(Semaphore::new(m.smtp.max_connections)),
-                    rate: Mutex::new(RateLimiter::new(m.rate_limit_per_minute)),
-                    rate_per_minute: m.rate_limit_per_minute,
-                    idle: Mutex::new(Vec::new()),
-                }),
-            );
-        }
-        let c = &config.corporate;
-        let tls = crate::tls::client_config(c.ca_file.as_deref()).map_err(|source| Error::Tls { what: "corporate".into(), source })?;
-        let endpoint = Endpoint {
-            host: c.host.clone(),
-            port: c.port,
-            security: c.security,
-            tls,
-            timeout: Duration::from_secs(c.timeout_secs),
-            credentials: match (&c.username, &c.resolved_password) {
-                (Some(u), Some(p)) => Some((u.clone(), p.clone())),
-                _ => None,
-            },
-            helo,
-        };
-        destinations.insert(
-            route_key(&Route::Corporate),
-            Arc::new(Destination {
-                endpoint,
-                slots: Arc::new(Semaphore::new(c.max_connections.max(1))),
-                rate: Mutex::new(RateLimiter::new(0)),
-                rate_per_minute: 0,
-                idle: Mutex::new(Vec::new()),
-            }),
-        );
-        let retry = RetryPolicy::from_config(&config.queue);
+    ) -> Self {
+        let destinations = Mutex::new(Destinations::build(&live.get(), &HashMap::new()));
         let results = GroupCommit::spawn(store.clone());
-        Ok(Self { store, spool, clock, config, retry, destinations, enqueue, kick, results, cluster })
+        Self { store, spool, clock, live, destinations, enqueue, kick, results, cluster }
+    }
+
+    /// The snapshot for this dispatch and its destinations (rebuilt after a reload).
+    fn current(&self) -> (Arc<Runtime>, HashMap<String, Arc<Destination>>) {
+        let rt = self.live.get();
+        let mut d = lock(&self.destinations);
+        if d.generation != rt.generation {
+            *d = Destinations::build(&rt, &d.map);
+        }
+        (rt, d.map.clone())
     }
 
     /// The dispatcher loop: runs until `shutdown` turns true, then gives
@@ -229,6 +254,7 @@ impl Outbound {
     /// Starts every due delivery that has a free slot; returns how long to wait.
     async fn dispatch_due(self: &Arc<Self>, inflight: &mut JoinSet<()>) -> std::result::Result<Duration, crate::store::Error> {
         let now = self.clock.now_ms();
+        let (rt, destinations) = self.current();
         let due = self.store.due_messages(now, 500).await?;
         let mut wait_until = now + 30_000;
         let mut ready = Vec::new();
@@ -238,8 +264,8 @@ impl Outbound {
             if rate_limited.contains(&key) {
                 continue;
             }
-            let Some(dest) = self.destinations.get(&key).cloned() else {
-                self.fail_unroutable(&m, now).await;
+            let Some(dest) = destinations.get(&key).cloned() else {
+                self.defer_unroutable(&rt, &m, now).await;
                 continue;
             };
             let Ok(permit) = dest.slots.clone().try_acquire_owned() else {
@@ -268,8 +294,9 @@ impl Outbound {
                 continue;
             }
             let this = self.clone();
+            let rt = rt.clone();
             inflight.spawn(async move {
-                this.deliver(m, dest, permit).await;
+                this.deliver(&rt, m, dest, permit).await;
                 this.kick.notify_one();
             });
         }
@@ -279,27 +306,38 @@ impl Outbound {
         Ok(Duration::from_millis((wait_until - now).clamp(10, 30_000) as u64))
     }
 
-    async fn fail_unroutable(&self, m: &Message, now: i64) {
-        let reason = format!("no destination for {:?} (mailbox removed from the configuration?)", m.route);
-        tracing::error!(queue_id = %m.id, "{reason}");
+    /// A message for a mailbox the configuration no longer has (removed by
+    /// a reload) waits like a temporary failure, so nothing is lost while the
+    /// admin puts the mailbox back or drops the message; it fails at max age.
+    async fn defer_unroutable(&self, rt: &Runtime, m: &Message, now: i64) {
+        let retry = RetryPolicy::from_config(&rt.config.queue);
+        let expired = retry.expired(now, m.created_at);
+        let reason = format!(
+            "{} is not in the configuration (removed?); kept in the queue until it is configured again, dropped with `pecgate queue drop {}`, or too old",
+            match &m.route {
+                Route::Provider(id) => format!("mailbox {id}"),
+                Route::Corporate => "the corporate server".to_owned(),
+            },
+            m.id
+        );
+        tracing::warn!(queue_id = %m.id, expired, "{reason}");
+        let state = if expired { RecipientState::Failed } else { RecipientState::Deferred };
         let rcpts = self.store.pending_recipients(&m.id).await.unwrap_or_default();
         let attempt = Attempt {
             at: now,
-            recipients: rcpts
-                .into_iter()
-                .map(|address| RecipientOutcome { address, state: RecipientState::Failed, reply: reason.clone() })
-                .collect(),
-            state: MessageState::Failed,
-            next_attempt_at: now,
+            recipients: rcpts.into_iter().map(|address| RecipientOutcome { address, state, reply: reason.clone() }).collect(),
+            state: if expired { MessageState::Failed } else { MessageState::Queued },
+            next_attempt_at: if expired { now } else { retry.next_attempt(now, m.attempts + 1) },
             error: Some(reason),
             relay: "none".into(),
         };
         if let Err(e) = self.store.record_attempt(&m.id, &attempt).await {
-            tracing::error!(queue_id = %m.id, error = %e, "cannot record failure");
+            tracing::error!(queue_id = %m.id, error = %e, "cannot record the deferral");
         }
     }
 
-    async fn deliver(&self, m: Message, dest: Arc<Destination>, _permit: OwnedSemaphorePermit) {
+    async fn deliver(&self, rt: &Runtime, m: Message, dest: Arc<Destination>, _permit: OwnedSemaphorePermit) {
+        let retry = RetryPolicy::from_config(&rt.config.queue);
         let relay = dest.endpoint.label();
         let rcpts = match self.store.pending_recipients(&m.id).await {
             Ok(r) => r,
@@ -312,7 +350,7 @@ impl Outbound {
         let outcome = self.transact(&m, &dest, &rcpts).await;
         record_attempt_metrics(&m, &outcome, started.elapsed().as_secs_f64());
         let now = self.clock.now_ms();
-        let expired = self.retry.expired(now, m.created_at);
+        let expired = retry.expired(now, m.created_at);
         let mut outcomes = Vec::new();
         let mut error = None;
         match outcome {
@@ -354,7 +392,7 @@ impl Outbound {
         } else {
             MessageState::Failed
         };
-        let next_attempt_at = if deferred { self.retry.next_attempt(now, m.attempts + 1) } else { now };
+        let next_attempt_at = if deferred { retry.next_attempt(now, m.attempts + 1) } else { now };
         let attempt = Attempt { at: now, recipients: outcomes.clone(), state, next_attempt_at, error: error.clone(), relay: relay.clone() };
         if let Err(e) = self.record(&m.id, attempt).await {
             // The provider has the message but our record does not say so: the
@@ -387,7 +425,7 @@ impl Outbound {
             .map(|o| FailedRecipient { address: o.address.clone(), reply: o.reply.clone() })
             .collect();
         if !failed.is_empty() && m.kind == MessageKind::Pec {
-            self.notify_sender(&m, &failed).await;
+            self.notify_sender(rt, &m, &failed).await;
         }
     }
 
@@ -438,36 +476,27 @@ impl Outbound {
         }
     }
 
-    async fn notify_sender(&self, m: &Message, failed: &[FailedRecipient]) {
+    async fn notify_sender(&self, rt: &Runtime, m: &Message, failed: &[FailedRecipient]) {
         let Route::Provider(mailbox_id) = &m.route else { return };
-        let mailbox_address = self.config.mailbox(mailbox_id).map(|mb| mb.address.as_str()).unwrap_or(mailbox_id);
+        let mailbox_address = rt.mailbox(mailbox_id).map(|mb| mb.address.as_str()).unwrap_or(mailbox_id);
         if m.original_sender.is_empty() {
             return;
         }
         let now = self.clock.now_ms();
+        let c = &rt.config.corporate;
         let (bytes, message_id) = notify::failure_notice(&notify::FailureNotice {
-            from: &self.config.corporate.from,
+            from: &c.from,
             to: &m.original_sender,
             mailbox_address,
             subject: &m.subject,
             queue_id: &m.id,
             message_id: &m.message_id,
             failed,
-            hostname: &self.config.smtp.hostname,
-            language: self.config.corporate.language,
+            hostname: &rt.config.smtp.hostname,
+            language: c.language,
             date_unix: now / 1000,
         });
-        let env = enqueue::Envelope {
-            kind: MessageKind::Notice,
-            route: Route::Corporate,
-            mail_from: self.config.corporate.from.clone(),
-            rcpts: vec![m.original_sender.clone()],
-            original_sender: self.config.corporate.from.clone(),
-            message_id,
-            subject: format!("failure notice for {}", m.id),
-            origin: format!("failure notice for {}", m.id),
-        };
-        match self.enqueue.submit_bytes(&bytes, env).await {
+        match self.enqueue.notice(&c.from, &m.original_sender, &bytes, message_id, &format!("failure notice for {}", m.id)).await {
             Ok(id) => {
                 tracing::info!(queue_id = %m.id, notice = %id, to = %m.original_sender, "failure notice queued");
                 let _ = self.store.add_event(&m.id, None, now, "notified", &format!("failure notice {id} to {}", m.original_sender)).await;

@@ -16,6 +16,11 @@ impl RateLimiter {
         Self { per_minute, sent: VecDeque::new() }
     }
 
+    /// A new limit after a reload; the submissions of the last minute still count.
+    pub fn set_limit(&mut self, per_minute: u32) {
+        self.per_minute = per_minute;
+    }
+
     /// Takes a slot at `now` (ms) if one is free; otherwise returns when the next one frees.
     pub fn try_take(&mut self, now: i64) -> Result<(), i64> {
         if self.per_minute == 0 {

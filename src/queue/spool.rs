@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::fs::{self, File};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 
 use crate::listener::session::DataSink;
 
@@ -66,15 +66,17 @@ impl Spool {
         self.dir.join(FETCHED).join(format!("{id}.eml"))
     }
 
-    /// A temporary file for a message being fetched.
-    pub fn fetched_tmp(&self, id: &str) -> PathBuf {
-        self.tmp(id, "eml")
+    /// Starts storing a message fetched from a provider: bytes go to a
+    /// temporary file until [`FetchedWriter::commit`] makes them durable.
+    pub async fn fetched_writer(&self, id: &str) -> io::Result<FetchedWriter> {
+        let tmp = self.tmp(id, "eml");
+        let file = File::create(&tmp).await?;
+        Ok(FetchedWriter { tmp, path: self.fetched_path(id), dir: self.dir.join(FETCHED), file: BufWriter::with_capacity(64 * 1024, file) })
     }
 
-    /// Moves a fully written, fsynced fetched message into `fetched/`.
-    pub async fn commit_fetched(&self, id: &str) -> io::Result<()> {
-        fs::rename(self.fetched_tmp(id), self.fetched_path(id)).await?;
-        sync_dir(&self.dir.join(FETCHED)).await
+    /// Removes a fetched message whose store record was never committed.
+    pub async fn remove_fetched(&self, id: &str) {
+        let _ = fs::remove_file(self.fetched_path(id)).await;
     }
 
     /// Start-up cleanup of `fetched/`: files without a store record were
@@ -211,6 +213,35 @@ pub fn split_header_section(message: &[u8]) -> (&[u8], &[u8]) {
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// A fetched message being written; dropped without [`commit`](Self::commit)
+/// (or after [`discard`](Self::discard)) it never reaches `fetched/`.
+pub struct FetchedWriter {
+    tmp: PathBuf,
+    path: PathBuf,
+    dir: PathBuf,
+    file: BufWriter<File>,
+}
+
+impl FetchedWriter {
+    /// Where the retrieved bytes go, exactly as the server sends them.
+    pub fn output(&mut self) -> &mut (dyn AsyncWrite + Unpin + Send) {
+        &mut self.file
+    }
+
+    /// Flushes, fsyncs, renames into `fetched/` and fsyncs the directory.
+    pub async fn commit(mut self) -> io::Result<()> {
+        self.file.flush().await?;
+        self.file.get_mut().sync_all().await?;
+        fs::rename(&self.tmp, &self.path).await?;
+        sync_dir(&self.dir).await
+    }
+
+    pub async fn discard(self) {
+        drop(self.file);
+        let _ = fs::remove_file(&self.tmp).await;
+    }
 }
 
 /// Receives DATA: keeps the header section in memory (bounded), streams the

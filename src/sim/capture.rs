@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::{Captured, Mailbag};
-use crate::listener::accept::{self, ListenerConfig};
+use crate::listener::accept::{self, ListenerConfig, SessionSetup};
 use crate::listener::session::{Backend, Envelope, Response, SessionConfig, SessionInfo};
 use crate::proto::reply;
 
@@ -56,13 +56,13 @@ impl CaptureServer {
         let bag = Arc::new(Mailbag::new(dir));
         let (tx, rx) = watch::channel(false);
         let session = Arc::new(SessionConfig::new("capture.localhost"));
-        accept::spawn(
-            listener,
-            Arc::new(CaptureBackend { bag: bag.clone() }),
+        let setup = SessionSetup {
+            backend: Arc::new(CaptureBackend { bag: bag.clone() }),
             session,
-            ListenerConfig { allowed_clients: Vec::new(), max_sessions: 100, implicit_tls: None, name: "capture" },
-            rx,
-        );
+            allowed_clients: Arc::from(Vec::new()),
+            max_sessions: 100,
+        };
+        accept::spawn(listener, Arc::new(setup), ListenerConfig { implicit_tls: None, name: "capture" }, rx);
         Ok(Self { addr, bag, _shutdown: tx })
     }
 }

@@ -20,7 +20,7 @@ use tokio_rustls::TlsAcceptor;
 use super::pop3::{Mailstore, Pop3Faults, Pop3Server, ServerSecurity};
 use super::receipts::{Behavior, receipts_for};
 use super::{Captured, Mailbag};
-use crate::listener::accept::{self, ListenerConfig};
+use crate::listener::accept::{self, ListenerConfig, SessionSetup};
 use crate::listener::session::{Backend, Envelope, Response, SessionConfig, SessionInfo};
 use crate::proto::reply::{self, Reply};
 use crate::tls::TestPki;
@@ -101,9 +101,11 @@ impl Faults {
     }
 }
 
+/// username -> mailbox; the password can change while running (a provider's forced change).
+type Accounts = Arc<std::sync::RwLock<HashMap<String, SimMailbox>>>;
+
 struct ProviderBackend {
-    /// username -> mailbox
-    accounts: HashMap<String, SimMailbox>,
+    accounts: Accounts,
     bag: Arc<Mailbag>,
     faults: Arc<Faults>,
     retrieval: Arc<Retrieval>,
@@ -162,8 +164,8 @@ impl Retrieval {
 }
 
 impl ProviderBackend {
-    fn mailbox(&self, info: &SessionInfo) -> Option<&SimMailbox> {
-        info.auth.as_ref().and_then(|u| self.accounts.get(u))
+    fn mailbox(&self, info: &SessionInfo) -> Option<SimMailbox> {
+        info.auth.as_ref().and_then(|u| self.accounts.read().unwrap_or_else(|p| p.into_inner()).get(u).cloned())
     }
 }
 
@@ -176,7 +178,8 @@ impl Backend for ProviderBackend {
 
     async fn authenticate(&self, _info: &SessionInfo, user: &str, password: &str) -> Result<String, Response> {
         self.faults.fire(Stage::Auth).await?;
-        match self.accounts.get(user) {
+        let account = self.accounts.read().unwrap_or_else(|p| p.into_inner()).get(user).cloned();
+        match account {
             Some(m) if crate::util::constant_time_eq(m.password.as_bytes(), password.as_bytes()) => Ok(user.to_owned()),
             _ => Err(reply::r535_auth_failed().into()),
         }
@@ -214,7 +217,7 @@ impl Backend for ProviderBackend {
             return r.into();
         }
         let captured = Captured { mail_from: envelope.mail_from.clone(), rcpts: envelope.rcpts.clone(), data, auth: info.auth.clone() };
-        self.retrieval.after_submission(&captured, m);
+        self.retrieval.after_submission(&captured, &m);
         self.bag.push(captured);
         if let Err(r) = self.faults.fire(Stage::Accepted).await {
             return r;
@@ -259,6 +262,7 @@ pub struct SimProvider {
     pub faults: Arc<Faults>,
     pub pop3_faults: Arc<Pop3Faults>,
     pub retrieval: Arc<Retrieval>,
+    accounts: Accounts,
     _pop3: Pop3Server,
     _shutdown: watch::Sender<bool>,
 }
@@ -303,28 +307,45 @@ impl SimProvider {
             held: Mutex::new(Vec::new()),
             seq: AtomicU64::new(1),
         });
-        let backend = ProviderBackend {
-            accounts: mailboxes.into_iter().map(|m| (m.username.clone(), m)).collect(),
-            bag: bag.clone(),
-            faults: faults.clone(),
-            retrieval: retrieval.clone(),
-        };
+        let accounts: Accounts = Arc::new(std::sync::RwLock::new(mailboxes.into_iter().map(|m| (m.username.clone(), m)).collect()));
+        let backend =
+            ProviderBackend { accounts: accounts.clone(), bag: bag.clone(), faults: faults.clone(), retrieval: retrieval.clone() };
         let (tx, rx) = watch::channel(false);
         let mut session = SessionConfig::new("smtps.sim-pec.localhost");
         session.command_timeout = Duration::from_secs(60);
+        let setup = SessionSetup {
+            backend: Arc::new(backend),
+            session: Arc::new(session),
+            allowed_clients: Arc::from(Vec::new()),
+            max_sessions: 200,
+        };
         accept::spawn(
             listener,
-            Arc::new(backend),
-            Arc::new(session),
-            ListenerConfig {
-                allowed_clients: Vec::new(),
-                max_sessions: 200,
-                implicit_tls: Some(TlsAcceptor::from(pki.server.clone())),
-                name: "sim",
-            },
+            Arc::new(setup),
+            ListenerConfig { implicit_tls: Some(TlsAcceptor::from(pki.server.clone())), name: "sim" },
             rx,
         );
-        Ok(Self { addr, pop3_addr: pop3.addr, ca_pem: pki.ca_pem, bag, faults, pop3_faults, retrieval, _pop3: pop3, _shutdown: tx })
+        Ok(Self {
+            addr,
+            pop3_addr: pop3.addr,
+            ca_pem: pki.ca_pem,
+            bag,
+            faults,
+            pop3_faults,
+            retrieval,
+            accounts,
+            _pop3: pop3,
+            _shutdown: tx,
+        })
+    }
+
+    /// Changes a login's password for SMTP and POP3, as a provider's forced
+    /// change does: sessions already logged in stay, new logins need it.
+    pub fn set_password(&self, username: &str, password: &str) {
+        if let Some(m) = self.accounts.write().unwrap_or_else(|p| p.into_inner()).get_mut(username) {
+            m.password = password.to_owned();
+        }
+        self.retrieval.mailstore.add_user(username, password);
     }
 }
 

@@ -29,12 +29,13 @@ pub enum Error {
     TooNew { found: i64, known: i64 },
 }
 
-/// Opens the store the configuration names, as this instance.
-pub async fn open(config: &crate::config::StoreConfig, instance: &str) -> Result<sql::SqlStore> {
+/// Opens the store the configuration names, as this instance; `url` is
+/// `[store] url` with the password joined in (PostgreSQL).
+pub async fn open(config: &crate::config::StoreConfig, url: Option<&crate::config::Secret>, instance: &str) -> Result<sql::SqlStore> {
     match config.backend {
         crate::config::StoreBackend::Sqlite => sql::SqlStore::open_sqlite(&config.path, instance).await,
         crate::config::StoreBackend::Postgres => {
-            let url = config.resolved_url.as_ref().map(|u| u.expose().to_owned()).unwrap_or_default();
+            let url = url.map(|u| u.expose().to_owned()).unwrap_or_default();
             sql::SqlStore::open_postgres(&url, config.max_connections, instance).await
         }
     }

@@ -98,12 +98,25 @@ impl TestEnv {
         config::load_str(&self.config_text, Some(self.dir.path())).unwrap().config
     }
 
+    /// The file the app runs with (written from `config_text` at each start).
+    pub fn config_path(&self) -> std::path::PathBuf {
+        self.dir.path().join("pecgate.toml")
+    }
+
+    /// Writes `text` as the configuration and reloads the running app.
+    pub async fn reload_with(&mut self, text: &str) -> Result<pecgate::runtime::reload::Report, pecgate::runtime::reload::Error> {
+        self.config_text = text.to_owned();
+        std::fs::write(self.config_path(), text).unwrap();
+        self.app().reload().await
+    }
+
     /// (Re)starts the app on the same directory, and waits for the fetchers'
     /// start-up poll so that the polls a test makes are the only ones.
     pub async fn restart(&mut self) {
-        let app = App::start(self.config(), self.clock.clone()).await.unwrap();
+        std::fs::write(self.config_path(), &self.config_text).unwrap();
+        let app = App::start(&self.config_path(), self.clock.clone()).await.unwrap();
         let deadline = tokio::time::Instant::now() + WAIT;
-        for f in app.fetchers.values() {
+        for f in app.fetchers.all() {
             while f.status().last_poll.is_none() {
                 assert!(tokio::time::Instant::now() < deadline, "the start-up poll never ran");
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -130,7 +143,7 @@ impl TestEnv {
     }
 
     /// Polls a mailbox now and returns what the poll did.
-    pub async fn poll(&self, mailbox: &str) -> pecgate::pop3::fetcher::PollReport {
+    pub async fn poll(&self, mailbox: &str) -> pecgate::fetch::PollReport {
         self.app().poll(mailbox).await.expect("mailbox has POP3").unwrap_or_else(|e| panic!("poll of {mailbox} failed: {e}"))
     }
 
@@ -423,7 +436,7 @@ pub fn files_under(dir: &std::path::Path, except: &[&str]) -> Vec<std::path::Pat
             let p = e.path();
             if p.is_dir() {
                 stack.push(p);
-            } else if !except.iter().any(|x| p.ends_with(x)) {
+            } else if p.is_file() && !except.iter().any(|x| p.ends_with(x)) {
                 files.push(p);
             }
         }

@@ -1,0 +1,527 @@
+//! The configuration file's shape: one serde struct per section, each with
+//! the documented defaults and `deny_unknown_fields`. Only what the file
+//! says lives here; resolved values (passwords read from files, parsed
+//! certificates) are in `runtime`.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use super::Secret;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub smtp: SmtpConfig,
+    pub tag: TagConfig,
+    pub store: StoreConfig,
+    pub corporate: CorporateConfig,
+    pub admin: AdminConfig,
+    pub queue: QueueConfig,
+    pub watchdog: WatchdogConfig,
+    pub pec: PecConfig,
+    pub log: LogConfig,
+    pub cluster: ClusterConfig,
+    pub control: ControlConfig,
+    /// Accept literal `password = "..."` keys in this file (not recommended).
+    pub allow_plaintext_secrets: bool,
+    #[serde(rename = "mailbox")]
+    pub mailboxes: Vec<MailboxConfig>,
+}
+
+/// `[smtp]`: the listener the corporate mail server relays PEC mail to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpConfig {
+    pub listen: String,
+    /// CIDR list; others get `554` at connect and nothing more.
+    pub allowed_clients: Vec<String>,
+    /// Bytes; advertised with SIZE (RFC 1870).
+    pub max_message_size: u64,
+    pub hostname: String,
+    /// STARTTLS is offered when both are set.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    pub max_sessions: usize,
+    pub max_recipients: usize,
+    pub command_timeout_secs: u64,
+    pub data_timeout_secs: u64,
+    /// `[smtp.auth]`: SMTP AUTH on this listener.
+    pub auth: SmtpAuthConfig,
+    /// `[[smtp.account]]`: the logins SMTP AUTH accepts.
+    #[serde(rename = "account")]
+    pub accounts: Vec<SmtpAccountConfig>,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:2525".into(),
+            allowed_clients: vec!["127.0.0.1/32".into(), "::1/128".into()],
+            max_message_size: 100 * 1024 * 1024,
+            hostname: default_hostname(),
+            tls_cert_file: None,
+            tls_key_file: None,
+            max_sessions: 100,
+            max_recipients: 1000,
+            command_timeout_secs: 300,
+            data_timeout_secs: 600,
+            auth: SmtpAuthConfig::default(),
+            accounts: Vec::new(),
+        }
+    }
+}
+
+/// `[smtp.auth]`: SMTP AUTH (PLAIN, LOGIN) on the listener. It adds a login
+/// to the connect-time `allowed_clients` check, never replaces it: an
+/// authenticated session may send only as its account's user
+/// (`smtpd_sender_login_maps` in Postfix terms), see `policy::check_sender_login`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpAuthConfig {
+    /// Offer AUTH PLAIN LOGIN, only after STARTTLS.
+    pub enabled: bool,
+    /// MAIL before a successful AUTH gets `530 5.7.0`.
+    pub required: bool,
+    /// Offer AUTH without TLS to clients connecting from a loopback address.
+    pub allow_without_tls_on_loopback: bool,
+    /// Milliseconds to wait before answering a failed AUTH (slows password guessing).
+    pub failure_delay_ms: u64,
+}
+
+impl Default for SmtpAuthConfig {
+    fn default() -> Self {
+        Self { enabled: false, required: false, allow_without_tls_on_loopback: false, failure_delay_ms: 1000 }
+    }
+}
+
+/// `[[smtp.account]]`: one SMTP AUTH login and the company user it acts as.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpAccountConfig {
+    pub username: String,
+    pub password_file: Option<PathBuf>,
+    pub password_env: Option<String>,
+    /// Literal password: refused unless `allow_plaintext_secrets = true`.
+    pub password: Option<Secret>,
+    /// The `[[mailbox.user]]` address (with `send = true`) this login sends as.
+    pub address: String,
+}
+
+pub fn default_hostname() -> String {
+    gethostname::gethostname().to_string_lossy().into_owned()
+}
+
+/// `[tag]`: the subject markers that route mail to PEC.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TagConfig {
+    pub markers: Vec<String>,
+    pub required: bool,
+}
+
+impl Default for TagConfig {
+    fn default() -> Self {
+        Self { markers: vec!["[PEC]".into(), "[GPEC]".into()], required: false }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    Sqlite,
+    Postgres,
+}
+
+/// `[store]`: message metadata (database) and message bytes (spool).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    pub backend: StoreBackend,
+    pub path: PathBuf,
+    /// PostgreSQL URL without the password (`postgres://user@host:5432/db?sslmode=verify-full`).
+    pub url: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub password_env: Option<String>,
+    pub password: Option<Secret>,
+    /// PostgreSQL connection pool size of this instance.
+    pub max_connections: u32,
+    pub spool_dir: PathBuf,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            backend: StoreBackend::Sqlite,
+            path: PathBuf::from("var/pecgate.db"),
+            url: None,
+            password_file: None,
+            password_env: None,
+            password: None,
+            max_connections: 10,
+            spool_dir: PathBuf::from("var/spool"),
+        }
+    }
+}
+
+/// `[control]`: the local socket `pecgate reload` talks to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlConfig {
+    /// Unix socket (mode 0600) for `pecgate reload`; relative to the config file's directory.
+    pub socket: PathBuf,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        Self { socket: PathBuf::from("var/pecgate.sock") }
+    }
+}
+
+/// `[cluster]`: several instances sharing one PostgreSQL store and spool.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// Unique per instance: names it in claims, leases, events and the admin page.
+    pub instance_id: String,
+    /// A crashed instance's deliveries and POP3 mailboxes are taken over after this.
+    pub lease_secs: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self { instance_id: default_hostname(), lease_secs: 60 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Security {
+    /// Plain SMTP (only for the corporate side on a trusted network).
+    None,
+    Starttls,
+    /// Implicit TLS (SMTPS, port 465).
+    Tls,
+}
+
+impl fmt::Display for Security {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Security::None => "none",
+            Security::Starttls => "starttls",
+            Security::Tls => "tls",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InjectMode {
+    Inline,
+    Attach,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Language {
+    It,
+    En,
+}
+
+/// `[corporate]`: the company mail server pecgate injects into.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorporateConfig {
+    pub host: String,
+    pub port: u16,
+    pub security: Security,
+    pub ca_file: Option<PathBuf>,
+    pub mode: InjectMode,
+    /// Envelope sender (and From) of what pecgate injects.
+    pub from: String,
+    pub username: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub password_env: Option<String>,
+    pub password: Option<Secret>,
+    pub timeout_secs: u64,
+    pub max_connections: usize,
+    pub language: Language,
+}
+
+impl Default for CorporateConfig {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 25,
+            security: Security::None,
+            ca_file: None,
+            mode: InjectMode::Inline,
+            from: format!("pecgate@{}", default_hostname()),
+            username: None,
+            password_file: None,
+            password_env: None,
+            password: None,
+            timeout_secs: 60,
+            max_connections: 4,
+            language: Language::It,
+        }
+    }
+}
+
+/// `[admin]`: health, metrics, API and web page.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    pub listen: String,
+    /// Bearer token of the API and password of the web page. Without it the
+    /// API and page are served only on a loopback listener.
+    pub token_file: Option<PathBuf>,
+    /// Language of the web page (`?lang=` overrides it per request).
+    pub language: Language,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self { listen: "127.0.0.1:9180".into(), token_file: None, language: Language::It }
+    }
+}
+
+/// `[queue]`: retry policy shared by every destination.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// First retry delay; doubles per attempt up to `max_backoff_secs`.
+    pub min_backoff_secs: u64,
+    pub max_backoff_secs: u64,
+    /// After this age a temporary failure becomes permanent.
+    pub max_age_secs: u64,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self { min_backoff_secs: 60, max_backoff_secs: 3600, max_age_secs: 2 * 24 * 3600 }
+    }
+}
+
+/// `[pec]`: checks on what the providers send.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PecConfig {
+    /// PEM bundle of the accredited PEC providers' CA certificates (from
+    /// AgID's list). Without it signatures are still checked, but a good
+    /// one reads `valid-untrusted-signer`.
+    pub trust_store: Option<PathBuf>,
+}
+
+/// `[watchdog]`: what nobody watches by hand (PEC.md: 12 h / 24 h timeouts).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WatchdogConfig {
+    /// No acceptance receipt this long after submission: tell the sender.
+    pub acceptance_timeout_minutes: u64,
+    /// No delivery receipt this long after acceptance: warn the sender (providers warn at 12 h).
+    pub delivery_warning_hours: u64,
+    /// ...and this long: final notice (providers give up at 24 h).
+    pub delivery_final_hours: u64,
+    /// A message waiting this long in the queue: tell the mailbox admin.
+    pub queue_stuck_minutes: u64,
+    /// No successful POP3 poll for this long: tell the mailbox admin.
+    pub poll_stale_minutes: u64,
+    /// How often the watchdog looks.
+    pub interval_secs: u64,
+    /// At most this many notices per pass (a burst of alarms must not flood users).
+    pub max_notices_per_pass: usize,
+}
+
+impl Default for WatchdogConfig {
+    fn default() -> Self {
+        Self {
+            acceptance_timeout_minutes: 30,
+            delivery_warning_hours: 12,
+            delivery_final_hours: 24,
+            queue_stuck_minutes: 30,
+            poll_stale_minutes: 30,
+            interval_secs: 60,
+            max_notices_per_pass: 50,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `[log]`: tracing filter (RUST_LOG syntax) and format.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { level: "info".into(), format: LogFormat::Text }
+    }
+}
+
+/// `receipt_type`: the same type the PEC classifier reads back from receipts.
+pub use crate::pec::ReceiptType;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReceiptsTo {
+    Sender,
+    Receivers,
+}
+
+/// `[[mailbox]]`: one PEC mailbox at a provider.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MailboxConfig {
+    pub id: String,
+    pub address: String,
+    pub username: String,
+    pub password_file: Option<PathBuf>,
+    pub password_env: Option<String>,
+    /// Literal password: refused unless `allow_plaintext_secrets = true`.
+    pub password: Option<Secret>,
+    pub receipt_type: ReceiptType,
+    pub receipts_to: ReceiptsTo,
+    pub max_recipients: usize,
+    /// Submissions per minute to the provider; 0 = no limit.
+    pub rate_limit_per_minute: u32,
+    pub active: bool,
+    pub smtp: MailboxSmtpConfig,
+    pub pop3: Option<MailboxPop3Config>,
+    #[serde(rename = "user")]
+    pub users: Vec<UserConfig>,
+}
+
+impl Default for MailboxConfig {
+    fn default() -> Self {
+        Self {
+            id: String::new(),
+            address: String::new(),
+            username: String::new(),
+            password_file: None,
+            password_env: None,
+            password: None,
+            receipt_type: ReceiptType::Completa,
+            receipts_to: ReceiptsTo::Sender,
+            max_recipients: 50,
+            rate_limit_per_minute: 0,
+            active: true,
+            smtp: MailboxSmtpConfig::default(),
+            pop3: None,
+            users: Vec::new(),
+        }
+    }
+}
+
+/// `[mailbox.smtp]`: the provider's submission server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MailboxSmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub security: Security,
+    pub timeout_secs: u64,
+    pub ca_file: Option<PathBuf>,
+    /// Parallel connections to the provider for this mailbox.
+    pub max_connections: usize,
+}
+
+impl Default for MailboxSmtpConfig {
+    fn default() -> Self {
+        Self { host: String::new(), port: 465, security: Security::Tls, timeout_secs: 60, ca_file: None, max_connections: 4 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Retention {
+    Leave,
+    Delete,
+    DeleteAfter,
+}
+
+/// `[mailbox.pop3]`: the provider's POP3 server (used by the fetcher).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MailboxPop3Config {
+    pub host: String,
+    pub port: u16,
+    pub security: Security,
+    pub timeout_secs: u64,
+    pub ca_file: Option<PathBuf>,
+    pub interval_secs: u64,
+    pub retention: Retention,
+    pub delete_after_days: u32,
+}
+
+impl Default for MailboxPop3Config {
+    fn default() -> Self {
+        Self {
+            host: String::new(),
+            port: 995,
+            security: Security::Tls,
+            timeout_secs: 60,
+            ca_file: None,
+            interval_secs: 60,
+            retention: Retention::Leave,
+            delete_after_days: 30,
+        }
+    }
+}
+
+/// `[[mailbox.user]]`: a company address and what it may do with the mailbox.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UserConfig {
+    pub address: String,
+    pub send: bool,
+    pub receive: bool,
+    pub anomalies: bool,
+    pub admin: bool,
+}
+
+impl Default for UserConfig {
+    fn default() -> Self {
+        Self { address: String::new(), send: true, receive: true, anomalies: true, admin: false }
+    }
+}
+
+impl MailboxConfig {
+    pub fn admin(&self) -> Option<&UserConfig> {
+        self.users.iter().find(|u| u.admin)
+    }
+}
+
+impl Config {
+    pub fn mailbox(&self, id: &str) -> Option<&MailboxConfig> {
+        self.mailboxes.iter().find(|m| m.id == id)
+    }
+
+    pub fn allowed_clients(&self) -> Vec<IpNet> {
+        self.smtp.allowed_clients.iter().filter_map(|c| parse_cidr(c)).collect()
+    }
+
+    /// The effective configuration, secrets masked (for `check-config`).
+    /// JSON rather than TOML: the toml crate is not a direct dependency, and
+    /// JSON shows the same keys and values just as plainly.
+    pub fn to_masked_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("<cannot render: {e}>"))
+    }
+}
+
+/// `10.0.0.0/8`, or a bare address meaning a single host.
+pub fn parse_cidr(s: &str) -> Option<IpNet> {
+    let s = s.trim();
+    s.parse::<IpNet>().ok().or_else(|| s.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+}

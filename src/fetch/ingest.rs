@@ -1,0 +1,267 @@
+//! What happens to a fetched message, whatever the protocol: stored
+//! byte-for-byte, classified, signature checked, receipts correlated with
+//! what was sent, routed to company users through the directory, and
+//! committed in one transaction with its injection into the corporate
+//! server. Only a committed message may be deleted from the provider.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Error, FetchSource, Listed, Result};
+use crate::clock::Clock;
+use crate::config::InjectMode;
+use crate::correlate::correlate;
+use crate::enqueue::{self, Enqueue};
+use crate::notify::{self, Delivery};
+use crate::pec::{self, Classification};
+use crate::queue::spool::Spool;
+use crate::route::route;
+use crate::runtime::{Mailbox, Runtime};
+use crate::store::{self, FetchedRecord, MessageKind, Route, Store};
+
+pub struct Ingest {
+    store: Arc<dyn Store>,
+    spool: Spool,
+    enqueue: Arc<Enqueue>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Ingest {
+    pub fn new(store: Arc<dyn Store>, spool: Spool, enqueue: Arc<Enqueue>, clock: Arc<dyn Clock>) -> Self {
+        Self { store, spool, enqueue, clock }
+    }
+
+    /// Retrieves `item` into the spool and takes it all the way to a commit.
+    /// `origin` describes where it came from (`pop3 mailbox legal uidl X`).
+    pub async fn fetch(
+        &self,
+        rt: &Runtime,
+        mailbox: &Mailbox,
+        source: &mut dyn FetchSource,
+        item: &Listed,
+        origin: &str,
+        timeout: Duration,
+    ) -> Result<FetchedRecord> {
+        // A fetched PEC may be bigger than what the listener accepts (envelopes add to it).
+        let limit = rt.config.smtp.max_message_size.saturating_mul(2).saturating_add(10 * 1024 * 1024);
+        let deadline = timeout.saturating_mul(20);
+        let now = self.clock.now_ms();
+        let id = crate::queue::new_queue_id(now);
+        let mut writer = self.spool.fetched_writer(&id).await.map_err(Error::Spool)?;
+        let size = match source.retrieve(item, writer.output(), limit, deadline).await {
+            Ok(size) => size,
+            Err(e) => {
+                writer.discard().await;
+                return Err(e.into());
+            }
+        };
+        writer.commit().await.map_err(Error::Spool)?;
+        // Classification works on a copy in memory; the stored file is never touched again.
+        let raw = tokio::fs::read(self.spool.fetched_path(&id)).await.map_err(Error::Spool)?;
+        let c = pec::classify(&raw);
+        let sig = pec::signature::verify(&raw, &rt.trust, c.daticert.as_ref().and_then(|d| d.data));
+        let fetched = Fetched { id: &id, uid: &item.uid, size, now, origin, classification: &c, signature: &sig, raw: &raw };
+        match self.route_and_commit(rt, mailbox, &fetched).await {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                // Not committed: the provider's copy stays and is fetched again next time.
+                self.spool.remove_fetched(&id).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Tells the mailbox admin about a problem, through the corporate server.
+    pub async fn tell_admin(&self, rt: &Runtime, mailbox: &Mailbox, problem: &str) {
+        let members = match rt.directory.members(&mailbox.id).await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(mailbox = %mailbox.id, error = %e, %problem, "cannot find the mailbox admin to notify");
+                return;
+            }
+        };
+        let Some(admin) = crate::directory::admin(&members) else { return };
+        let now = self.clock.now_ms();
+        let c = &rt.config.corporate;
+        let (bytes, message_id) = notify::mailbox_notice(&notify::MailboxNotice {
+            from: &c.from,
+            to: &admin.address,
+            mailbox_address: &mailbox.address,
+            problem,
+            hostname: &rt.config.smtp.hostname,
+            language: c.language,
+            date_unix: now / 1000,
+            id: &crate::queue::new_queue_id(now),
+        });
+        match self.enqueue.notice(&c.from, &admin.address, &bytes, message_id, &format!("fetcher of mailbox {}", mailbox.id)).await {
+            Ok(qid) => tracing::warn!(mailbox = %mailbox.id, notice = %qid, to = %admin.address, "mailbox admin notified"),
+            Err(e) => tracing::error!(mailbox = %mailbox.id, error = %e, "cannot queue the admin notice"),
+        }
+    }
+
+    async fn route_and_commit(&self, rt: &Runtime, mailbox: &Mailbox, f: &Fetched<'_>) -> Result<FetchedRecord> {
+        let c = f.classification;
+        let daticert = c.daticert.as_ref();
+        let identificativo = daticert.map(|d| d.identificativo.clone()).filter(|s| !s.is_empty());
+        let (sent, update, status) = if c.kind.is_receipt() {
+            let mut ids: Vec<&str> = Vec::new();
+            if let Some(r) = c.riferimento_message_id.as_deref() {
+                ids.push(r);
+            }
+            if let Some(m) = daticert.and_then(|d| d.msgid.as_deref()) {
+                ids.push(m);
+            }
+            match self.store.find_sent(&mailbox.id, &ids, identificativo.as_deref()).await? {
+                Some(m) => {
+                    let recipients = self.store.recipients(&m.id).await?;
+                    let update = correlate(c, &m.id, m.state, &recipients);
+                    let status: Vec<String> = recipients
+                        .iter()
+                        .map(|r| {
+                            let state = update
+                                .as_ref()
+                                .and_then(|u| u.recipients.iter().find(|(a, _)| a == &r.address))
+                                .map(|(_, s)| *s)
+                                .unwrap_or(r.state);
+                            format!("{}: {state}", r.address)
+                        })
+                        .collect();
+                    (Some(m), update, status)
+                }
+                None => (None, None, Vec::new()),
+            }
+        } else {
+            (None, None, Vec::new())
+        };
+        let members = rt.directory.members(&mailbox.id).await?;
+        let to = route(c.kind, mailbox.receipts_to, &members, sent.as_ref().map(|m| m.original_sender.as_str()));
+        let corp = &rt.config.corporate;
+        let delivery = Delivery {
+            from: &corp.from,
+            to: &to,
+            mailbox_id: &mailbox.id,
+            mailbox_address: &mailbox.address,
+            fetched_id: f.id,
+            classification: c,
+            status: &status,
+            hostname: &rt.config.smtp.hostname,
+            language: corp.language,
+            date_unix: f.now / 1000,
+            signature: Some(f.signature),
+        };
+        let wrapped = match corp.mode {
+            InjectMode::Inline => notify::inline_wrap(&delivery, f.raw),
+            InjectMode::Attach => notify::attach_wrap(&delivery, f.raw),
+        };
+        let subject = c.subject.clone().unwrap_or_default();
+        let env = enqueue::Envelope {
+            kind: MessageKind::Injection,
+            route: Route::Corporate,
+            mail_from: corp.from.clone(),
+            rcpts: to.clone(),
+            original_sender: c.daticert.as_ref().map(|d| d.mittente.clone()).unwrap_or_default(),
+            message_id: c.message_id.clone().unwrap_or_default(),
+            subject: subject.clone(),
+            origin: format!("{} ({})", f.origin, c.kind.as_str()),
+        };
+        let injection = self.enqueue.prepare_bytes(&wrapped, env).await?;
+        let record = FetchedRecord {
+            id: f.id.to_owned(),
+            mailbox_id: mailbox.id.clone(),
+            uidl: f.uid.to_owned(),
+            fetched_at: f.now,
+            size: f.size,
+            kind: c.kind.as_str().to_owned(),
+            subject,
+            message_id: c.message_id.clone(),
+            riferimento: c.riferimento_message_id.clone(),
+            identificativo,
+            consegna: daticert.and_then(|d| d.consegna.clone()),
+            related_message: sent.as_ref().map(|m| m.id.clone()),
+            routed_to: to.clone(),
+            injection: Some(injection.id.clone()),
+            signature: Some(f.signature.verdict.as_str().to_owned()),
+            signer: f.signature.signer.clone(),
+            deleted_at: None,
+            fetched_by: None,
+        };
+        if let Err(e) = self.store.commit_fetched(&record, update.as_ref(), std::slice::from_ref(&injection)).await {
+            self.spool.remove(&injection.id).await;
+            // Another instance stored it first (lease handover): its copy counts, ours goes.
+            if let Ok(Some(theirs)) = self.store.fetched_by_uidl(&mailbox.id, f.uid).await {
+                self.spool.remove_fetched(f.id).await;
+                tracing::info!(mailbox = %mailbox.id, uidl = %f.uid, by = theirs.fetched_by.as_deref().unwrap_or("-"), "already stored by another instance");
+                return Ok(theirs);
+            }
+            return Err(e.into());
+        }
+        self.enqueue.kick();
+        record_fetch_metrics(&mailbox.id, c, sent.as_ref());
+        let sig = f.signature;
+        metrics::counter!("pecgate_signature_verdicts_total", "mailbox" => mailbox.id.clone(), "verdict" => sig.verdict.as_str())
+            .increment(1);
+        if matches!(sig.verdict, pec::signature::Verdict::Invalid | pec::signature::Verdict::Malformed) {
+            let problem = format!(
+                "message {} ({}, \"{}\") has a {} provider signature: {}. It was delivered marked X-Pecgate-Signature; keep the stored original as evidence.",
+                f.id,
+                c.kind.as_str(),
+                c.subject.as_deref().unwrap_or(""),
+                sig.verdict.as_str(),
+                sig.detail
+            );
+            tracing::warn!(mailbox = %mailbox.id, fetched_id = %f.id, verdict = sig.verdict.as_str(), detail = %sig.detail, "signature check failed");
+            self.tell_admin(rt, mailbox, &problem).await;
+        }
+        tracing::info!(
+            mailbox = %mailbox.id,
+            fetched_id = %f.id,
+            uidl = %f.uid,
+            kind = %c.kind.as_str(),
+            related = %sent.as_ref().map(|m| m.id.as_str()).unwrap_or("-"),
+            to = %to.join(","),
+            queue_id = %injection.id,
+            "fetched"
+        );
+        if sent.is_none() && c.kind.is_receipt() {
+            tracing::info!(mailbox = %mailbox.id, fetched_id = %f.id, "receipt for a message not sent through pecgate (webmail or unknown id); routed to the receivers");
+        }
+        Ok(record)
+    }
+}
+
+/// A retrieved message on its way to the commit.
+struct Fetched<'a> {
+    id: &'a str,
+    uid: &'a str,
+    size: u64,
+    now: i64,
+    origin: &'a str,
+    classification: &'a Classification,
+    signature: &'a pec::signature::SignatureReport,
+    raw: &'a [u8],
+}
+
+fn record_fetch_metrics(mailbox: &str, c: &Classification, sent: Option<&store::Message>) {
+    let mb = mailbox.to_owned();
+    metrics::counter!("pecgate_pop3_messages_fetched_total", "mailbox" => mb.clone()).increment(1);
+    let kind = c.kind.as_str();
+    if !c.kind.is_receipt() {
+        metrics::counter!("pecgate_inbound_messages_total", "mailbox" => mb, "kind" => kind).increment(1);
+        return;
+    }
+    metrics::counter!("pecgate_receipts_total", "mailbox" => mb.clone(), "kind" => kind).increment(1);
+    let Some(m) = sent else {
+        metrics::counter!("pecgate_receipts_unmatched_total", "mailbox" => mb).increment(1);
+        return;
+    };
+    // From acceptance by pecgate to the provider's time in daticert.
+    if matches!(c.kind, pec::Kind::Accettazione | pec::Kind::AvvenutaConsegna)
+        && let Some(at) = c.daticert.as_ref().and_then(|d| d.data)
+    {
+        // daticert times have whole seconds: a fast receipt may look up to 1 s early.
+        let secs = (at.timestamp_millis() - m.created_at) as f64 / 1000.0;
+        if secs > -2.0 {
+            metrics::histogram!("pecgate_receipt_latency_seconds", "mailbox" => mb, "kind" => kind).record(secs.max(0.0));
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! Fetching mail from the providers' mailboxes, protocol-independent.
+//!
+//! A [`FetchSource`] is one session with a provider's server (POP3 today,
+//! [`pop3::Pop3Source`]; IMAP plugs in the same way): it lists messages,
+//! streams one into a writer with a size limit and a deadline, marks
+//! messages for deletion and commits the deletions. [`connect`] is the one
+//! place that picks the implementation from the mailbox's configuration.
+//!
+//! [`ingest`] does what follows a retrieval, whatever the protocol: store
+//! the bytes durably, classify, verify the signature, correlate receipts,
+//! route, and commit it all at once. [`worker::Fetcher`] polls one mailbox
+//! (lease, backoff, retention, telling the admin), and [`workers::Fetchers`]
+//! starts and stops one worker per active mailbox as the configuration
+//! changes.
+//!
+//! Safety order for each message (nothing is lost between fetch and inject):
+//! retrieve into `tmp/`, fsync, rename into `fetched/`; then one store commit
+//! holding the fetched record, the receipt's effect on the sent message and
+//! the injection row (whose spool files were written first). Only after that
+//! commit may the message be deleted from the provider, per `retention`.
+
+pub mod ingest;
+pub mod pop3;
+pub mod worker;
+pub mod workers;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::io::AsyncWrite;
+
+use crate::config::{MailboxConfig, Retention};
+use crate::runtime::Mailbox;
+use crate::store;
+
+pub use worker::{FetchStatus, Fetcher, PollReport};
+pub use workers::Fetchers;
+
+/// One message on the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// Stable across sessions and unique in the mailbox (POP3 UIDL); the store's key.
+    pub uid: String,
+    /// What the server calls it in this session (POP3 message number).
+    pub handle: u32,
+}
+
+/// What kind of trouble a source had, for metrics, backoff and notices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Credentials refused: the admin must act; told at once.
+    Auth,
+    /// Connect, TLS, timeouts, dropped connections.
+    Network,
+    /// The server said something unexpected.
+    Protocol,
+    /// One message is larger than pecgate takes.
+    TooLarge,
+}
+
+/// A source's error, with its kind; the text names the server's reply.
+#[derive(Debug, thiserror::Error)]
+#[error("{protocol}: {source}")]
+pub struct SourceError {
+    pub kind: FailureKind,
+    pub protocol: &'static str,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+pub type SourceResult<T> = std::result::Result<T, SourceError>;
+
+/// One session with a provider's mailbox.
+#[async_trait]
+pub trait FetchSource: Send {
+    /// `pop3`, `imap`: for logs and the event history.
+    fn protocol(&self) -> &'static str;
+
+    /// The messages on the server now, in the server's order.
+    async fn list(&mut self) -> SourceResult<Vec<Listed>>;
+
+    /// Streams one message byte-for-byte into `out`: at most `limit` bytes,
+    /// all of it within `deadline`. On error `out` holds a partial message.
+    async fn retrieve(
+        &mut self,
+        item: &Listed,
+        out: &mut (dyn AsyncWrite + Unpin + Send),
+        limit: u64,
+        deadline: Duration,
+    ) -> SourceResult<u64>;
+
+    /// Marks a message for deletion; nothing is deleted before [`commit`](Self::commit).
+    async fn mark_deleted(&mut self, item: &Listed) -> SourceResult<()>;
+
+    /// Applies the deletions and ends the session cleanly.
+    async fn commit(&mut self) -> SourceResult<()>;
+
+    /// Waits on the open session for new mail, at most `max`: `Ok(true)` if
+    /// some may have arrived. Sources that cannot wait (POP3) say `Ok(false)`
+    /// at once, and the worker reconnects after its interval.
+    async fn wait_for_changes(&mut self, _max: Duration) -> SourceResult<bool> {
+        Ok(false)
+    }
+}
+
+/// How a mailbox is fetched, whatever the protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub retention: Retention,
+    pub delete_after_days: u32,
+}
+
+/// The fetch settings of a mailbox, `None` if it is not fetched.
+pub fn settings(m: &MailboxConfig) -> Option<Settings> {
+    m.pop3.as_ref().map(|p| Settings {
+        interval: Duration::from_secs(p.interval_secs.max(1)),
+        timeout: Duration::from_secs(p.timeout_secs.max(1)),
+        retention: p.retention,
+        delete_after_days: p.delete_after_days,
+    })
+}
+
+/// Opens a session to the mailbox's server with the protocol it is configured for.
+pub async fn connect(m: &Mailbox) -> SourceResult<Box<dyn FetchSource>> {
+    match (&m.pop3, &m.pop3_tls) {
+        (Some(p), Some(tls)) => Ok(Box::new(pop3::Pop3Source::connect(&m.username, &m.password, p, tls.clone()).await?)),
+        _ => Err(SourceError {
+            kind: FailureKind::Protocol,
+            protocol: "fetch",
+            source: format!("mailbox {} has no retrieval configured", m.id).into(),
+        }),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Source(#[from] SourceError),
+    #[error("storing a fetched message: {0}")]
+    Spool(#[source] std::io::Error),
+    #[error("store: {0}")]
+    Store(#[from] store::Error),
+    #[error("queueing the injection: {0}")]
+    Enqueue(#[from] crate::enqueue::Error),
+    #[error("{0}")]
+    Directory(#[from] crate::directory::Error),
+    #[error("mailbox {0} is no longer configured for fetching")]
+    Gone(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// The `kind` label of `pecgate_pop3_errors_total`.
+    pub fn metric_kind(&self) -> &'static str {
+        match self {
+            Error::Source(s) => match s.kind {
+                FailureKind::Auth => "auth",
+                FailureKind::Network => "network",
+                FailureKind::Protocol | FailureKind::TooLarge => "protocol",
+            },
+            Error::Directory(_) => "directory",
+            Error::Spool(_) | Error::Store(_) | Error::Enqueue(_) | Error::Gone(_) => "storage",
+        }
+    }
+
+    pub fn is_auth(&self) -> bool {
+        matches!(self, Error::Source(s) if s.kind == FailureKind::Auth)
+    }
+}

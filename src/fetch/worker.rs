@@ -1,0 +1,278 @@
+//! One mailbox's fetcher: polls the provider's server, hands every new
+//! message to [`Ingest`], and deletes per `retention` only what is
+//! committed. Each poll takes the runtime snapshot current when it starts
+//! (server, password, retention, routing) and keeps it to its end.
+//!
+//! `leave` never deletes, `delete` right away, `delete-after` once the
+//! message is older than `delete_after_days`; never before the injection
+//! reached the corporate server. Ids already in the store are never fetched
+//! twice, across restarts too. One poll at a time per mailbox (a mutex);
+//! with several instances one holds the mailbox's lease and polls. Login or
+//! network failures back off and tell the mailbox admin once per incident.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::{Notify, watch};
+
+use super::ingest::Ingest;
+use super::{Error, FetchSource, Result, Settings};
+use crate::clock::Clock;
+use crate::cluster::{self, Cluster};
+use crate::config::Retention;
+use crate::runtime::{Live, Mailbox, Runtime};
+use crate::store::{FetchedRecord, Store};
+
+/// What one poll did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PollReport {
+    pub listed: usize,
+    pub fetched: usize,
+    pub deleted: usize,
+    /// Another instance holds this mailbox's lease and polls it; nothing was done.
+    pub standby: Option<String>,
+}
+
+/// Health of the mailbox as seen by the fetcher (status, readiness, metrics).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FetchStatus {
+    pub last_poll: Option<i64>,
+    pub last_success: Option<i64>,
+    pub last_error: Option<String>,
+    pub consecutive_failures: u32,
+    /// An incident was reported to the admin and has not ended yet.
+    pub incident_open: bool,
+    /// Another instance polls this mailbox (it holds the lease).
+    pub standby: bool,
+}
+
+pub struct Fetcher {
+    mailbox: String,
+    live: Arc<Live>,
+    ingest: Arc<Ingest>,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    /// Serialises polls: overlapping polls of one mailbox are impossible.
+    poll_lock: tokio::sync::Mutex<()>,
+    poll_now: Notify,
+    status: Mutex<FetchStatus>,
+    /// One instance at a time polls a mailbox (its lease).
+    cluster: Arc<Cluster>,
+    lease: String,
+    /// When this instance last took or renewed the lease (ms; 0 = never).
+    lease_held_at: AtomicI64,
+}
+
+impl Fetcher {
+    pub fn new(
+        mailbox: &str,
+        live: Arc<Live>,
+        ingest: Arc<Ingest>,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        cluster: Arc<Cluster>,
+    ) -> Self {
+        Self {
+            mailbox: mailbox.to_owned(),
+            live,
+            ingest,
+            store,
+            clock,
+            poll_lock: tokio::sync::Mutex::new(()),
+            poll_now: Notify::new(),
+            status: Mutex::new(FetchStatus::default()),
+            lease: cluster::pop3_lease(mailbox),
+            lease_held_at: AtomicI64::new(0),
+            cluster,
+        }
+    }
+
+    pub fn mailbox_id(&self) -> &str {
+        &self.mailbox
+    }
+
+    pub fn lease(&self) -> &str {
+        &self.lease
+    }
+
+    pub fn status(&self) -> FetchStatus {
+        self.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Asks the background loop to poll now.
+    pub fn wake(&self) {
+        self.poll_now.notify_one();
+    }
+
+    /// The background loop: poll, wait the interval (longer while failing),
+    /// repeat, until `stop` turns true; a poll in progress is finished first.
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let _ = self.poll().await;
+            let failures = self.status().consecutive_failures;
+            let rt = self.live.get();
+            let base = rt.mailbox(&self.mailbox).and_then(|m| super::settings(m)).map_or(60, |s| s.interval.as_secs().max(1));
+            let wait = if failures == 0 { base } else { base.saturating_mul(1 << failures.min(6)).min(3600) };
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(wait)) => {}
+                _ = self.poll_now.notified() => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+
+    /// One poll, serialised with any other poll of this mailbox.
+    pub async fn poll(&self) -> Result<PollReport> {
+        let _guard = self.poll_lock.lock().await;
+        let rt = self.live.get();
+        let Some((mailbox, settings)) = rt.mailbox(&self.mailbox).and_then(|m| Some((m, super::settings(m)?))) else {
+            return Err(Error::Gone(self.mailbox.clone()));
+        };
+        let now = self.clock.now_ms();
+        if !self.hold_lease(settings.interval).await {
+            let holder = self.store.leases().await.ok().and_then(|l| l.into_iter().find(|l| l.name == self.lease)).map(|l| l.holder);
+            let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
+            if !s.standby {
+                tracing::info!(mailbox = %self.mailbox, holder = holder.as_deref().unwrap_or("-"), "another instance polls this mailbox; standing by");
+                // The holder reports the mailbox's health; a failure seen here before is not current.
+                crate::metrics::mailbox_health(&self.mailbox, crate::metrics::Part::Poll, true);
+                s.last_error = None;
+                s.consecutive_failures = 0;
+                s.incident_open = false;
+            }
+            s.standby = true;
+            return Ok(PollReport { standby: Some(holder.unwrap_or_default()), ..Default::default() });
+        }
+        if std::mem::take(&mut self.status.lock().unwrap_or_else(|p| p.into_inner()).standby) {
+            tracing::info!(mailbox = %self.mailbox, "this instance now polls the mailbox");
+        }
+        let result = self.poll_locked(&rt, mailbox, &settings).await;
+        self.record_outcome(&rt, mailbox, now, &result).await;
+        result
+    }
+
+    async fn record_outcome(&self, rt: &Runtime, mailbox: &Mailbox, now: i64, result: &Result<PollReport>) {
+        let mb = self.mailbox.clone();
+        match result {
+            Ok(_) => {
+                metrics::counter!("pecgate_pop3_polls_total", "mailbox" => mb.clone(), "result" => "ok").increment(1);
+                metrics::gauge!("pecgate_last_poll_success_timestamp_seconds", "mailbox" => mb.clone()).set((now / 1000) as f64);
+            }
+            Err(e) => {
+                metrics::counter!("pecgate_pop3_polls_total", "mailbox" => mb.clone(), "result" => "error").increment(1);
+                metrics::counter!("pecgate_pop3_errors_total", "mailbox" => mb.clone(), "kind" => e.metric_kind()).increment(1);
+            }
+        }
+        crate::metrics::mailbox_health(&mb, crate::metrics::Part::Poll, result.is_ok());
+        let notify_admin = {
+            let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
+            s.last_poll = Some(now);
+            match result {
+                Ok(report) => {
+                    if s.incident_open {
+                        tracing::info!(mailbox = %self.mailbox, "retrieval works again");
+                    }
+                    s.last_success = Some(now);
+                    s.last_error = None;
+                    s.consecutive_failures = 0;
+                    s.incident_open = false;
+                    if report.fetched > 0 || report.deleted > 0 {
+                        tracing::info!(mailbox = %self.mailbox, listed = report.listed, fetched = report.fetched, deleted = report.deleted, "poll done");
+                    }
+                    None
+                }
+                Err(e) => {
+                    s.consecutive_failures += 1;
+                    s.last_error = Some(e.to_string());
+                    tracing::warn!(mailbox = %self.mailbox, failures = s.consecutive_failures, error = %e, "poll failed");
+                    // Auth failures are reported at once; network trouble after a few tries.
+                    let report = !s.incident_open && (e.is_auth() || s.consecutive_failures >= 3);
+                    if report {
+                        s.incident_open = true;
+                        Some(e.to_string())
+                    } else {
+                        None
+                    }
+                }
+            }
+        };
+        if let Some(problem) = notify_admin {
+            self.ingest.tell_admin(rt, mailbox, &problem).await;
+        }
+    }
+
+    /// Takes or renews the mailbox lease, for a poll interval beyond the lease.
+    async fn hold_lease(&self, interval: Duration) -> bool {
+        let interval_ms = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX / 4);
+        let held = self.cluster.hold(&self.lease, interval_ms).await;
+        let at = if held { self.clock.now_ms() } else { 0 };
+        self.lease_held_at.store(at, Ordering::Relaxed);
+        held
+    }
+
+    /// During a poll: renews the lease once a quarter of it has passed, not
+    /// for every message (each renewal is a database commit).
+    async fn keep_lease(&self, interval: Duration) -> bool {
+        let since = self.clock.now_ms() - self.lease_held_at.load(Ordering::Relaxed);
+        since < self.cluster.lease_ms() / 4 || self.hold_lease(interval).await
+    }
+
+    async fn poll_locked(&self, rt: &Runtime, mailbox: &Mailbox, settings: &Settings) -> Result<PollReport> {
+        // On any error the session is dropped without a commit: nothing marked is deleted.
+        let mut source = super::connect(mailbox).await?;
+        self.poll_session(rt, mailbox, settings, source.as_mut()).await
+    }
+
+    async fn poll_session(&self, rt: &Runtime, mailbox: &Mailbox, settings: &Settings, source: &mut dyn FetchSource) -> Result<PollReport> {
+        let list = source.list().await?;
+        let mut report = PollReport { listed: list.len(), ..Default::default() };
+        let mut deleted = Vec::new();
+        for item in list {
+            let record = match self.store.fetched_by_uidl(&mailbox.id, &item.uid).await? {
+                Some(r) => r,
+                None => {
+                    // A long poll keeps its lease; if it was lost, the new holder carries on.
+                    if !self.keep_lease(settings.interval).await {
+                        tracing::warn!(mailbox = %self.mailbox, "mailbox lease lost during the poll; stopping here");
+                        break;
+                    }
+                    let origin = format!("{} mailbox {} uidl {}", source.protocol(), mailbox.id, item.uid);
+                    let r = self.ingest.fetch(rt, mailbox, source, &item, &origin, settings.timeout).await?;
+                    report.fetched += 1;
+                    r
+                }
+            };
+            if self.should_delete(settings, &record).await? {
+                source.mark_deleted(&item).await?;
+                deleted.push(item.uid);
+            }
+        }
+        // The commit applies the deletions; only then are they recorded.
+        source.commit().await?;
+        if !deleted.is_empty() {
+            self.store.mark_fetched_deleted(&mailbox.id, &deleted, self.clock.now_ms()).await?;
+            report.deleted = deleted.len();
+        }
+        Ok(report)
+    }
+
+    /// Retention, and never before the injection reached the corporate
+    /// server: while that server is down the provider's copy stays.
+    async fn should_delete(&self, settings: &Settings, r: &FetchedRecord) -> Result<bool> {
+        let due = match settings.retention {
+            Retention::Leave => false,
+            Retention::Delete => true,
+            Retention::DeleteAfter => self.clock.now_ms() - r.fetched_at >= i64::from(settings.delete_after_days) * 86_400_000,
+        };
+        if !due {
+            return Ok(false);
+        }
+        let Some(injection) = &r.injection else { return Ok(true) };
+        Ok(self.store.message(injection).await?.is_some_and(|m| m.state == crate::store::MessageState::Submitted))
+    }
+}
