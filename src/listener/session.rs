@@ -56,7 +56,9 @@ pub struct Envelope {
     pub declared_size: Option<u64>,
 }
 
-/// Receives the decoded DATA stream.
+/// Receives the decoded DATA stream. An error of kind `InvalidData` means
+/// the message exceeds one of the sink's limits: the client gets a permanent
+/// `552 5.3.4` with the error's text; any other error is a temporary `452`.
 pub trait DataSink: Send {
     fn write(&mut self, bytes: &[u8]) -> impl Future<Output = io::Result<()>> + Send;
 }
@@ -402,7 +404,7 @@ impl<B: Backend> Session<B> {
                 ("SIZE", Some(v)) => {
                     let size: u64 = v.parse().map_err(|_| Response::Reply(reply::r501_syntax()))?;
                     if size > self.config.max_message_size {
-                        return Err(reply::r552_too_big().into());
+                        return Err(reply::r552_too_big(self.config.max_message_size).into());
                     }
                     declared = Some(size);
                 }
@@ -631,11 +633,17 @@ impl<B: Backend> Session<B> {
         let sink = sink.take();
         if too_big {
             self.abort(sink).await;
-            return Ok(Some(reply::r552_too_big()));
+            return Ok(Some(reply::r552_too_big(self.config.max_message_size)));
         }
         if let Some(e) = write_error {
-            tracing::error!(session = info.id, error = %e, "spool write failed; answered 452");
             self.abort(sink).await;
+            // A sink refuses what exceeds its own limits with InvalidData: a
+            // property of the message, permanent. Anything else is our trouble.
+            if e.kind() == io::ErrorKind::InvalidData {
+                tracing::info!(session = info.id, reason = %e, "message refused by a limit; answered 552");
+                return Ok(Some(reply::r552_limit(&e.to_string())));
+            }
+            tracing::error!(session = info.id, error = %e, "spool write failed; answered 452");
             return Ok(Some(reply::r452_storage()));
         }
         let Some(sink) = sink else { return Ok(Some(reply::r451_local_error())) };

@@ -66,7 +66,7 @@ impl Error {
     pub fn reply(&self) -> Reply {
         match self {
             Error::NullSender => reply::r550_null_sender(),
-            Error::TooBig { .. } => reply::r552_too_big(),
+            Error::TooBig { max, .. } => reply::r552_too_big(*max),
             Error::TagRequired { marker } => reply::r550_tag_required(marker),
             Error::UnknownMailbox { id } => reply::r550_unknown_mailbox(id),
             Error::SeveralMailboxes { sender, ids, example_tag } => reply::r550_several_mailboxes(sender, ids, example_tag),
@@ -566,7 +566,7 @@ mod tests {
             (Case::new("null sender", "", &hdr("[PEC] x")), "550 5.7.1 the null sender may not send PEC"),
             (
                 Case::new("too big", "mario@x.it", &hdr("[PEC:legal] x")).size(10_001),
-                "552 5.3.4 message size exceeds fixed maximum message size",
+                "552 5.3.4 message size exceeds the maximum of 1000 bytes",
             ),
             (Case::new("no tag", "anna@x.it", &hdr("Contratto")), "550 5.7.1 subject must carry a PEC tag such as [PEC]"),
             (

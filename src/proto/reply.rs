@@ -120,7 +120,7 @@ reply_const! {
     r421_too_many_sessions = 421, Some("4.7.0"), "too many connections, try again later";
     r421_timeout = 421, Some("4.4.2"), "timeout, closing connection";
     /// RFC 5321 §4.2.4: syntax errors.
-    r500_line_too_long = 500, Some("5.5.2"), "line too long";
+    r500_line_too_long = 500, Some("5.5.2"), "line too long (at most 1000 bytes with CRLF, RFC 5321 4.5.3.1.4)";
     r500_unknown_command = 500, Some("5.5.1"), "unknown command";
     r501_syntax = 501, Some("5.5.4"), "syntax error in parameters or arguments";
     r501_bad_address = 501, Some("5.1.3"), "bad address syntax";
@@ -149,13 +149,23 @@ reply_const! {
     /// RFC 5321 §3.8: the session is closed after repeated AUTH failures.
     r421_auth_failures = 421, Some("4.7.0"), "too many authentication failures, closing connection";
     r454_tls_unavailable = 454, Some("4.7.0"), "TLS not available";
-    /// RFC 1870: message size exceeds fixed maximum.
-    r552_too_big = 552, Some("5.3.4"), "message size exceeds fixed maximum message size";
     /// RFC 5321 §3.8 / §4.2.3: client not permitted.
     r554_no_service = 554, Some("5.7.1"), "access denied";
     r554_no_valid_rcpts = 554, Some("5.5.1"), "no valid recipients";
     /// 8-bit, NULs and other junk in commands.
     r500_bad_bytes = 500, Some("5.5.2"), "invalid characters in command";
+}
+
+/// RFC 1870 §6.1 / RFC 3463 5.3.4: the message is larger than `max` bytes
+/// (declared with SIZE= or counted in DATA). Permanent: it will never fit.
+pub fn r552_too_big(max: u64) -> Reply {
+    Reply::new(552, Some("5.3.4"), format!("message size exceeds the maximum of {max} bytes"))
+}
+
+/// RFC 3463 5.3.4: a part of the message exceeds one of our limits (the
+/// header section, which is parsed in memory). Permanent, and it says which.
+pub fn r552_limit(what: &str) -> Reply {
+    Reply::new(552, Some("5.3.4"), format!("message refused: {what}"))
 }
 
 /// RFC 4954 §4: a server challenge, base64 text ("" for PLAIN's empty one).
@@ -249,6 +259,6 @@ mod tests {
     fn classes() {
         assert!(r250_ok().is_positive());
         assert!(r452_storage().is_temporary());
-        assert!(r552_too_big().is_permanent());
+        assert!(r552_too_big(1).is_permanent() && r552_limit("x").is_permanent());
     }
 }

@@ -308,7 +308,9 @@ impl DataSink for SpoolWriter {
                 }
                 None => {
                     if self.headers.len() > MAX_HEADER_SECTION {
-                        return Err(io::Error::new(io::ErrorKind::InvalidData, "header section too large"));
+                        // InvalidData: the session answers 552 with this text, not 452.
+                        let what = format!("the header section exceeds {MAX_HEADER_SECTION} bytes");
+                        return Err(io::Error::new(io::ErrorKind::InvalidData, what));
                     }
                     return Ok(());
                 }

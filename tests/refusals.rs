@@ -1,0 +1,54 @@
+//! A refusal for a property of the message itself is permanent (5xx) and
+//! names the limit; temporary replies (4xx) are kept for real trouble on
+//! our side (storage, store), so that a sending MTA does not retry for days
+//! what can never be accepted.
+
+mod common;
+
+use common::*;
+
+fn bigger_limit(t: &mut String) {
+    *t = t.replace("max_message_size = 1000000", "max_message_size = 5000000");
+}
+
+#[tokio::test]
+async fn a_header_section_over_the_limit_is_refused_for_good() {
+    let env = TestEnv::start_with(bigger_limit).await;
+    let mut c = SmtpProbe::connect(env.smtp_addr()).await;
+    c.expect("220").await;
+    c.cmd("EHLO mx.azienda.it", "250").await;
+    c.cmd(&format!("MAIL FROM:<{MARIO}>"), "250").await;
+    c.cmd("RCPT TO:<a@pec.x.it>", "250").await;
+    c.cmd("DATA", "354").await;
+    // 2 MB of header lines (the header section is parsed in memory, so it has its own limit).
+    let mut message = format!("From: {MARIO}\r\nTo: a@pec.x.it\r\nSubject: [PEC] intestazioni\r\n");
+    while message.len() < 2_000_000 {
+        message.push_str("X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
+    }
+    message.push_str("\r\ncorpo\r\n");
+    let reply = c.data(&message).await;
+    assert!(reply.starts_with("552 5.3.4") && reply.contains("header section") && reply.contains("1048576 bytes"), "{reply}");
+    // The session goes on, and nothing was queued or left in the spool.
+    c.cmd("RSET", "250").await;
+    c.cmd("QUIT", "221").await;
+    assert!(env.app().store.message_ids().await.unwrap().is_empty());
+    let left: Vec<_> = files_under(&env.dir.path().join("spool"), &[]);
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[tokio::test]
+async fn size_refusals_name_the_limit() {
+    let env = TestEnv::start().await;
+    let mut c = SmtpProbe::connect(env.smtp_addr()).await;
+    c.expect("220").await;
+    c.cmd("EHLO mx.azienda.it", "250").await;
+    let declared = c.cmd(&format!("MAIL FROM:<{MARIO}> SIZE=2000000"), "552 5.3.4").await;
+    assert!(declared.contains("1000000 bytes"), "{declared}");
+    c.cmd(&format!("MAIL FROM:<{MARIO}>"), "250").await;
+    c.cmd("RCPT TO:<a@pec.x.it>", "250").await;
+    c.cmd("DATA", "354").await;
+    let body = "x".repeat(76) + "\r\n";
+    let message = format!("From: {MARIO}\r\nTo: a@pec.x.it\r\nSubject: [PEC] grande\r\n\r\n{}", body.repeat(14_000));
+    let reply = c.data(&message).await;
+    assert!(reply.starts_with("552 5.3.4") && reply.contains("1000000 bytes"), "{reply}");
+}
