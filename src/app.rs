@@ -187,7 +187,8 @@ impl App {
             source,
         })?;
         tasks.push(admin_task);
-        tasks.push(crate::control::spawn(&control_socket, reloader.clone(), shutdown_rx.clone()).await?);
+        let control = Arc::new(crate::control::Targets { reloader: reloader.clone(), fetchers: fetchers.clone() });
+        tasks.push(crate::control::spawn(&control_socket, control, shutdown_rx.clone()).await?);
         tasks.push(tokio::spawn(follow_reloads(live.clone(), admin_state, shutdown_rx.clone())));
 
         tracing::info!(smtp = %smtp_addr, admin = %admin_addr, control = %control_socket.display(), mailboxes, instance = %instance, "pecgate started");

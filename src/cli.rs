@@ -93,6 +93,14 @@ pub async fn status(config: &Config, store: &dyn Store, now: i64) -> Result<Stri
             age(now, *o)
         );
     }
+    let skipped = store.skipped(None).await?;
+    if !skipped.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n{} message(s) left on the providers' servers because pecgate cannot take them: see `pecgate fetch --config FILE`",
+            skipped.len()
+        );
+    }
     // Who runs: one line per instance that used this store, with its leases.
     let leases = store.leases().await?;
     let lease_ms = crate::cluster::lease_ms(config.cluster.lease_secs);
@@ -313,6 +321,24 @@ pub async fn test_mailbox(config: &Config, m: &Mailbox) -> Vec<Step> {
         steps.push(Step { name: "POP3".into(), ok: true, detail: "no [mailbox.pop3] configured: not fetching".into() });
     }
     steps
+}
+
+/// `pecgate fetch`: what is left on the providers' servers, and how to retry.
+pub fn render_skipped(skipped: &[crate::store::Skipped], config: &std::path::Path) -> String {
+    if skipped.is_empty() {
+        return "no message is skipped: everything on the providers' servers was fetched\n".into();
+    }
+    let mut out = format!("{:<12} {:<26} {:>12}  {:<19}  REASON\n", "MAILBOX", "ID", "SIZE", "SINCE");
+    for s in skipped {
+        let size = s.size.map_or("?".to_owned(), |n| n.to_string());
+        let _ = writeln!(out, "{:<12} {:<26} {:>12}  {:<19}  {}", s.mailbox_id, s.uidl, size, when(s.at), s.reason);
+    }
+    let _ = writeln!(
+        out,
+        "\nfetch one again (after raising the limit and `pecgate reload`): pecgate fetch --config {} --retry ID",
+        config.display()
+    );
+    out
 }
 
 pub fn render_steps(mailbox: &str, steps: &[Step]) -> String {

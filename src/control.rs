@@ -6,6 +6,8 @@
 //! > reload
 //! < {"ok":true,"report":{"generation":2,"changes":["mailbox hr: added"],"needs_restart":[],"warnings":[]}}
 //! < {"ok":false,"error":"pecgate.toml: 1 problem(s) in the configuration: ..."}
+//! > poll legal
+//! < {"ok":true}
 //! ```
 //!
 //! A socket rather than an HTTP endpoint on the admin listener: reload
@@ -22,7 +24,14 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::fetch::Fetchers;
 use crate::runtime::reload::{Reloader, Report};
+
+/// What the socket's requests act on.
+pub struct Targets {
+    pub reloader: Arc<Reloader>,
+    pub fetchers: Arc<Fetchers>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -53,7 +62,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Binds the socket (replacing a stale one left by a crash) and serves it
 /// until `shutdown`; the socket file is removed at the end.
-pub async fn spawn(path: &Path, reloader: Arc<Reloader>, mut shutdown: watch::Receiver<bool>) -> Result<JoinHandle<()>, Error> {
+pub async fn spawn(path: &Path, targets: Arc<Targets>, mut shutdown: watch::Receiver<bool>) -> Result<JoinHandle<()>, Error> {
     let shown = path.display().to_string();
     let io = |source| Error::Io { path: shown.clone(), source };
     if path.exists() {
@@ -77,8 +86,8 @@ pub async fn spawn(path: &Path, reloader: Arc<Reloader>, mut shutdown: watch::Re
             tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _)) => {
-                        let reloader = reloader.clone();
-                        tokio::spawn(async move { serve(stream, &reloader).await });
+                        let targets = targets.clone();
+                        tokio::spawn(async move { serve(stream, &targets).await });
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "control socket accept failed");
@@ -92,17 +101,28 @@ pub async fn spawn(path: &Path, reloader: Arc<Reloader>, mut shutdown: watch::Re
     }))
 }
 
-async fn serve(stream: UnixStream, reloader: &Reloader) {
+async fn serve(stream: UnixStream, targets: &Targets) {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     let mut reader = BufReader::new(read.take(MAX_REQUEST));
     let answer = match tokio::time::timeout(REQUEST_TIMEOUT, reader.read_line(&mut line)).await {
-        Ok(Ok(_)) => match line.trim() {
-            "reload" => match reloader.reload().await {
+        Ok(Ok(_)) => match line.split_whitespace().collect::<Vec<_>>().as_slice() {
+            ["reload"] => match targets.reloader.reload().await {
                 Ok(report) => Answer { ok: true, report: Some(report), error: None },
                 Err(e) => Answer { ok: false, report: None, error: Some(e.to_string()) },
             },
-            other => Answer { ok: false, report: None, error: Some(format!("unknown request {:?}; known: reload", other)) },
+            ["poll", mailbox] => match targets.fetchers.get(mailbox) {
+                Some(f) => {
+                    f.wake();
+                    Answer { ok: true, report: None, error: None }
+                }
+                None => Answer { ok: false, report: None, error: Some(format!("mailbox {mailbox} is not fetched by this instance")) },
+            },
+            other => Answer {
+                ok: false,
+                report: None,
+                error: Some(format!("unknown request {:?}; known: reload, poll MAILBOX", other.join(" "))),
+            },
         },
         _ => return,
     };
@@ -113,9 +133,18 @@ async fn serve(stream: UnixStream, reloader: &Reloader) {
 
 /// `pecgate reload`: asks the instance behind `path` to reload.
 pub async fn request_reload(path: &Path) -> Result<Answer, Error> {
+    request(path, "reload").await
+}
+
+/// Asks the instance behind `path` to poll `mailbox` now.
+pub async fn request_poll(path: &Path, mailbox: &str) -> Result<Answer, Error> {
+    request(path, &format!("poll {mailbox}")).await
+}
+
+async fn request(path: &Path, line: &str) -> Result<Answer, Error> {
     let shown = path.display().to_string();
     let mut stream = UnixStream::connect(path).await.map_err(|source| Error::NotRunning { path: shown.clone(), source })?;
-    stream.write_all(b"reload\n").await.map_err(|source| Error::Io { path: shown.clone(), source })?;
+    stream.write_all(format!("{line}\n").as_bytes()).await.map_err(|source| Error::Io { path: shown.clone(), source })?;
     let mut answer = String::new();
     // A reload reads files and may wait for another one to finish: generous, but bounded.
     let mut reader = BufReader::new(stream).take(1024 * 1024);

@@ -66,6 +66,18 @@ enum Command {
         #[command(subcommand)]
         action: QueueAction,
     },
+    /// Messages left on the providers' servers because pecgate cannot take
+    /// them (too large, a transfer that never ended); `--retry` fetches one again.
+    Fetch {
+        #[arg(long, short, env = "PECGATE_CONFIG")]
+        config: PathBuf,
+        /// The id (POP3 UIDL) of a skipped message to fetch again at the next poll.
+        #[arg(long)]
+        retry: Option<String>,
+        /// The mailbox of `--retry` (needed only if the id is skipped in several).
+        #[arg(long)]
+        mailbox: Option<String>,
+    },
     /// Check a mailbox end to end without sending: DNS, TCP, TLS, AUTH on the
     /// provider's SMTP (then QUIT), POP3 login and STAT.
     TestMailbox {
@@ -167,6 +179,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             Ok(ExitCode::from(2))
         }
         Command::TestMailbox { config, mailbox } => test_mailbox(&config, mailbox.as_deref()).await,
+        Command::Fetch { config, retry, mailbox } => fetch(&config, retry.as_deref(), mailbox.as_deref()).await,
         Command::Send { server, from, to, cc, subject, body } => send(&server, &from, &to, &cc, &subject, &body).await,
     }
 }
@@ -379,6 +392,34 @@ async fn queue(path: &Path, action: QueueAction) -> Result<ExitCode> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+async fn fetch(path: &Path, retry: Option<&str>, mailbox: Option<&str>) -> Result<ExitCode> {
+    let loaded = load(path)?;
+    let store = pecgate::cli::open_store(&loaded.config, &loaded.resolved.secrets).await?;
+    let skipped = pecgate::store::Store::skipped(&store, mailbox).await?;
+    let Some(id) = retry else {
+        print!("{}", pecgate::cli::render_skipped(&skipped, path));
+        return Ok(ExitCode::SUCCESS);
+    };
+    let found: Vec<_> = skipped.iter().filter(|s| s.uidl == id).collect();
+    let target = match found.as_slice() {
+        [one] => one.mailbox_id.clone(),
+        [] => {
+            eprintln!("pecgate fetch: no skipped message {id}{}", mailbox.map(|m| format!(" in mailbox {m}")).unwrap_or_default());
+            return Ok(ExitCode::from(2));
+        }
+        _ => {
+            eprintln!("pecgate fetch: {id} is skipped in several mailboxes; add --mailbox");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    pecgate::store::Store::unskip(&store, &target, id).await?;
+    match pecgate::control::request_poll(&config::control_socket(path), &target).await {
+        Ok(answer) if answer.ok => println!("{id} in mailbox {target} will be fetched again; the running gateway polls {target} now"),
+        _ => println!("{id} in mailbox {target} will be fetched again at the next poll"),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn test_mailbox(path: &Path, only: Option<&str>) -> Result<ExitCode> {

@@ -111,6 +111,7 @@ pub fn init_mailbox(id: &str) {
             counter!("pecgate_pop3_errors_total", "mailbox" => mb.clone(), "kind" => *kind).increment(0);
         }
         counter!("pecgate_pop3_messages_fetched_total", "mailbox" => mb.clone()).increment(0);
+        counter!("pecgate_fetch_skipped_total", "mailbox" => mb.clone()).increment(0);
         gauge!("pecgate_last_poll_success_timestamp_seconds", "mailbox" => mb.clone()).increment(0.0);
         gauge!("pecgate_mailbox_up", "mailbox" => mb.clone()).set(1.0);
         for kind in OVERDUE_KINDS {
@@ -154,6 +155,7 @@ fn describe() {
     describe_counter!("pecgate_pop3_polls_total", "POP3 polls by result");
     describe_counter!("pecgate_pop3_errors_total", "POP3 poll failures by kind");
     describe_counter!("pecgate_pop3_messages_fetched_total", "messages fetched and committed");
+    describe_counter!("pecgate_fetch_skipped_total", "messages left on the provider's server because pecgate cannot take them");
     describe_gauge!("pecgate_last_poll_success_timestamp_seconds", "unix time of the last successful poll");
     describe_gauge!("pecgate_mailbox_up", "1 when the last poll and submission of the mailbox worked");
     describe_counter!("pecgate_injections_total", "deliveries into the corporate server");

@@ -329,3 +329,87 @@ async fn login_failures_notify_the_admin_once() {
     assert!(!env.app().fetchers.get("legal").unwrap().status().incident_open);
     assert_eq!(env.capture.bag.len(), 1, "one notice per incident, not per poll");
 }
+
+/// Three plain messages for `legal`; returns their ids on the server.
+fn three_messages(env: &TestEnv, middle: Vec<u8>) -> [String; 3] {
+    let plain = |s: &str| format!("From: a@pec.x.it\r\nTo: {LEGAL}\r\nSubject: {s}\r\n\r\ntesto\r\n").into_bytes();
+    let store = &env.provider.retrieval;
+    [store.deliver(LEGAL, plain("primo")), store.deliver(LEGAL, middle), store.deliver(LEGAL, plain("terzo"))]
+}
+
+#[tokio::test]
+async fn a_message_over_the_limit_is_skipped_once_and_the_rest_flows() {
+    let env =
+        TestEnv::start_fetching(|t| *t = t.replacen("retention = \"leave\"", "retention = \"delete\"", 1), pecgate::clock::system()).await;
+    // The limit for fetched mail is 2 x max_message_size + 10 MiB = 12,485,760 bytes here.
+    let mut big = format!("From: a@pec.x.it\r\nTo: {LEGAL}\r\nSubject: enorme\r\n\r\n").into_bytes();
+    big.extend(std::iter::repeat_n(b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\r\n".as_slice(), 200_000).flatten());
+    let [first, poison, third] = three_messages(&env, big);
+
+    let report = env.poll("legal").await;
+    assert_eq!((report.fetched, report.skipped), (2, 1), "{report:?}");
+    let store = &env.provider.retrieval.mailstore;
+    assert_eq!(store.retrievals(&poison), 0, "the server announced its size: never downloaded");
+    assert_eq!((store.retrievals(&first), store.retrievals(&third)), (1, 1));
+    let got = env.corporate_messages(3).await;
+    wait_injected(&env, 2).await;
+    let notice: Vec<&Captured> = got.iter().filter(|c| kind_of(c) == "mailbox-notice").collect();
+    assert_eq!(notice.len(), 1, "{got:?}");
+    assert_eq!(notice[0].rcpts, [MARIO], "the mailbox admin");
+    let text = notice[0].text();
+    assert!(text.contains(&poison) && text.contains("pecgate fetch --retry") && text.contains("more than pecgate takes"), "{text}");
+    let skipped = env.app().store.skipped(Some("legal")).await.unwrap();
+    assert_eq!(skipped.len(), 1);
+    assert_eq!((skipped[0].uidl.as_str(), skipped[0].size.is_some_and(|s| s > 12_485_760)), (poison.as_str(), true));
+
+    // Later polls skip it without telling anyone again; retention deletes the others only.
+    let report = env.poll("legal").await;
+    assert_eq!((report.fetched, report.skipped, report.deleted), (0, 1, 2), "{report:?}");
+    assert_eq!(store.retrievals(&poison), 0);
+    assert_eq!(store.messages(LEGAL).into_iter().map(|(id, _)| id).collect::<Vec<_>>(), [poison], "left on the server untouched");
+    assert_eq!(env.capture.bag.len(), 3, "one notice, not one per poll");
+}
+
+#[tokio::test]
+async fn a_transfer_that_never_ends_is_skipped_and_can_be_retried() {
+    // A 1 s read timeout: the whole transfer of a small message may take about that long.
+    let env = TestEnv::start_fetching(
+        |t| *t = t.replacen("timeout_secs = 5\ninterval_secs", "timeout_secs = 1\ninterval_secs", 1),
+        pecgate::clock::system(),
+    )
+    .await;
+    let middle = format!("From: a@pec.x.it\r\nTo: {LEGAL}\r\nSubject: lento\r\n\r\ntesto\r\n").into_bytes();
+    env.provider.pop3_faults.arm(Fault::EndlessRetr, 1);
+    // The first RETR of the poll (the first message) is the endless one.
+    let [poison, _, _] = three_messages(&env, middle);
+    let report = env.poll("legal").await;
+    assert_eq!((report.fetched, report.skipped), (2, 1), "the poll went on in a new session: {report:?}");
+    let skipped = env.app().store.skipped(Some("legal")).await.unwrap();
+    assert_eq!(skipped.iter().map(|s| s.uidl.as_str()).collect::<Vec<_>>(), [poison.as_str()]);
+    assert!(skipped[0].reason.contains("did not end within"), "{skipped:?}");
+    assert_eq!(env.poll("legal").await.skipped, 1, "not tried again by itself");
+    assert_eq!(env.provider.retrieval.mailstore.retrievals(&poison), 1);
+
+    // The operator lists it and asks for it again; the running gateway polls at once.
+    // (The command runs off the test's runtime, which the gateway in this process needs meanwhile.)
+    let config = env.config_path();
+    let pecgate = |args: &[&str]| {
+        let (args, config) = (args.iter().map(|a| a.to_string()).collect::<Vec<_>>(), config.clone());
+        tokio::task::spawn_blocking(move || {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_pecgate")).args(&args).arg("--config").arg(&config).output().unwrap();
+            (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+        })
+    };
+    let (code, listing) = pecgate(&["fetch"]).await.unwrap();
+    assert!(code == Some(0) && listing.contains(&poison) && listing.contains("did not end within"), "{listing}");
+    let (code, out) = pecgate(&["fetch", "--retry", &poison]).await.unwrap();
+    assert!(code == Some(0) && out.contains("the running gateway polls legal now"), "{out}");
+    let store = env.app().store.clone();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while store.fetched_by_uidl("legal", &poison).await.unwrap().is_none() {
+        assert!(tokio::time::Instant::now() < deadline, "the retried message was never fetched");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(store.skipped(None).await.unwrap().is_empty());
+    assert_eq!(pecgate(&["fetch", "--retry", &poison]).await.unwrap().0, Some(2), "nothing left to retry");
+}

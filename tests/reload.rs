@@ -267,7 +267,8 @@ async fn reload_command_and_sighup_on_the_binary() {
         .spawn()
         .unwrap();
     let smtp: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
-    eventually("the gateway listens", async || tokio::net::TcpStream::connect(smtp).await.is_ok()).await;
+    // "started" is logged once every listener, the control socket included, is up.
+    eventually("the gateway has started", async || std::fs::read_to_string(&log).is_ok_and(|l| l.contains("pecgate started"))).await;
     let reload = || Command::new(env!("CARGO_BIN_EXE_pecgate")).args(["reload", "--config"]).arg(&config).output().unwrap();
 
     // A user added, applied by `pecgate reload` (exit 0, the change printed).

@@ -42,9 +42,8 @@ impl Ingest {
         origin: &str,
         timeout: Duration,
     ) -> Result<FetchedRecord> {
-        // A fetched PEC may be bigger than what the listener accepts (envelopes add to it).
-        let limit = rt.config.smtp.max_message_size.saturating_mul(2).saturating_add(10 * 1024 * 1024);
-        let deadline = timeout.saturating_mul(20);
+        let limit = super::size_limit(&rt.config);
+        let deadline = super::transfer_deadline(item, timeout);
         let now = self.clock.now_ms();
         let id = crate::queue::new_queue_id(now);
         let mut writer = self.spool.fetched_writer(&id).await.map_err(Error::Spool)?;

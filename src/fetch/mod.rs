@@ -43,6 +43,8 @@ pub struct Listed {
     pub uid: String,
     /// What the server calls it in this session (POP3 message number).
     pub handle: u32,
+    /// As the server announces it (POP3 LIST), if it does.
+    pub size: Option<u64>,
 }
 
 /// What kind of trouble a source had, for metrics, backoff and notices.
@@ -56,6 +58,9 @@ pub enum FailureKind {
     Protocol,
     /// One message is larger than pecgate takes.
     TooLarge,
+    /// One message's transfer did not end within its deadline (a server
+    /// trickling bytes): a property of that message, like its size.
+    Deadline,
 }
 
 /// A source's error, with its kind; the text names the server's reply.
@@ -122,6 +127,23 @@ pub fn settings(m: &MailboxConfig) -> Option<Settings> {
     })
 }
 
+/// The largest fetched message pecgate stores: a PEC envelope wraps what the
+/// sender's listener accepted, so twice `[smtp] max_message_size` plus 10 MB.
+pub fn size_limit(config: &crate::config::Config) -> u64 {
+    config.smtp.max_message_size.saturating_mul(2).saturating_add(10 * 1024 * 1024)
+}
+
+/// How long one message's transfer may take in all (a server trickling
+/// bytes defeats per-read timeouts): the read timeout plus the announced size
+/// at 16 KiB/s, the slowest a provider's link can reasonably be; without a
+/// size, 20 read timeouts.
+pub fn transfer_deadline(item: &Listed, timeout: Duration) -> Duration {
+    match item.size {
+        Some(size) => timeout.saturating_add(Duration::from_secs(size / (16 * 1024))),
+        None => timeout.saturating_mul(20),
+    }
+}
+
 /// Opens a session to the mailbox's server with the protocol it is configured for.
 pub async fn connect(m: &Mailbox) -> SourceResult<Box<dyn FetchSource>> {
     match (&m.pop3, &m.pop3_tls) {
@@ -159,7 +181,7 @@ impl Error {
             Error::Source(s) => match s.kind {
                 FailureKind::Auth => "auth",
                 FailureKind::Network => "network",
-                FailureKind::Protocol | FailureKind::TooLarge => "protocol",
+                FailureKind::Protocol | FailureKind::TooLarge | FailureKind::Deadline => "protocol",
             },
             Error::Directory(_) => "directory",
             Error::Spool(_) | Error::Store(_) | Error::Enqueue(_) | Error::Gone(_) => "storage",

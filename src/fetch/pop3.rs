@@ -20,6 +20,7 @@ fn failure(e: pop3::Error) -> SourceError {
     let kind = match &e {
         pop3::Error::Auth { .. } => FailureKind::Auth,
         pop3::Error::TooLarge { .. } => FailureKind::TooLarge,
+        pop3::Error::Timeout { stage: "RETR deadline" } => FailureKind::Deadline,
         pop3::Error::Connect { .. }
         | pop3::Error::Tls { .. }
         | pop3::Error::Timeout { .. }
@@ -56,9 +57,13 @@ impl FetchSource for Pop3Source {
         "pop3"
     }
 
+    /// UIDL for the ids, LIST for the sizes (so that a message over the
+    /// limit is known before a byte of it is downloaded).
     async fn list(&mut self) -> SourceResult<Vec<Listed>> {
-        let list = self.client()?.uidl().await.map_err(failure)?;
-        Ok(list.into_iter().map(|(handle, uid)| Listed { uid, handle }).collect())
+        let client = self.client()?;
+        let ids = client.uidl().await.map_err(failure)?;
+        let sizes: std::collections::HashMap<u32, u64> = client.list().await.map_err(failure)?.into_iter().collect();
+        Ok(ids.into_iter().map(|(handle, uid)| Listed { size: sizes.get(&handle).copied(), uid, handle }).collect())
     }
 
     async fn retrieve(

@@ -9,7 +9,15 @@
 //! twice, across restarts too. One poll at a time per mailbox (a mutex);
 //! with several instances one holds the mailbox's lease and polls. Login or
 //! network failures back off and tell the mailbox admin once per incident.
+//!
+//! A message pecgate cannot take (larger than its limit, a transfer that
+//! never ends, or three failed transfers in a row while the rest works) is a
+//! poison message: recorded once (`Store::skip_fetch`: id, size, reason),
+//! left on the server untouched, reported to the mailbox admin once with
+//! what to do, and skipped by later polls, so the rest of the mailbox keeps
+//! flowing; `pecgate fetch --retry ID` forgets the skip.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,12 +26,18 @@ use serde::Serialize;
 use tokio::sync::{Notify, watch};
 
 use super::ingest::Ingest;
-use super::{Error, FetchSource, Result, Settings};
+use super::{Error, FailureKind, FetchSource, Listed, Result, Settings};
 use crate::clock::Clock;
 use crate::cluster::{self, Cluster};
 use crate::config::Retention;
 use crate::runtime::{Live, Mailbox, Runtime};
-use crate::store::{FetchedRecord, Store};
+use crate::store::{FetchedRecord, Skipped, Store};
+
+/// Failed transfers of one message, in a row, before it counts as poison.
+const POISON_AFTER: u32 = 3;
+/// Sessions one poll may open: a poison message found mid-transfer leaves
+/// the session unusable, and the poll goes on in a new one.
+const SESSIONS_PER_POLL: usize = 5;
 
 /// What one poll did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -31,6 +45,8 @@ pub struct PollReport {
     pub listed: usize,
     pub fetched: usize,
     pub deleted: usize,
+    /// Messages left on the server because pecgate cannot take them (see `pecgate fetch --skipped`).
+    pub skipped: usize,
     /// Another instance holds this mailbox's lease and polls it; nothing was done.
     pub standby: Option<String>,
 }
@@ -63,6 +79,15 @@ pub struct Fetcher {
     lease: String,
     /// When this instance last took or renewed the lease (ms; 0 = never).
     lease_held_at: AtomicI64,
+    /// Failed transfers in a row, per message id (reset when one works).
+    transfer_failures: Mutex<HashMap<String, u32>>,
+}
+
+/// How a poll's session ended.
+enum SessionEnd {
+    Done,
+    /// A poison message broke the session; the poll goes on in a new one.
+    Interrupted,
 }
 
 impl Fetcher {
@@ -85,6 +110,7 @@ impl Fetcher {
             status: Mutex::new(FetchStatus::default()),
             lease: cluster::pop3_lease(mailbox),
             lease_held_at: AtomicI64::new(0),
+            transfer_failures: Mutex::new(HashMap::new()),
             cluster,
         }
     }
@@ -223,18 +249,46 @@ impl Fetcher {
     }
 
     async fn poll_locked(&self, rt: &Runtime, mailbox: &Mailbox, settings: &Settings) -> Result<PollReport> {
-        // On any error the session is dropped without a commit: nothing marked is deleted.
-        let mut source = super::connect(mailbox).await?;
-        self.poll_session(rt, mailbox, settings, source.as_mut()).await
+        let mut report = PollReport::default();
+        for _ in 0..SESSIONS_PER_POLL {
+            // On any error the session is dropped without a commit: nothing marked is deleted.
+            let mut source = super::connect(mailbox).await?;
+            // Fetched counts over the sessions; skipped and deleted are the last session's.
+            report.skipped = 0;
+            report.deleted = 0;
+            if let SessionEnd::Done = self.poll_session(rt, mailbox, settings, source.as_mut(), &mut report).await? {
+                break;
+            }
+        }
+        Ok(report)
     }
 
-    async fn poll_session(&self, rt: &Runtime, mailbox: &Mailbox, settings: &Settings, source: &mut dyn FetchSource) -> Result<PollReport> {
+    async fn poll_session(
+        &self,
+        rt: &Runtime,
+        mailbox: &Mailbox,
+        settings: &Settings,
+        source: &mut dyn FetchSource,
+        report: &mut PollReport,
+    ) -> Result<SessionEnd> {
         let list = source.list().await?;
-        let mut report = PollReport { listed: list.len(), ..Default::default() };
+        report.listed = list.len();
+        let skipped: HashSet<String> = self.store.skipped(Some(&mailbox.id)).await?.into_iter().map(|s| s.uidl).collect();
+        let limit = super::size_limit(&rt.config);
         let mut deleted = Vec::new();
         for item in list {
             let record = match self.store.fetched_by_uidl(&mailbox.id, &item.uid).await? {
                 Some(r) => r,
+                None if skipped.contains(&item.uid) => {
+                    report.skipped += 1;
+                    continue;
+                }
+                None if item.size.is_some_and(|size| size > limit) => {
+                    let reason = format!("it is {} bytes, more than pecgate takes ({limit} bytes)", item.size.unwrap_or_default());
+                    self.poison(rt, mailbox, &item, reason).await?;
+                    report.skipped += 1;
+                    continue;
+                }
                 None => {
                     // A long poll keeps its lease; if it was lost, the new holder carries on.
                     if !self.keep_lease(settings.interval).await {
@@ -242,9 +296,38 @@ impl Fetcher {
                         break;
                     }
                     let origin = format!("{} mailbox {} uidl {}", source.protocol(), mailbox.id, item.uid);
-                    let r = self.ingest.fetch(rt, mailbox, source, &item, &origin, settings.timeout).await?;
-                    report.fetched += 1;
-                    r
+                    match self.ingest.fetch(rt, mailbox, source, &item, &origin, settings.timeout).await {
+                        Ok(r) => {
+                            self.failures().remove(&item.uid);
+                            report.fetched += 1;
+                            r
+                        }
+                        Err(Error::Source(e)) => {
+                            let failures = {
+                                let mut all = self.failures();
+                                let n = all.entry(item.uid.clone()).or_default();
+                                *n += 1;
+                                *n
+                            };
+                            let reason = match e.kind {
+                                FailureKind::TooLarge => Some(format!("it is larger than pecgate takes ({limit} bytes)")),
+                                FailureKind::Deadline => Some(format!(
+                                    "its transfer did not end within {} seconds",
+                                    super::transfer_deadline(&item, settings.timeout).as_secs()
+                                )),
+                                FailureKind::Network | FailureKind::Protocol if failures >= POISON_AFTER => {
+                                    Some(format!("its transfer failed {failures} times in a row (last: {e})"))
+                                }
+                                _ => None,
+                            };
+                            let Some(reason) = reason else { return Err(e.into()) };
+                            self.failures().remove(&item.uid);
+                            self.poison(rt, mailbox, &item, reason).await?;
+                            report.skipped += 1;
+                            return Ok(SessionEnd::Interrupted);
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
             };
             if self.should_delete(settings, &record).await? {
@@ -258,7 +341,30 @@ impl Fetcher {
             self.store.mark_fetched_deleted(&mailbox.id, &deleted, self.clock.now_ms()).await?;
             report.deleted = deleted.len();
         }
-        Ok(report)
+        Ok(SessionEnd::Done)
+    }
+
+    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+        self.transfer_failures.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records a message pecgate cannot take, once, and tells the mailbox admin what to do.
+    async fn poison(&self, rt: &Runtime, mailbox: &Mailbox, item: &Listed, reason: String) -> Result<()> {
+        let skipped = Skipped { mailbox_id: mailbox.id.clone(), uidl: item.uid.clone(), size: item.size, reason, at: self.clock.now_ms() };
+        self.store.skip_fetch(&skipped).await?;
+        metrics::counter!("pecgate_fetch_skipped_total", "mailbox" => mailbox.id.clone()).increment(1);
+        tracing::warn!(mailbox = %mailbox.id, uidl = %item.uid, size = ?item.size, reason = %skipped.reason, "message left on the provider's server and skipped");
+        let problem = format!(
+            "The message with id {} on the provider's server ({}) cannot be fetched: {}. It was left on the server untouched, and the rest of the mailbox keeps flowing. \
+             Read it in the provider's webmail; or, if a limit was too low, raise it (e.g. [smtp] max_message_size), run `pecgate reload`, then `pecgate fetch --retry {} --mailbox {}` to fetch it again.",
+            item.uid,
+            item.size.map_or("size unknown".to_owned(), |s| format!("{s} bytes")),
+            skipped.reason,
+            item.uid,
+            mailbox.id
+        );
+        self.ingest.tell_admin(rt, mailbox, &problem).await;
+        Ok(())
     }
 
     /// Retention, and never before the injection reached the corporate

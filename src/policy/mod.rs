@@ -566,7 +566,7 @@ mod tests {
             (Case::new("null sender", "", &hdr("[PEC] x")), "550 5.7.1 the null sender may not send PEC"),
             (
                 Case::new("too big", "mario@x.it", &hdr("[PEC:legal] x")).size(10_001),
-                "552 5.3.4 message size exceeds the maximum of 1000 bytes",
+                "552 5.3.4 message size exceeds the maximum of 10000 bytes",
             ),
             (Case::new("no tag", "anna@x.it", &hdr("Contratto")), "550 5.7.1 subject must carry a PEC tag such as [PEC]"),
             (

@@ -54,6 +54,8 @@ pub struct Mailstore {
     next_uid: Mutex<u64>,
     /// Bumped on every change, so tests can wait for a condition without sleeping.
     changed: watch::Sender<u64>,
+    /// RETR commands per unique-id (tests: was a message downloaded again?).
+    retrievals: Mutex<HashMap<String, usize>>,
 }
 
 impl Default for Mailstore {
@@ -64,7 +66,7 @@ impl Default for Mailstore {
 
 impl Mailstore {
     pub fn new() -> Self {
-        Self { boxes: Mutex::new(HashMap::new()), next_uid: Mutex::new(1), changed: watch::Sender::new(0) }
+        Self { boxes: Mutex::new(HashMap::new()), next_uid: Mutex::new(1), changed: watch::Sender::new(0), retrievals: Mutex::default() }
     }
 
     fn touch(&self) {
@@ -93,6 +95,11 @@ impl Mailstore {
     /// `(uid, bytes)` of every stored message of `user`.
     pub fn messages(&self, user: &str) -> Vec<(String, Vec<u8>)> {
         lock(&self.boxes).get(user).map(|b| b.messages.iter().map(|m| (m.uid.clone(), m.bytes.to_vec())).collect()).unwrap_or_default()
+    }
+
+    /// How many times a message was asked for with RETR.
+    pub fn retrievals(&self, uid: &str) -> usize {
+        lock(&self.retrievals).get(uid).copied().unwrap_or(0)
     }
 
     pub fn len(&self, user: &str) -> usize {
@@ -534,6 +541,7 @@ impl Session {
             }
             ("RETR", [n]) => match t.get(n) {
                 Some(i) => {
+                    *lock(&self.shared.store.retrievals).entry(t.messages[i].uid.clone()).or_default() += 1;
                     let bytes = t.messages[i].bytes.clone();
                     return self.retr(io, bytes.as_slice()).await;
                 }

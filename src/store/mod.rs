@@ -269,6 +269,19 @@ pub struct Attempt {
     pub relay: String,
 }
 
+/// A message on a provider's server that pecgate cannot take (larger than
+/// its limit, or a transfer that never ends): recorded once, left untouched
+/// on the server, skipped by later polls until an operator retries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    pub mailbox_id: String,
+    pub uidl: String,
+    /// As the server announced it, if it did.
+    pub size: Option<u64>,
+    pub reason: String,
+    pub at: i64,
+}
+
 /// A message or receipt fetched from a PEC mailbox; its bytes are in the
 /// spool's `fetched/` directory, byte-for-byte as the provider sent them.
 #[derive(Debug, Clone, Serialize)]
@@ -397,6 +410,12 @@ pub trait Store: Send + Sync {
     async fn commit_fetched(&self, record: &FetchedRecord, update: Option<&ReceiptUpdate>, injections: &[NewMessage]) -> Result<()>;
     /// Records that these messages were deleted from the provider.
     async fn mark_fetched_deleted(&self, mailbox: &str, uidls: &[String], at: i64) -> Result<()>;
+    /// Records a message that cannot be fetched (once; a second record keeps the first).
+    async fn skip_fetch(&self, skipped: &Skipped) -> Result<()>;
+    /// The skipped messages of one mailbox, or of all (`None`), oldest first.
+    async fn skipped(&self, mailbox: Option<&str>) -> Result<Vec<Skipped>>;
+    /// Forgets a skip so the next poll tries the message again; false if there was none.
+    async fn unskip(&self, mailbox: &str, uidl: &str) -> Result<bool>;
     /// The sent message a receipt refers to: by our Message-ID (X-Riferimento-Message-ID,
     /// then daticert msgid), then by the provider's identificativo.
     async fn find_sent(&self, mailbox: &str, message_ids: &[&str], provider_id: Option<&str>) -> Result<Option<Message>>;

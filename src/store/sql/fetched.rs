@@ -1,14 +1,15 @@
 //! Mail fetched from the providers: the fetched rows (one per mailbox and
 //! UIDL), committing one with the receipt's effect on the queue and the
 //! messages it injects, marking them deleted, and finding the sent message
-//! a receipt is about.
+//! a receipt is about; the messages a server holds that cannot be fetched
+//! (skipped).
 
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::queue::{insert_event, insert_message_tx, message_from_row};
 use super::{SqlStore, query, query_scalar};
-use crate::store::{FetchedRecord, Message, NewMessage, ReceiptUpdate, Result};
+use crate::store::{FetchedRecord, Message, NewMessage, ReceiptUpdate, Result, Skipped};
 
 fn fetched_from_row(row: &AnyRow) -> Result<FetchedRecord> {
     let size: i64 = row.try_get("size")?;
@@ -127,6 +128,45 @@ impl SqlStore {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    pub(super) async fn skip_fetch(&self, s: &Skipped) -> Result<()> {
+        query(self.c.d, "INSERT INTO skipped (mailbox_id, uidl, size, reason, at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
+            .bind(&s.mailbox_id)
+            .bind(&s.uidl)
+            .bind(s.size.map(|n| n as i64))
+            .bind(&s.reason)
+            .bind(s.at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub(super) async fn skipped(&self, mailbox: Option<&str>) -> Result<Vec<Skipped>> {
+        let rows = match mailbox {
+            Some(m) => {
+                query(self.c.d, "SELECT * FROM skipped WHERE mailbox_id = ? ORDER BY at, uidl").bind(m).fetch_all(&self.pool).await?
+            }
+            None => query(self.c.d, "SELECT * FROM skipped ORDER BY at, mailbox_id, uidl").fetch_all(&self.pool).await?,
+        };
+        rows.iter()
+            .map(|row| {
+                let size: Option<i64> = row.try_get("size")?;
+                Ok(Skipped {
+                    mailbox_id: row.try_get("mailbox_id")?,
+                    uidl: row.try_get("uidl")?,
+                    size: size.map(|n| n.max(0) as u64),
+                    reason: row.try_get("reason")?,
+                    at: row.try_get("at")?,
+                })
+            })
+            .collect()
+    }
+
+    pub(super) async fn unskip(&self, mailbox: &str, uidl: &str) -> Result<bool> {
+        let done =
+            query(self.c.d, "DELETE FROM skipped WHERE mailbox_id = ? AND uidl = ?").bind(mailbox).bind(uidl).execute(&self.pool).await?;
+        Ok(done.rows_affected() > 0)
     }
 
     pub(super) async fn find_sent(&self, mailbox: &str, message_ids: &[&str], provider_id: Option<&str>) -> Result<Option<Message>> {

@@ -32,7 +32,7 @@ use sqlx::{Any, AnyPool, AssertSqlSafe, Executor};
 
 use super::{
     Attempt, Error, Event, FetchedRecord, InstanceInfo, Lease, ListFilter, ListItem, Message, NewMessage, ReceiptUpdate, Recipient,
-    Recovered, Result, Store,
+    Recovered, Result, Skipped, Store,
 };
 
 /// What every query needs: the dialect, and who this process is (events and
@@ -216,6 +216,18 @@ impl Store for SqlStore {
 
     async fn mark_fetched_deleted(&self, mailbox: &str, uidls: &[String], at: i64) -> Result<()> {
         self.mark_fetched_deleted(mailbox, uidls, at).await
+    }
+
+    async fn skip_fetch(&self, skipped: &Skipped) -> Result<()> {
+        self.skip_fetch(skipped).await
+    }
+
+    async fn skipped(&self, mailbox: Option<&str>) -> Result<Vec<Skipped>> {
+        self.skipped(mailbox).await
+    }
+
+    async fn unskip(&self, mailbox: &str, uidl: &str) -> Result<bool> {
+        self.unskip(mailbox, uidl).await
     }
 
     async fn find_sent(&self, mailbox: &str, message_ids: &[&str], provider_id: Option<&str>) -> Result<Option<Message>> {

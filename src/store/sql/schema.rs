@@ -97,6 +97,7 @@ CREATE INDEX rate_slots_mailbox ON rate_slots(mailbox_id, at);
 "#,
     // Mail fetched from the provider is "fetched", never "inbound" (the SMTP listener's side).
     RENAME_INBOUND_TO_FETCHED,
+    SKIPPED,
 ];
 
 /// PostgreSQL schema versions. Version 1 is the whole SQLite schema up to
@@ -178,6 +179,7 @@ CREATE TABLE rate_slots (mailbox_id TEXT NOT NULL, at BIGINT NOT NULL);
 CREATE INDEX rate_slots_mailbox ON rate_slots(mailbox_id, at);
 "#,
     RENAME_INBOUND_TO_FETCHED,
+    SKIPPED,
 ];
 
 /// The same in both dialects: the table and its indexes take the new name.
@@ -187,6 +189,18 @@ DROP INDEX inbound_related;
 DROP INDEX inbound_fetched;
 CREATE INDEX fetched_related ON fetched(related_message);
 CREATE INDEX fetched_newest ON fetched(fetched_at, id);
+"#;
+
+/// Messages a mailbox's server holds that pecgate cannot take (same in both dialects).
+const SKIPPED: &str = r#"
+CREATE TABLE skipped (
+    mailbox_id TEXT NOT NULL,
+    uidl TEXT NOT NULL,
+    size BIGINT,
+    reason TEXT NOT NULL,
+    at BIGINT NOT NULL,
+    PRIMARY KEY (mailbox_id, uidl)
+);
 "#;
 
 impl SqlStore {
