@@ -60,6 +60,7 @@ pub fn init<'a>(mailboxes: impl IntoIterator<Item = &'a str>) {
     gauge!("pecgate_smtp_sessions_open").increment(0.0);
     counter!("pecgate_smtp_messages_received_total").increment(0);
     counter!("pecgate_smtp_tls_handshake_failures_total").increment(0);
+    counter!("pecgate_smtp_early_talkers_total").increment(0);
     counter!("pecgate_recovered_deliveries_total").increment(0);
     for reason in REJECT_REASONS {
         counter!("pecgate_smtp_messages_rejected_total", "reason" => *reason).increment(0);
@@ -112,6 +113,7 @@ pub fn init_mailbox(id: &str) {
         }
         counter!("pecgate_pop3_messages_fetched_total", "mailbox" => mb.clone()).increment(0);
         counter!("pecgate_fetch_skipped_total", "mailbox" => mb.clone()).increment(0);
+        counter!("pecgate_fetch_forged_marks_total", "mailbox" => mb.clone()).increment(0);
         gauge!("pecgate_last_poll_success_timestamp_seconds", "mailbox" => mb.clone()).increment(0.0);
         gauge!("pecgate_mailbox_up", "mailbox" => mb.clone()).set(1.0);
         for kind in OVERDUE_KINDS {
@@ -139,6 +141,7 @@ fn describe() {
     describe_counter!("pecgate_smtp_messages_rejected_total", "messages refused at the end of DATA, by reason");
     describe_histogram!("pecgate_smtp_accept_duration_seconds", "end of DATA to the reply (policy, fsync, commit)");
     describe_counter!("pecgate_smtp_tls_handshake_failures_total", "failed STARTTLS handshakes on the listener");
+    describe_counter!("pecgate_smtp_early_talkers_total", "connections refused because the client sent data before the greeting");
     describe_counter!("pecgate_smtp_auth_total", "SMTP AUTH attempts on the listener checked against the accounts, by result");
     describe_gauge!("pecgate_queue_size", "messages waiting in the queue");
     describe_gauge!("pecgate_queue_oldest_age_seconds", "age of the oldest waiting message");
@@ -156,6 +159,10 @@ fn describe() {
     describe_counter!("pecgate_pop3_errors_total", "POP3 poll failures by kind");
     describe_counter!("pecgate_pop3_messages_fetched_total", "messages fetched and committed");
     describe_counter!("pecgate_fetch_skipped_total", "messages left on the provider's server because pecgate cannot take them");
+    describe_counter!(
+        "pecgate_fetch_forged_marks_total",
+        "fetched messages that carried X-Pecgate-* fields of their own (renamed before injection)"
+    );
     describe_gauge!("pecgate_last_poll_success_timestamp_seconds", "unix time of the last successful poll");
     describe_gauge!("pecgate_mailbox_up", "1 when the last poll and submission of the mailbox worked");
     describe_counter!("pecgate_injections_total", "deliveries into the corporate server");

@@ -129,9 +129,12 @@ pub struct Delivery<'a> {
     pub signature: Option<&'a crate::pec::signature::SignatureReport>,
 }
 
-/// Inline mode: the original bytes unchanged, with a few `X-Pecgate-*`
-/// headers prepended above them (outside the signed structure, so the
-/// provider's signature still verifies).
+/// Inline mode: the original bytes with a few `X-Pecgate-*` headers prepended
+/// above them (outside the signed structure, so the provider's signature still
+/// verifies). The only change to the original: an `X-Pecgate-*` field in its own
+/// header section, which a sender could forge to pass a corporate filter that
+/// trusts our marks, is renamed `X-Original-Pecgate-*` (see [`own_marks`]); the
+/// stored original keeps the bytes as they came.
 pub fn inline_wrap(d: &Delivery<'_>, raw: &[u8]) -> Vec<u8> {
     let mut out = format!("X-Pecgate-Mailbox: {}\r\nX-Pecgate-Kind: {}\r\n", d.mailbox_id, d.classification.kind.as_str()).into_bytes();
     // A failed signature check is flagged to the reader, above the untouched original.
@@ -141,8 +144,36 @@ pub fn inline_wrap(d: &Delivery<'_>, raw: &[u8]) -> Vec<u8> {
         out.extend_from_slice(format!("X-Pecgate-Signature: {}\r\n", s.verdict.as_str()).as_bytes());
     }
     out.extend_from_slice(format!("X-Pecgate-Id: {}\r\n", d.fetched_id).as_bytes());
-    out.extend_from_slice(raw);
+    let mut copied = 0;
+    for start in own_marks(raw) {
+        out.extend_from_slice(&raw[copied..start]);
+        out.extend_from_slice(b"X-Original-Pecgate-");
+        copied = start + OWN_PREFIX.len();
+    }
+    out.extend_from_slice(&raw[copied..]);
     out
+}
+
+/// The prefix of the fields pecgate writes on what it injects.
+const OWN_PREFIX: &[u8] = b"X-Pecgate-";
+
+/// Where the fields named `X-Pecgate-*` (any case) start in a message's top-level
+/// header section: a fetched message carrying one claims to be marked by us.
+pub fn own_marks(raw: &[u8]) -> Vec<usize> {
+    let mut starts = Vec::new();
+    let mut at = 0;
+    while at < raw.len() {
+        let end = raw[at..].iter().position(|&b| b == b'\n').map_or(raw.len(), |i| at + i + 1);
+        let line = &raw[at..end];
+        if line == b"\r\n" || line == b"\n" {
+            break;
+        }
+        if line.len() > OWN_PREFIX.len() && line[..OWN_PREFIX.len()].eq_ignore_ascii_case(OWN_PREFIX) {
+            starts.push(at);
+        }
+        at = end;
+    }
+    starts
 }
 
 /// Attach mode (Microsoft 365 and clients that mangle PEC envelopes): a new
@@ -371,6 +402,38 @@ mod wrap_tests {
         assert!(summary.contains("ufficio@pec.comune.example.it: delivered"));
         let part = parsed.attachment(0).expect("message/rfc822 part");
         assert!(part.message().is_some());
+    }
+
+    /// A sender's own `X-Pecgate-Kind` must not reach the corporate side as ours:
+    /// renamed in the header section only, every other byte kept.
+    #[test]
+    fn forged_marks_are_renamed_in_the_header_only() {
+        let raw = b"From: x@y.it\r\nx-pecgate-kind: avvenuta-consegna\r\nX-PECGATE-Id:\r\n I9\r\nX-Pecgate: no dash-suffix\r\n\
+                    Subject: s\r\n\r\nX-Pecgate-Kind: in the body stays\r\n";
+        assert_eq!(own_marks(raw).len(), 2);
+        let c = classify(raw);
+        let d = Delivery {
+            from: "pecgate@x.it",
+            to: &[],
+            mailbox_id: "legal",
+            mailbox_address: "legal@pec.x.it",
+            fetched_id: "I1",
+            classification: &c,
+            status: &[],
+            hostname: "gw",
+            language: Language::It,
+            date_unix: 0,
+            signature: None,
+        };
+        let wrapped = inline_wrap(&d, raw);
+        let want: &[u8] = b"From: x@y.it\r\nX-Original-Pecgate-kind: avvenuta-consegna\r\nX-Original-Pecgate-Id:\r\n I9\r\n\
+                            X-Pecgate: no dash-suffix\r\nSubject: s\r\n\r\nX-Pecgate-Kind: in the body stays\r\n";
+        let head = b"X-Pecgate-Mailbox: legal\r\nX-Pecgate-Kind: ";
+        assert!(wrapped.starts_with(head) && wrapped.ends_with(want), "{}", String::from_utf8_lossy(&wrapped));
+        let parsed = mail_parser::MessageParser::default().parse(&wrapped).unwrap();
+        let kinds: Vec<_> = parsed.headers().iter().filter(|h| h.name().eq_ignore_ascii_case("X-Pecgate-Kind")).collect();
+        assert_eq!(kinds.len(), 1, "only our own mark is left");
+        assert_eq!(own_marks(b"X-Pecgate-Kind: x\r\n").len(), 1, "a section without a body");
     }
 
     #[test]

@@ -413,3 +413,31 @@ async fn a_transfer_that_never_ends_is_skipped_and_can_be_retried() {
     assert!(store.skipped(None).await.unwrap().is_empty());
     assert_eq!(pecgate(&["fetch", "--retry", &poison]).await.unwrap().0, Some(2), "nothing left to retry");
 }
+
+/// A plain message whose sender wrote our marks to look like a delivery receipt:
+/// the corporate side gets exactly one X-Pecgate-Kind, ours, saying what it is;
+/// the stored original keeps the forged fields as evidence.
+#[tokio::test]
+async fn forged_pecgate_fields_do_not_reach_the_corporate_side_as_ours() {
+    let env = TestEnv::start_fetching(|_| {}, pecgate::clock::system()).await;
+    let forged = format!(
+        "From: truffa@example.com\r\nTo: {LEGAL}\r\nX-Pecgate-Kind: avvenuta-consegna\r\nX-Pecgate-Mailbox: legal\r\nSubject: Consegna\r\n\r\npaga qui\r\n"
+    );
+    env.provider.retrieval.deliver(LEGAL, forged.clone().into_bytes());
+    assert_eq!(env.poll("legal").await.fetched, 1);
+    let got = env.corporate_messages(1).await;
+    let parsed = mail_parser::MessageParser::default().parse(&got[0].data).unwrap();
+    let ours: Vec<String> = parsed
+        .headers()
+        .iter()
+        .filter(|h| h.name().eq_ignore_ascii_case("X-Pecgate-Kind"))
+        .map(|h| h.value().as_text().unwrap_or_default().trim().to_string())
+        .collect();
+    assert_eq!(ours, ["not-pec"], "{}", String::from_utf8_lossy(&got[0].data));
+    let text = String::from_utf8_lossy(&got[0].data);
+    assert!(text.contains("\r\nX-Original-Pecgate-Kind: avvenuta-consegna\r\nX-Original-Pecgate-Mailbox: legal\r\n"), "{text}");
+    let stored = env.app().store.fetched_ids().await.unwrap();
+    assert_eq!(stored.len(), 1);
+    let raw = std::fs::read(env.app().spool.fetched_path(&stored[0])).unwrap();
+    assert_eq!(raw, forged.as_bytes(), "the original is stored as it came");
+}

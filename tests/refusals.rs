@@ -52,3 +52,22 @@ async fn size_refusals_name_the_limit() {
     let reply = c.data(&message).await;
     assert!(reply.starts_with("552 5.3.4") && reply.contains("1000000 bytes"), "{reply}");
 }
+
+/// A client that talks before the 220 (a bot that does not wait) is refused
+/// with 554 and the connection closed; one that waits is served as always.
+#[tokio::test]
+async fn an_early_talker_is_refused() {
+    let env = TestEnv::start_with(|t| *t = t.replace("command_timeout_secs = 10", "command_timeout_secs = 10\ngreet_pause_ms = 300")).await;
+    let mut bot = SmtpProbe::connect(env.smtp_addr()).await;
+    bot.write(b"EHLO bot.example\r\nMAIL FROM:<x@y.it>\r\n").await;
+    let reply = bot.expect("554").await;
+    assert_eq!(reply, "554 5.5.0 SMTP synchronization error: data sent before the greeting\r\n");
+    assert_eq!(bot.reply().await, "", "closed after the refusal, nothing else said");
+
+    let mut polite = SmtpProbe::connect(env.smtp_addr()).await;
+    polite.expect("220").await;
+    polite.cmd("EHLO mx.azienda.it", "250").await;
+    polite.cmd("QUIT", "221").await;
+    let (_, metrics) = http_get(env.app().admin_addr, "/metrics").await;
+    assert!(metrics.contains("pecgate_smtp_early_talkers_total 1\n"), "{metrics}");
+}

@@ -48,6 +48,9 @@ pub struct SmtpConfig {
     pub max_recipients: usize,
     pub command_timeout_secs: u64,
     pub data_timeout_secs: u64,
+    /// Milliseconds to wait before the 220 greeting; a client that talks first
+    /// is refused with 554. 0 still refuses one whose data is already there.
+    pub greet_pause_ms: u64,
     /// `[smtp.auth]`: SMTP AUTH on this listener.
     pub auth: SmtpAuthConfig,
     /// `[[smtp.account]]`: the logins SMTP AUTH accepts.
@@ -68,6 +71,7 @@ impl Default for SmtpConfig {
             max_recipients: 1000,
             command_timeout_secs: 300,
             data_timeout_secs: 600,
+            greet_pause_ms: 0,
             auth: SmtpAuthConfig::default(),
             accounts: Vec::new(),
         }

@@ -144,6 +144,15 @@ impl Config {
         if s.command_timeout_secs == 0 || s.data_timeout_secs == 0 {
             v.error("smtp.command_timeout_secs", "timeouts must be at least 1 second");
         }
+        if s.greet_pause_ms > 30_000 {
+            v.error(
+                "smtp.greet_pause_ms",
+                format!(
+                    "is {} ms; at most 30000 (Postfix uses 6000 on the open Internet, a hop inside the company needs 0)",
+                    s.greet_pause_ms
+                ),
+            );
+        }
 
         if self.tag.markers.is_empty() {
             v.error("tag.markers", "is empty; use e.g. [\"[PEC]\"]");

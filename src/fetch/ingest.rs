@@ -148,6 +148,12 @@ impl Ingest {
             date_unix: f.now / 1000,
             signature: Some(f.signature),
         };
+        let forged = notify::own_marks(f.raw).len();
+        if forged > 0 {
+            // Nobody but this gateway writes these: a sender trying to look like a receipt to a corporate filter.
+            tracing::warn!(mailbox = %mailbox.id, fetched_id = f.id, fields = forged, "fetched message carries X-Pecgate-* fields of its own; renamed X-Original-Pecgate-* in the copy injected (inline mode)");
+            metrics::counter!("pecgate_fetch_forged_marks_total", "mailbox" => mailbox.id.clone()).increment(1);
+        }
         let wrapped = match corp.mode {
             InjectMode::Inline => notify::inline_wrap(&delivery, f.raw),
             InjectMode::Attach => notify::attach_wrap(&delivery, f.raw),

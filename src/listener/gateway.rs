@@ -56,6 +56,7 @@ impl SessionSource<Gateway> for GatewaySource {
         session.command_timeout = Duration::from_secs(smtp.command_timeout_secs);
         session.data_timeout = Duration::from_secs(smtp.data_timeout_secs);
         session.auth_without_tls_on_loopback = smtp.auth.allow_without_tls_on_loopback;
+        session.greet_pause = Some(Duration::from_millis(smtp.greet_pause_ms));
         session.tls = rt.listener_tls.clone().map(TlsAcceptor::from);
         SessionSetup {
             allowed_clients: rt.config.allowed_clients().into(),
@@ -262,6 +263,14 @@ impl Gateway {
                     message_id = %plan.message_id,
                     status = "queued",
                 );
+                if plan.removed_bcc || !plan.removed_fields.is_empty() {
+                    // Said once per message, so a user asking "where did my Resent-From go" has an answer.
+                    let mut removed = plan.removed_fields.clone();
+                    if plan.removed_bcc {
+                        removed.insert(0, "Bcc".to_string());
+                    }
+                    tracing::info!(queue_id = %id, removed = %removed.join(", "), "header fields reserved to the provider or the gateway removed");
+                }
                 metrics::counter!("pecgate_smtp_messages_accepted_total", "mailbox" => plan.mailbox_id.clone()).increment(1);
                 Reply::new(250, Some("2.0.0"), format!("queued as {id}")).into()
             }

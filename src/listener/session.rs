@@ -117,6 +117,10 @@ pub struct SessionConfig {
     pub max_auth_failures: usize,
     /// Errors tolerated before the session is closed (against junk floods).
     pub max_errors: usize,
+    /// Early-talker check (Postfix's `smtpd_greet_pause`/postscreen pregreet):
+    /// a client that sends before our 220 is refused. `None`: no check;
+    /// `Some(ZERO)`: only what has already arrived at greeting time; else wait so long.
+    pub greet_pause: Option<Duration>,
 }
 
 impl SessionConfig {
@@ -131,6 +135,7 @@ impl SessionConfig {
             auth_without_tls_on_loopback: false,
             max_auth_failures: 3,
             max_errors: 20,
+            greet_pause: None,
         }
     }
 }
@@ -221,6 +226,20 @@ impl<B: Backend> Session<B> {
         let mut io = BufReader::with_capacity(16 * 1024, stream);
         let mut out = String::new();
         if greet {
+            if let Some(pause) = self.config.greet_pause {
+                // A timeout polls the read once even at zero: data already there means the client did not wait.
+                match tokio::time::timeout(pause, io.fill_buf()).await {
+                    Ok(Ok([])) | Ok(Err(_)) => return Ok(Ended::Closed),
+                    Ok(Ok(early)) => {
+                        tracing::info!(session = info.id, peer = %info.peer, bytes = early.len(), "client sent data before the greeting; refused");
+                        metrics::counter!("pecgate_smtp_early_talkers_total").increment(1);
+                        out.push_str(&reply::r554_early_talker().to_wire());
+                        let _ = flush(&mut io, &mut out).await;
+                        return Ok(Ended::Closed);
+                    }
+                    Err(_) => {}
+                }
+            }
             out.push_str(&Reply::new(220, None, format!("{} ESMTP pecgate", self.config.hostname)).to_wire());
             flush(&mut io, &mut out).await?;
         }

@@ -37,10 +37,39 @@ impl Header {
     /// The value as on the wire, folds kept, without the final line terminator and
     /// without leading whitespace: what a rewrite of the field must start from.
     pub fn raw_value(&self) -> String {
+        self.raw_text().text
+    }
+
+    /// [`Header::raw_value`] with how it was read: bytes that are not UTF-8 (an old
+    /// client writing Latin-1 unencoded) are read as Latin-1, one char per byte, so
+    /// that a rewrite can give them back unchanged instead of U+FFFD.
+    pub fn raw_text(&self) -> RawText {
         let bytes = self.value_bytes();
         let bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
         let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
-        String::from_utf8_lossy(bytes).trim_start_matches([' ', '\t', '\r', '\n']).to_string()
+        let (text, latin1) = match std::str::from_utf8(bytes) {
+            Ok(text) => (text.to_string(), false),
+            Err(_) => (bytes.iter().map(|&b| char::from(b)).collect(), true),
+        };
+        RawText { text: text.trim_start_matches([' ', '\t', '\r', '\n']).to_string(), latin1 }
+    }
+}
+
+/// A raw header value as text, and whether it was read from Latin-1 bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawText {
+    pub text: String,
+    pub latin1: bool,
+}
+
+impl RawText {
+    /// A rewritten value as bytes in the encoding the field came in: Latin-1 again
+    /// when it was read so and every char fits, else UTF-8.
+    pub fn encode(&self, value: &str) -> Vec<u8> {
+        match self.latin1 {
+            true if value.chars().all(|c| u32::from(c) <= 0xff) => value.chars().map(|c| u32::from(c) as u8).collect(),
+            _ => value.as_bytes().to_vec(),
+        }
     }
 }
 
@@ -102,12 +131,31 @@ impl HeaderBlock {
         before - self.fields.len()
     }
 
+    /// Removes every field whose name starts with `prefix` (case-insensitive);
+    /// returns the names removed, as written.
+    pub fn remove_prefixed(&mut self, prefix: &str) -> Vec<String> {
+        let mut removed = Vec::new();
+        self.fields.retain(|h| {
+            let hit = h.name.len() >= prefix.len() && h.name.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes());
+            if hit {
+                removed.push(h.name.clone());
+            }
+            !hit
+        });
+        removed
+    }
+
     /// Replaces the first occurrence in place (removing the others) or appends at the end.
     ///
     /// The value may be folded ("a\r\n b"); any other CR or LF is turned into a space so
     /// a value can never inject a field. Invalid name characters are dropped; an empty
     /// name leaves the block unchanged.
     pub fn set(&mut self, name: &str, value: &str) {
+        self.set_bytes(name, value.as_bytes());
+    }
+
+    /// [`HeaderBlock::set`] for a value that need not be UTF-8 (see [`RawText::encode`]).
+    pub fn set_bytes(&mut self, name: &str, value: &[u8]) {
         let name: String = name.chars().filter(|&c| is_name_char(c as u32)).collect();
         if name.is_empty() {
             return;
@@ -162,8 +210,7 @@ fn field_name(line: &[u8]) -> Option<String> {
 
 /// Keeps CRLF + WSP folds, turns every other CR or LF into a space: the value
 /// bytes [`HeaderBlock::set`] writes.
-pub(super) fn sanitize_value(value: &str) -> Vec<u8> {
-    let bytes = value.as_bytes();
+pub(super) fn sanitize_value(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {

@@ -12,7 +12,7 @@ use mail_parser::parsers::MessageStream;
 use mail_parser::{Address, HeaderValue};
 
 use crate::proto::reply::{self, Reply};
-pub use headers::{Header, HeaderBlock};
+pub use headers::{Header, HeaderBlock, RawText};
 pub use tag::{TagMatch, decode_subject, strip_tag};
 
 /// Why a submission is refused; [`Error::reply`] gives what the client is told.
@@ -170,6 +170,9 @@ pub struct Plan {
     pub original_sender: String,
     pub tag: Option<TagMatch>,
     pub removed_bcc: bool,
+    /// Reserved fields removed (`Resent-*`, provider and gateway marks), as written,
+    /// for the log; `X-TipoRicevuta` is always set by us and listed when the client sent one.
+    pub removed_fields: Vec<String>,
 }
 
 /// Decides on a submission; see [`check`] for the rules.
@@ -199,7 +202,8 @@ pub fn check(rules: &Rules, sub: &Submission) -> Result<Plan> {
     }
 
     let mut block = HeaderBlock::parse(sub.headers);
-    let raw_subject = block.get("Subject").map(Header::raw_value);
+    let subject_field = block.get("Subject").map(Header::raw_text);
+    let raw_subject = subject_field.as_ref().map(|f| f.text.clone());
     let stripped = raw_subject.as_deref().and_then(|s| strip_tag(s, rules.markers));
     if rules.tag_required && stripped.is_none() {
         return Err(Error::TagRequired { marker: first_marker(rules) });
@@ -231,22 +235,31 @@ pub fn check(rules: &Rules, sub: &Submission) -> Result<Plan> {
     // Rewrite.
     let subject_raw = match (&stripped, &raw_subject) {
         (Some((_, new_raw)), _) => {
-            block.set("Subject", new_raw);
+            let written = subject_field.as_ref().map_or_else(|| new_raw.as_bytes().to_vec(), |f| f.encode(new_raw));
+            block.set_bytes("Subject", &written);
             new_raw.clone()
         }
         (None, Some(raw)) => raw.clone(),
         (None, None) => String::new(),
     };
     let first_from = from.as_ref().and_then(|list| list.first());
-    let from_value = match block.get("From") {
-        Some(h) => rewrite_from(&h.raw_value(), first_from, &mailbox.address),
-        None => mailbox.address.clone(),
+    let from_value = match block.get("From").map(Header::raw_text) {
+        Some(field) => rewrite_from(&field, first_from, &mailbox.address),
+        None => mailbox.address.as_bytes().to_vec(),
     };
-    block.set("From", &from_value);
+    block.set_bytes("From", &from_value);
     let removed_bcc = block.remove_all("Bcc") > 0;
     block.remove_all("Return-Path");
     block.remove_all("Sender");
-    block.remove_all("X-TipoRicevuta");
+    let mut removed_fields = Vec::new();
+    for prefix in RESERVED_PREFIXES {
+        removed_fields.extend(block.remove_prefixed(prefix));
+    }
+    for name in RESERVED_FIELDS {
+        if block.remove_all(name) > 0 {
+            removed_fields.push(name.to_string());
+        }
+    }
     block.set("X-TipoRicevuta", &mailbox.receipt_type);
     let message_id = match block.value("Message-ID").as_deref().and_then(angle_id) {
         Some(id) => id,
@@ -270,8 +283,18 @@ pub fn check(rules: &Rules, sub: &Submission) -> Result<Plan> {
         original_sender: identity.to_string(),
         tag,
         removed_bcc,
+        removed_fields,
     })
 }
+
+/// Fields a client may not hand to the provider, by prefix: `Resent-*` would
+/// claim that someone other than the certified mailbox re-sent the message, and
+/// `X-Pecgate-*` are this gateway's own marks on what it injects.
+const RESERVED_PREFIXES: [&str; 2] = ["Resent-", "X-Pecgate-"];
+
+/// Fields the PEC rules reserve to providers (a client copy could make a plain
+/// message look like a receipt to a careless reader) and the one we set.
+const RESERVED_FIELDS: [&str; 5] = ["X-Trasporto", "X-Ricevuta", "X-VerificaSicurezza", "X-Riferimento-Message-ID", "X-TipoRicevuta"];
 
 /// The marker quoted in refusals: the first configured one.
 fn first_marker(rules: &Rules) -> String {
@@ -388,15 +411,23 @@ fn addresses(value: &[u8]) -> Vec<Mailbox> {
         .collect()
 }
 
-/// The new From value: the original display name (raw, as the client wrote it) with
-/// the mailbox address; a name only given as a comment is re-quoted; else the bare address.
-/// A candidate is used only if it parses back to exactly the mailbox address, so a
-/// malformed original can never leak into the rewritten field. It is checked as
-/// [`HeaderBlock::set`] will write it: turning a bare CR or LF into a space can change
-/// how the rest parses (`"=?<LF><TAB>?Q?"?=` becomes an encoded word that eats the quote).
-fn rewrite_from(raw: &str, first: Option<&Mailbox>, address: &str) -> String {
-    let raw_named = raw_display_name(raw).map(|d| format!("{d} <{address}>"));
-    let quoted = first.and_then(|m| m.name.as_deref()).map(|n| format!("{} <{address}>", quote_display_name(n)));
+/// The new From value: the original display name (raw, as the client wrote it, in
+/// the bytes it came in) with the mailbox address; a name only given as a comment is
+/// re-quoted; else the bare address. A candidate is used only if it parses back to
+/// exactly the mailbox address, so a malformed original can never leak into the
+/// rewritten field. It is checked as [`HeaderBlock::set_bytes`] will write it: turning
+/// a bare CR or LF into a space can change how the rest parses (`"=?<LF><TAB>?Q?"?=`
+/// becomes an encoded word that eats the quote). A display name that names another
+/// address (`"hr@pec.x.it" <legal@pec.x.it>`) is dropped: the recipient must never
+/// read one mailbox over another's certified address.
+fn rewrite_from(raw: &RawText, first: Option<&Mailbox>, address: &str) -> Vec<u8> {
+    let decoded_name = first.and_then(|m| m.name.as_deref()).unwrap_or("");
+    if names_other_address(decoded_name, address) {
+        return address.as_bytes().to_vec();
+    }
+    let raw_named =
+        raw_display_name(&raw.text).filter(|d| !names_other_address(d, address)).map(|d| raw.encode(&format!("{d} <{address}>")));
+    let quoted = first.and_then(|m| m.name.as_deref()).map(|n| format!("{} <{address}>", quote_display_name(n)).into_bytes());
     [raw_named, quoted]
         .into_iter()
         .flatten()
@@ -404,7 +435,16 @@ fn rewrite_from(raw: &str, first: Option<&Mailbox>, address: &str) -> String {
             let written = [headers::sanitize_value(candidate).as_slice(), b"\r\n"].concat();
             matches!(addresses(&written).as_slice(), [only] if only.address == address)
         })
-        .unwrap_or_else(|| address.to_string())
+        .unwrap_or_else(|| address.as_bytes().to_vec())
+}
+
+/// Whether a display name contains something shaped like an address other than
+/// `address` (compared case-insensitively).
+fn names_other_address(name: &str, address: &str) -> bool {
+    name.split(|c: char| c.is_whitespace() || "\"'<>()[],;:\\".contains(c))
+        .map(|word| word.trim_matches('.'))
+        .filter(|word| matches!(word.split_once('@'), Some((local, domain)) if !local.is_empty() && !domain.is_empty()))
+        .any(|word| !word.eq_ignore_ascii_case(address))
 }
 
 /// The phrase before the first angle-addr of the first mailbox in a raw address list,

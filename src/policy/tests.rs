@@ -38,7 +38,7 @@ struct Case {
     name: &'static str,
     mail_from: &'static str,
     rcpts: Vec<String>,
-    headers: String,
+    headers: Vec<u8>,
     size: u64,
     auth: Option<&'static str>,
     tag_required: bool,
@@ -50,7 +50,7 @@ impl Case {
             name,
             mail_from,
             rcpts: vec!["a@y.it".to_string()],
-            headers: headers.to_string(),
+            headers: headers.as_bytes().to_vec(),
             size: 1000,
             auth: None,
             tag_required: true,
@@ -66,6 +66,11 @@ impl Case {
     }
     fn auth(mut self, user: &'static str) -> Case {
         self.auth = Some(user);
+        self
+    }
+    /// Header bytes that need not be UTF-8.
+    fn raw_headers(mut self, bytes: &[u8]) -> Case {
+        self.headers = bytes.to_vec();
         self
     }
     fn optional_tag(mut self) -> Case {
@@ -85,7 +90,7 @@ impl Case {
         let sub = Submission {
             mail_from: self.mail_from,
             rcpts: &self.rcpts,
-            headers: self.headers.as_bytes(),
+            headers: &self.headers,
             size: self.size,
             authenticated_user: self.auth,
             queue_id: "Q123",
@@ -304,6 +309,7 @@ fn rewrite_full() {
             original_sender: "mario@x.it".to_string(),
             tag: Some(TagMatch { marker: "[PEC]".to_string(), mailbox: Some("legal".to_string()) }),
             removed_bcc: true,
+            removed_fields: vec!["X-TipoRicevuta".to_string()],
         }
     );
 }
@@ -401,12 +407,19 @@ fn from_rewrite_table() {
         ("undisclosed", "legal@pec"),
         // Garbage before '<' is no display name.
         ("shared@pec.x.it\r\n\t!<", "\"!\" <legal@pec>"),
-        ("a@b <c@d>", "\"a@b\" <legal@pec>"),
+        // A display name naming another address is dropped, even encoded; naming the mailbox itself is harmless.
+        ("a@b <c@d>", "legal@pec"),
+        ("\"hr@pec.x.it \" <m@corp>", "legal@pec"),
+        ("\"Ufficio HR (hr@pec.x.it)\" <m@corp>", "legal@pec"),
+        ("=?UTF-8?B?aHJAcGVjLnguaXQ=?= <m@corp>", "legal@pec"),
+        ("\"LEGAL@pec\" <m@corp>", "\"LEGAL@pec\" <legal@pec>"),
+        ("Mario @ Rossi <m@corp>", "\"Mario @ Rossi\" <legal@pec>"),
         ("", "legal@pec"),
     ];
     for (raw, want) in cases {
         let parsed = addresses(format!("{raw}\r\n").as_bytes());
-        assert_eq!(rewrite_from(raw, parsed.first(), "legal@pec"), want, "{raw:?}");
+        let text = RawText { text: raw.to_string(), latin1: false };
+        assert_eq!(String::from_utf8_lossy(&rewrite_from(&text, parsed.first(), "legal@pec")), want, "{raw:?}");
     }
 }
 
@@ -415,10 +428,10 @@ fn from_rewrite_table() {
 #[test]
 fn from_rewrite_checks_what_is_written() {
     let raw = "\"=?\n\t?Q?\"?=<";
-    let written = [headers::sanitize_value(&format!("{raw} <legal@pec>")).as_slice(), b"\r\n"].concat();
+    let written = [headers::sanitize_value(format!("{raw} <legal@pec>").as_bytes()).as_slice(), b"\r\n"].concat();
     assert!(addresses(&written).is_empty(), "the unchecked candidate must read as no address");
     let parsed = addresses(format!("{raw}\r\n").as_bytes());
-    assert_eq!(rewrite_from(raw, parsed.first(), "legal@pec"), "legal@pec");
+    assert_eq!(rewrite_from(&RawText { text: raw.to_string(), latin1: false }, parsed.first(), "legal@pec"), b"legal@pec");
 
     let headers = format!("From:{raw}\nTo: a@y.it\nSubject: [PEC:legal] x\n\n");
     let plan = accept(&Case::new("bare LF in From", "mario@x.it", &headers));
@@ -426,6 +439,49 @@ fn from_rewrite_checks_what_is_written() {
     let from: Vec<String> =
         block.get("From").map(|h| addresses(h.value_bytes())).unwrap_or_default().into_iter().map(|m| m.address).collect();
     assert_eq!(from, ["legal@pec.x.it"], "{:?}", String::from_utf8_lossy(&plan.headers));
+}
+
+/// Fields a client may not hand to the provider go, whatever their case; the
+/// rest of the section stays byte-for-byte and in order.
+#[test]
+fn reserved_fields_are_removed() {
+    let input = "Resent-From: boss@x.it\r\nFrom: anna@x.it\r\nRESENT-TO: b@y.it\r\nTo: a@y.it\r\n\
+                 X-Pecgate-Kind: avvenuta-consegna\r\nX-Ricevuta: accettazione\r\nX-Trasporto: posta-certificata\r\n\
+                 X-VerificaSicurezza: errore\r\nx-riferimento-message-id: <q@x>\r\nX-TipoRicevuta: sintetica\r\n\
+                 Subject: [PEC] x\r\nReply-To: anna@x.it\r\nDate: d\r\nMessage-ID: <m@x>\r\n\r\n";
+    let plan = accept(&Case::new("reserved", "anna@x.it", input));
+    assert_eq!(
+        String::from_utf8_lossy(&plan.headers),
+        "From: legal@pec.x.it\r\nTo: a@y.it\r\nSubject: x\r\nReply-To: anna@x.it\r\nDate: d\r\nMessage-ID: <m@x>\r\n\
+         X-TipoRicevuta: completa\r\n\r\n"
+    );
+    assert_eq!(
+        plan.removed_fields,
+        [
+            "Resent-From",
+            "RESENT-TO",
+            "X-Pecgate-Kind",
+            "X-Trasporto",
+            "X-Ricevuta",
+            "X-VerificaSicurezza",
+            "X-Riferimento-Message-ID",
+            "X-TipoRicevuta"
+        ]
+    );
+}
+
+/// An old client writing Latin-1 unencoded: the display name and the subject reach
+/// the provider in the bytes they came in (not U+FFFD), the tag removed.
+#[test]
+fn latin1_bytes_are_kept() {
+    let input = b"From: Niccol\xf2 Rossi <mario@x.it>\r\nTo: a@y.it\r\nSubject: [PEC:legal] Fattura perch\xe9\r\nDate: d\r\nMessage-ID: <m@x>\r\n\r\n";
+    let plan = accept(&Case::new("latin-1", "mario@x.it", "").raw_headers(input));
+    let want: &[u8] =
+        b"From: Niccol\xf2 Rossi <legal@pec.x.it>\r\nTo: a@y.it\r\nSubject: Fattura perch\xe9\r\nDate: d\r\nMessage-ID: <m@x>\r\n\
+                        X-TipoRicevuta: completa\r\n\r\n";
+    assert_eq!(plan.headers, want, "{}", String::from_utf8_lossy(&plan.headers));
+    assert_eq!(plan.subject, "Fattura perché");
+    assert_eq!(plan.mailbox_id, "legal");
 }
 
 #[test]
@@ -522,7 +578,7 @@ proptest! {
             name: "arbitrary",
             mail_from: "",
             rcpts,
-            headers: String::new(),
+            headers: Vec::new(),
             size,
             auth,
             tag_required,
@@ -561,7 +617,7 @@ proptest! {
             name: "soup",
             mail_from,
             rcpts: rcpts.iter().map(|r| r.to_string()).collect(),
-            headers: String::from_utf8_lossy(&headers).into_owned(),
+            headers: headers.clone(),
             size: 10,
             auth,
             tag_required: false,

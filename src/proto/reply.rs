@@ -119,6 +119,8 @@ reply_const! {
     r421_shutdown = 421, Some("4.3.2"), "service shutting down, try again later";
     r421_too_many_sessions = 421, Some("4.7.0"), "too many connections, try again later";
     r421_timeout = 421, Some("4.4.2"), "timeout, closing connection";
+    /// RFC 5321 §3.1: a client waits for the greeting; one that does not is a bot or broken.
+    r554_early_talker = 554, Some("5.5.0"), "SMTP synchronization error: data sent before the greeting";
     /// RFC 5321 §4.2.4: syntax errors.
     r500_line_too_long = 500, Some("5.5.2"), "line too long (at most 1000 bytes with CRLF, RFC 5321 4.5.3.1.4)";
     r500_unknown_command = 500, Some("5.5.1"), "unknown command";
