@@ -121,3 +121,19 @@ async fn metrics_health_and_dashboards() {
         assert!(missing.is_empty(), "{file} uses metrics pecgate does not export: {missing:?}");
     }
 }
+
+/// Every metric pecgate describes is in the README's table, so an admin
+/// building a dashboard finds it there.
+#[test]
+fn every_metric_is_documented_in_the_readme() {
+    let source = include_str!("../src/metrics.rs");
+    let readme = include_str!("../README.md");
+    let described: Vec<&str> = source
+        .split("describe_")
+        .skip(1)
+        .filter_map(|s| s.split_once("!(\"").and_then(|(_, rest)| rest.split_once('"')).map(|(name, _)| name))
+        .collect();
+    assert!(described.len() > 30, "the scan found {} metrics; did src/metrics.rs change shape?", described.len());
+    let missing: Vec<&&str> = described.iter().filter(|m| !readme.contains(&format!("`{m}`"))).collect();
+    assert!(missing.is_empty(), "not in the README metrics table: {missing:?}");
+}
