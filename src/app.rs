@@ -84,6 +84,7 @@ impl App {
         let config = &rt.config;
         let metrics_handle = crate::metrics::install();
         crate::metrics::init(rt.mailboxes.iter().map(|m| m.id.as_str()));
+        crate::metrics::trust_anchors(&rt.trust);
         if config.store.backend == crate::config::StoreBackend::Sqlite
             && let Some(parent) = config.store.path.parent()
         {

@@ -348,3 +348,27 @@ pub fn render_steps(mailbox: &str, steps: &[Step]) -> String {
     }
     out
 }
+
+/// `pecgate trust show`: one block per anchor, then any expiry warning.
+pub fn render_trust(trust: &crate::pec::signature::TrustStore, now: chrono::DateTime<chrono::Utc>) -> String {
+    let day = |t: Option<chrono::DateTime<chrono::Utc>>| t.map_or_else(|| "?".to_string(), |t| t.format("%Y-%m-%d").to_string());
+    let mut out = String::new();
+    let anchors = trust.anchors();
+    if anchors.is_empty() {
+        out.push_str("no trust anchors: every good provider signature reads valid-untrusted-signer\n");
+    }
+    for a in &anchors {
+        out.push_str(&format!(
+            "{}\n  sha256   {}\n  valid    {} .. {}\n  source   {}\n",
+            a.subject,
+            a.sha256,
+            day(a.not_before),
+            day(a.not_after),
+            a.source
+        ));
+    }
+    for w in trust.expiry_warnings(now) {
+        out.push_str(&format!("warning: {w}\n"));
+    }
+    out
+}

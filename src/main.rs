@@ -92,11 +92,17 @@ enum Command {
         /// One JSON object per line (the stable contract) instead of a table.
         #[arg(long)]
         json: bool,
-        /// PEM bundle of trusted PEC provider CAs for the signature check.
+        /// PEM bundle of PEC provider CAs trusted for the signature check, on
+        /// top of the built-in AgID CA1 (`pecgate trust show`).
         #[arg(long)]
         trust_store: Option<PathBuf>,
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+    /// The trust anchors for provider signatures.
+    Trust {
+        #[command(subcommand)]
+        action: TrustAction,
     },
     /// Send a test message over plain SMTP (to try the demo without swaks).
     Send {
@@ -112,6 +118,16 @@ enum Command {
         subject: String,
         #[arg(long, default_value = "Messaggio di prova inviato con pecgate send.")]
         body: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TrustAction {
+    /// List the anchors in use: subject, SHA-256 fingerprint, validity, source.
+    Show {
+        /// What this configuration trusts (default: the built-in anchors only).
+        #[arg(long, short, env = "PECGATE_CONFIG")]
+        config: Option<PathBuf>,
     },
 }
 
@@ -158,14 +174,23 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Sim { config, out } => sim(&config, out).await,
         Command::Demo { dir, port } => demo(&dir, port).await,
         Command::Classify { json, files, trust_store } => {
-            let trust = match &trust_store {
-                Some(p) => {
-                    let pem = std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
-                    pecgate::pec::signature::TrustStore::from_pem(&pem).map_err(|e| anyhow!("{}: {e}", p.display()))?
-                }
-                None => pecgate::pec::signature::TrustStore::empty(),
-            };
+            let mut trust = pecgate::pec::signature::TrustStore::builtin();
+            if let Some(p) = &trust_store {
+                let pem = std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
+                trust.extend(pecgate::pec::signature::TrustStore::from_pem(&pem).map_err(|e| anyhow!("{}: {e}", p.display()))?);
+            }
             Ok(classify(&files, json, &trust))
+        }
+        Command::Trust { action: TrustAction::Show { config } } => {
+            let trust = match &config {
+                Some(path) => {
+                    let rt = pecgate::runtime::Runtime::build(load(path)?, 1, &path.display().to_string()).map_err(|e| anyhow!("{e}"))?;
+                    rt.trust.clone()
+                }
+                None => std::sync::Arc::new(pecgate::pec::signature::TrustStore::builtin()),
+            };
+            print!("{}", pecgate::cli::render_trust(&trust, chrono::Utc::now()));
+            Ok(ExitCode::SUCCESS)
         }
         Command::Status { config } => {
             let loaded = load(&config)?;
@@ -454,7 +479,7 @@ fn classify(files: &[PathBuf], json: bool, trust: &pecgate::pec::signature::Trus
                 let sig = pecgate::pec::signature::verify(&raw, trust, at);
                 let line = if json {
                     let mut v = pecgate::pec::classify_json(&name, &c);
-                    v["signature"] = serde_json::json!({ "verdict": sig.verdict.as_str(), "signer": sig.signer, "digest": sig.digest });
+                    v["signature"] = serde_json::json!({ "verdict": sig.verdict.as_str(), "signer": sig.signer, "digest": sig.digest, "signer_address": sig.signer_address, "chain": sig.chain, "detail": sig.detail });
                     v.to_string()
                 } else {
                     format!("{}  signature={}", pecgate::pec::classify_line(&name, &c), sig.verdict.as_str())

@@ -54,6 +54,15 @@ pub fn install() -> PrometheusHandle {
 }
 
 /// Describes every metric and registers every known series at zero.
+/// The notAfter of every trust anchor in use, so Grafana can alert before one
+/// expires (the admin is also warned in the log 90 days before).
+pub fn trust_anchors(trust: &crate::pec::signature::TrustStore) {
+    for a in trust.anchors() {
+        let end = a.not_after.map_or(0.0, |t| t.timestamp() as f64);
+        gauge!("pecgate_trust_anchor_expiry_timestamp_seconds", "anchor" => a.subject, "sha256" => a.sha256).set(end);
+    }
+}
+
 pub fn init<'a>(mailboxes: impl IntoIterator<Item = &'a str>) {
     describe();
     gauge!("pecgate_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
@@ -158,6 +167,7 @@ fn describe() {
     describe_counter!("pecgate_pop3_polls_total", "POP3 polls by result");
     describe_counter!("pecgate_pop3_errors_total", "POP3 poll failures by kind");
     describe_counter!("pecgate_pop3_messages_fetched_total", "messages fetched and committed");
+    describe_gauge!("pecgate_trust_anchor_expiry_timestamp_seconds", "notAfter of each trust anchor for provider signatures (unix time)");
     describe_counter!("pecgate_fetch_skipped_total", "messages left on the provider's server because pecgate cannot take them");
     describe_counter!(
         "pecgate_fetch_forged_marks_total",

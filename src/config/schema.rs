@@ -310,13 +310,20 @@ impl Default for QueueConfig {
 }
 
 /// `[pec]`: checks on what the providers send.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PecConfig {
-    /// PEM bundle of the accredited PEC providers' CA certificates (from
-    /// AgID's list). Without it signatures are still checked, but a good
-    /// one reads `valid-untrusted-signer`.
+    /// PEM bundle of CA certificates trusted for provider signatures, on top
+    /// of the built-in AgID CA1 (or instead of it, with `builtin_anchors = false`).
     pub trust_store: Option<PathBuf>,
+    /// Trust the anchors built into pecgate (AgID CA1): `pecgate trust show`.
+    pub builtin_anchors: bool,
+}
+
+impl Default for PecConfig {
+    fn default() -> Self {
+        Self { trust_store: None, builtin_anchors: true }
+    }
 }
 
 /// `[watchdog]`: what nobody watches by hand (PEC.md: 12 h / 24 h timeouts).

@@ -211,15 +211,30 @@ impl Config {
         if self.queue.min_backoff_secs == 0 || self.queue.max_backoff_secs < self.queue.min_backoff_secs {
             v.error("queue.min_backoff_secs", "must be at least 1 and not above queue.max_backoff_secs");
         }
+        let mut trust = if self.pec.builtin_anchors {
+            crate::pec::signature::TrustStore::builtin()
+        } else {
+            crate::pec::signature::TrustStore::empty()
+        };
         if let Some(ts) = &self.pec.trust_store {
             match std::fs::read_to_string(ts) {
-                Ok(pem) => match crate::pec::signature::TrustStore::from_pem(&pem) {
-                    Ok(trust) => v.resolved.trust_store = Some(std::sync::Arc::new(trust)),
+                Ok(pem) => match crate::pec::signature::TrustStore::from_pem_labelled(&pem, &ts.display().to_string()) {
+                    Ok(file) => trust.extend(file),
                     Err(e) => v.error("pec.trust_store", format!("{}: {e}; it must be a PEM bundle of CA certificates", ts.display())),
                 },
                 Err(e) => v.error("pec.trust_store", format!("cannot read {}: {e}", ts.display())),
             }
         }
+        if trust.is_empty() {
+            v.warning(
+                "pec.builtin_anchors",
+                "is false and there is no trust_store: every good provider signature will read valid-untrusted-signer",
+            );
+        }
+        for w in trust.expiry_warnings(chrono::Utc::now()) {
+            v.warning("pec.trust_store", w);
+        }
+        v.resolved.trust_store = Some(std::sync::Arc::new(trust));
         let w = &self.watchdog;
         if w.interval_secs == 0 || w.acceptance_timeout_minutes == 0 || w.queue_stuck_minutes == 0 || w.poll_stale_minutes == 0 {
             v.error("watchdog", "times must be at least 1");

@@ -93,7 +93,7 @@ impl Runtime {
             _ => return Err(config::Error::Invalid { file: file.to_owned(), problems }),
         };
         let directory: Arc<dyn Directory> = Arc::new(StaticDirectory::new(&config, &resolved.secrets));
-        let trust = resolved.trust_store.unwrap_or_else(|| Arc::new(TrustStore::empty()));
+        let trust = resolved.trust_store.unwrap_or_else(|| Arc::new(TrustStore::builtin()));
         Ok(Runtime { generation, config, secrets: resolved.secrets, mailboxes, corporate_tls, listener_tls, trust, directory, warnings })
     }
 

@@ -65,6 +65,7 @@ impl Reloader {
                 for w in &report.warnings {
                     tracing::warn!("config: {w}");
                 }
+                crate::metrics::trust_anchors(&self.live.get().trust);
                 for key in &report.needs_restart {
                     tracing::warn!(key = %key, "configuration changed but needs a restart; the running value stays");
                 }

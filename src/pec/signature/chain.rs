@@ -134,6 +134,25 @@ struct Anchor {
     cert: Certificate,
     der: Vec<u8>,
     key: Option<RsaPublicKey>,
+    /// Where it came from: "built-in" or the file it was read from.
+    source: String,
+}
+
+/// The built-in anchors: AgID CA1 (provenance and fingerprint in the file).
+const BUILTIN_PEM: &str = include_str!("anchors/agid-ca1.pem");
+
+/// How long before an anchor's notAfter the admin is warned.
+pub const EXPIRY_WARNING_DAYS: i64 = 90;
+
+/// One trust anchor, as `pecgate trust show` prints it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnchorInfo {
+    pub subject: String,
+    /// SHA-256 of the DER, upper-case hex pairs joined by ':' (as openssl prints it).
+    pub sha256: String,
+    pub not_before: Option<DateTime<Utc>>,
+    pub not_after: Option<DateTime<Utc>>,
+    pub source: String,
 }
 
 /// Trusted CA certificates (trust anchors).
@@ -152,9 +171,17 @@ impl TrustStore {
     /// Every `CERTIFICATE` PEM block in `pem` (other blocks and text between
     /// blocks are ignored). Fails when a block does not decode or none is found.
     pub fn from_pem(pem: &str) -> Result<Self> {
+        Self::from_pem_labelled(pem, "file")
+    }
+
+    /// [`TrustStore::from_pem`] with the source shown by [`TrustStore::anchors`].
+    pub fn from_pem_labelled(pem: &str, source: &str) -> Result<Self> {
         let mut store = Self::empty();
         for der in pem_certificates(pem)? {
             store.add_der(&der)?;
+            if let Some(a) = store.anchors.last_mut() {
+                a.source = source.to_string();
+            }
         }
         if store.anchors.is_empty() {
             return Err(Error::Pem("no CERTIFICATE block found".into()));
@@ -167,12 +194,62 @@ impl TrustStore {
         Self::default()
     }
 
+    /// The anchors built into pecgate, used when `[pec] builtin_anchors` is on
+    /// (the default): AgID CA1, which issues every accredited provider's
+    /// signing certificate.
+    pub fn builtin() -> Self {
+        // The PEM is a constant checked by the tests: it cannot fail at run time.
+        Self::from_pem_labelled(BUILTIN_PEM, "built-in").unwrap_or_default()
+    }
+
+    /// Adds the anchors of `other` not already present (same DER).
+    pub fn extend(&mut self, other: TrustStore) {
+        for a in other.anchors {
+            if !self.anchors.iter().any(|have| have.der == a.der) {
+                self.anchors.push(a);
+            }
+        }
+    }
+
     /// Adds one DER certificate as a trust anchor.
     pub fn add_der(&mut self, der: &[u8]) -> Result<()> {
         let cert = Certificate::from_der(der)?;
         let key = rsa_key(&cert);
-        self.anchors.push(Anchor { cert, der: der.to_vec(), key });
+        self.anchors.push(Anchor { cert, der: der.to_vec(), key, source: "added".into() });
         Ok(())
+    }
+
+    /// One line per anchor that expires within [`EXPIRY_WARNING_DAYS`] of `now`
+    /// (or has expired), saying what to do.
+    pub fn expiry_warnings(&self, now: DateTime<Utc>) -> Vec<String> {
+        self.anchors()
+            .into_iter()
+            .filter_map(|a| {
+                let end = a.not_after?;
+                let days = (end - now).num_days();
+                let when = end.format("%Y-%m-%d");
+                if days < 0 {
+                    Some(format!("trust anchor {} ({}) expired on {when}: receipts dated after that read invalid; add its successor to [pec] trust_store (see `pecgate trust show`)", a.subject, a.source))
+                } else if days <= EXPIRY_WARNING_DAYS {
+                    Some(format!("trust anchor {} ({}) expires on {when}, in {days} days: add its successor to [pec] trust_store, taken from a recent signed receipt (see `pecgate trust show`)", a.subject, a.source))
+                } else {
+                    None
+                }
+            })
+            .collect()
+    }
+
+    /// Every anchor: subject, fingerprint, validity, source.
+    pub fn anchors(&self) -> Vec<AnchorInfo> {
+        use sha2::Digest as _;
+        self.anchors
+            .iter()
+            .map(|a| {
+                let (not_before, not_after) = validity(&a.cert);
+                let sha256 = sha2::Sha256::digest(&a.der).iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":");
+                AnchorInfo { subject: subject(&a.cert), sha256, not_before, not_after, source: a.source.clone() }
+            })
+            .collect()
     }
 
     pub fn len(&self) -> usize {

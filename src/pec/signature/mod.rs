@@ -10,8 +10,11 @@
 //! time. RUSTSEC-2023-0071 (rsa 0.9, Marvin attack) concerns private-key
 //! timing (decryption/signing) and does not affect verification.
 
+#[cfg(test)]
+mod anchor_tests;
 mod ber;
 mod chain;
+mod constraints;
 mod mime;
 mod sign;
 #[cfg(test)]
@@ -25,7 +28,7 @@ use der::{Decode, Encode, Tag, Tagged};
 use x509_cert::Certificate;
 use x509_cert::ext::pkix::SubjectKeyIdentifier;
 
-pub use chain::TrustStore;
+pub use chain::{AnchorInfo, TrustStore};
 pub use sign::{Digest, TestSigner};
 
 use chain::{Chain, HashAlg};
@@ -97,6 +100,11 @@ pub struct SignatureReport {
     pub not_after: Option<DateTime<Utc>>,
     /// DER of the signer certificate, for evidence bundles.
     pub signer_cert_der: Option<Vec<u8>>,
+    /// The signer certificate's address (subjectAltName), e.g.
+    /// `posta-certificata@sicurezzapostale.it`.
+    pub signer_address: Option<String>,
+    /// Subjects from the signer up to the trust anchor, when a path was found.
+    pub chain: Vec<String>,
     /// One line: why.
     pub detail: String,
 }
@@ -110,6 +118,8 @@ impl SignatureReport {
             not_before: None,
             not_after: None,
             signer_cert_der: None,
+            signer_address: None,
+            chain: Vec::new(),
             detail: detail.into(),
         }
     }
@@ -204,6 +214,7 @@ fn check(raw: &[u8], trust: &TrustStore, at: Option<DateTime<FixedOffset>>, repo
     report.not_before = not_before;
     report.not_after = not_after;
     report.signer_cert_der = signer.to_der().ok();
+    report.signer_address = constraints::emails(signer).into_iter().next();
 
     // --- Algorithms.
     let digest_oid = signer_info.digest_alg.oid.to_string();
@@ -266,11 +277,15 @@ fn check(raw: &[u8], trust: &TrustStore, at: Option<DateTime<FixedOffset>>, repo
     };
     match chain::build(signer, &certs, trust) {
         Chain::Trusted(path) => {
+            report.chain = path.iter().map(|c| chain::subject(c)).collect();
             for (i, cert) in path.iter().enumerate() {
                 let role = if i == 0 { "signer certificate" } else { "CA certificate" };
                 if let Some(problem) = validity_problem(cert, at_utc, &at_label) {
                     return Err((Verdict::Invalid, format!("{role} {} {problem}", chain::subject(cert))));
                 }
+            }
+            if let Some(problem) = constraints::usage_problem(signer).or_else(|| constraints::name_problem(&path)) {
+                return Err((Verdict::Invalid, problem));
             }
             let anchor = path.last().map(|c| chain::subject(c)).unwrap_or_default();
             Ok((Verdict::Valid, format!("signature valid{note}, signer chains to trusted CA {anchor}, certificates valid at {at_label}")))
