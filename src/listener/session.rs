@@ -22,6 +22,7 @@ use super::auth::{self, Credentials, LOGIN_PASSWORD_CHALLENGE, LOGIN_USERNAME_CH
 use super::command::{self, Command, Param, parse_command};
 use crate::proto::codec::{self, CommandLine, DataDecoder, MAX_COMMAND_LINE};
 use crate::proto::reply::{self, Reply};
+use crate::proto::sink::DataSink;
 
 /// What a backend hook may answer besides a reply: drop the connection
 /// (used by the simulated provider's fault injection).
@@ -54,21 +55,6 @@ pub struct Envelope {
     pub rcpts: Vec<String>,
     /// SIZE= declared at MAIL, if any.
     pub declared_size: Option<u64>,
-}
-
-/// Receives the decoded DATA stream. An error of kind `InvalidData` means
-/// the message exceeds one of the sink's limits: the client gets a permanent
-/// `552 5.3.4` with the error's text; any other error is a temporary `452`.
-pub trait DataSink: Send {
-    fn write(&mut self, bytes: &[u8]) -> impl Future<Output = io::Result<()>> + Send;
-}
-
-/// An in-memory sink (simulator, capture server, tests).
-impl DataSink for Vec<u8> {
-    async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.extend_from_slice(bytes);
-        Ok(())
-    }
 }
 
 pub trait Backend: Send + Sync + 'static {
