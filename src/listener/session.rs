@@ -20,7 +20,7 @@ use tokio::sync::watch;
 
 use super::auth::{self, Credentials, LOGIN_PASSWORD_CHALLENGE, LOGIN_USERNAME_CHALLENGE};
 use super::command::{self, Command, Param, parse_command};
-use crate::proto::codec::{self, CommandLine, DataDecoder, MAX_COMMAND_LINE};
+use crate::proto::codec::{self, CommandLine, Dialect, DotDecoder, MAX_COMMAND_LINE};
 use crate::proto::reply::{self, Reply};
 use crate::proto::sink::DataSink;
 
@@ -568,7 +568,7 @@ impl<B: Backend> Session<B> {
         out.push_str(&reply::r354_start_data().to_wire());
         flush(io, out).await?;
 
-        let mut decoder = DataDecoder::new();
+        let mut decoder = DotDecoder::new(Dialect::SmtpData);
         let mut chunk = Vec::with_capacity(64 * 1024);
         let mut size: u64 = 0;
         let mut too_big = false;

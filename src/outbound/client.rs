@@ -22,7 +22,7 @@ use tokio_rustls::TlsConnector;
 
 use crate::config::{Secret, Security};
 use crate::proto::Reply;
-use crate::proto::codec::DotStuffer;
+use crate::proto::codec::{Dialect, DotStuffer};
 
 /// Which part of a delivery a failure affects (STYLE.md §2.3, Postfix smtp_trouble.c).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -372,7 +372,7 @@ impl SmtpClient {
             }
             Err(e) => return Err(e),
         }
-        let mut stuffer = DotStuffer::new();
+        let mut stuffer = DotStuffer::new(Dialect::SmtpData);
         let mut buf = vec![0u8; 64 * 1024];
         let mut out = Vec::with_capacity(70 * 1024);
         loop {
