@@ -1,16 +1,15 @@
 //! POP3 response parsing (`pop3::response`): status, STAT, LIST, UIDL and
-//! CAPA lines, and the streaming multi-line (RETR) decoder.
+//! CAPA lines, and the streaming multi-line (RETR) decoder (`proto::codec`
+//! in `Dialect::Pop3`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pecgate::pop3::response::{
-    Capabilities, MultilineDecoder, dot_stuff, parse_list_line, parse_stat, parse_status, parse_uidl_line, trim_eol, unstuff_line,
-    valid_uid,
-};
+use pecgate::pop3::response::{Capabilities, parse_list_line, parse_stat, parse_status, parse_uidl_line, trim_eol, valid_uid};
+use pecgate::proto::codec::{Dialect, DotDecoder, dot_stuff, unstuff_line};
 
 /// Decodes `input` split at `at`: (output, bytes consumed when the terminator was seen).
 fn decode(input: &[u8], at: usize) -> (Vec<u8>, Option<usize>) {
-    let mut d = MultilineDecoder::new();
+    let mut d = DotDecoder::new(Dialect::Pop3);
     let mut out = Vec::new();
     let at = at.min(input.len());
     let end = match d.feed(&input[..at], &mut out) {
@@ -60,7 +59,7 @@ fuzz_target!(|data: &[u8]| {
     // (PEC signatures cover the exact bytes).
     if input.is_empty() || input.ends_with(b"\r\n") {
         let mut wire = Vec::new();
-        dot_stuff(input, &mut wire);
+        dot_stuff(Dialect::Pop3, input, &mut wire);
         assert_eq!(decode(&wire, split), (input.to_vec(), Some(wire.len())), "body did not round-trip");
     }
 });

@@ -1,13 +1,13 @@
-//! The DATA stream (`proto::codec::DataDecoder`, the SMTP smuggling guard)
-//! and its sending-side counterpart `DotStuffer`.
+//! The DATA stream (`proto::codec::DotDecoder` in `Dialect::SmtpData`, the
+//! SMTP smuggling guard) and its sending-side counterpart `DotStuffer`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pecgate::proto::codec::{DataDecoder, DotStuffer};
+use pecgate::proto::codec::{Dialect, DotDecoder, DotStuffer};
 
 /// Decodes `input` split at `at`; returns the output and where the terminator ended.
 fn decode(input: &[u8], at: usize) -> (Vec<u8>, Option<usize>) {
-    let mut d = DataDecoder::new();
+    let mut d = DotDecoder::new(Dialect::SmtpData);
     let mut out = Vec::new();
     let at = at.min(input.len());
     let end = match d.feed(&input[..at], &mut out) {
@@ -18,7 +18,7 @@ fn decode(input: &[u8], at: usize) -> (Vec<u8>, Option<usize>) {
 }
 
 fn stuff(content: &[u8]) -> Vec<u8> {
-    let mut s = DotStuffer::new();
+    let mut s = DotStuffer::new(Dialect::SmtpData);
     let mut wire = Vec::new();
     s.encode(content, &mut wire);
     s.finish(&mut wire);

@@ -20,8 +20,9 @@ use tokio::sync::watch;
 
 use super::auth::{self, Credentials, LOGIN_PASSWORD_CHALLENGE, LOGIN_USERNAME_CHALLENGE};
 use super::command::{self, Command, Param, parse_command};
-use crate::proto::codec::{self, CommandLine, DataDecoder, MAX_COMMAND_LINE};
+use crate::proto::codec::{self, CommandLine, Dialect, DotDecoder, MAX_COMMAND_LINE};
 use crate::proto::reply::{self, Reply};
+use crate::proto::sink::DataSink;
 
 /// What a backend hook may answer besides a reply: drop the connection
 /// (used by the simulated provider's fault injection).
@@ -54,21 +55,6 @@ pub struct Envelope {
     pub rcpts: Vec<String>,
     /// SIZE= declared at MAIL, if any.
     pub declared_size: Option<u64>,
-}
-
-/// Receives the decoded DATA stream. An error of kind `InvalidData` means
-/// the message exceeds one of the sink's limits: the client gets a permanent
-/// `552 5.3.4` with the error's text; any other error is a temporary `452`.
-pub trait DataSink: Send {
-    fn write(&mut self, bytes: &[u8]) -> impl Future<Output = io::Result<()>> + Send;
-}
-
-/// An in-memory sink (simulator, capture server, tests).
-impl DataSink for Vec<u8> {
-    async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.extend_from_slice(bytes);
-        Ok(())
-    }
 }
 
 pub trait Backend: Send + Sync + 'static {
@@ -601,7 +587,7 @@ impl<B: Backend> Session<B> {
         out.push_str(&reply::r354_start_data().to_wire());
         flush(io, out).await?;
 
-        let mut decoder = DataDecoder::new();
+        let mut decoder = DotDecoder::new(Dialect::SmtpData);
         let mut chunk = Vec::with_capacity(64 * 1024);
         let mut size: u64 = 0;
         let mut too_big = false;

@@ -22,7 +22,7 @@ use tokio_rustls::TlsConnector;
 
 use crate::config::{Secret, Security};
 use crate::proto::Reply;
-use crate::proto::codec::DotStuffer;
+use crate::proto::codec::{Dialect, DotStuffer};
 
 /// Which part of a delivery a failure affects (STYLE.md §2.3, Postfix smtp_trouble.c).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +41,51 @@ pub enum Severity {
     Permanent,
 }
 
+/// Where in a submission a failure happened, for classification (match on
+/// the variant) and for people: `Display` is the text logs, notices and
+/// stored attempt errors have always shown, so keep it stable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Connect,
+    TlsHandshake,
+    Greeting,
+    Ehlo,
+    StartTls,
+    Auth,
+    MailFrom,
+    RcptTo,
+    Data,
+    /// The reply to the final "." of DATA.
+    EndOfData,
+    Rset,
+    Quit,
+    /// Opening the message in the spool, before anything is sent.
+    OpeningSpool,
+    /// Reading the message from the spool while sending DATA.
+    ReadingSpool,
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Stage::Connect => "connect",
+            Stage::TlsHandshake => "TLS handshake",
+            Stage::Greeting => "greeting",
+            Stage::Ehlo => "EHLO",
+            Stage::StartTls => "STARTTLS",
+            Stage::Auth => "AUTH",
+            Stage::MailFrom => "MAIL FROM",
+            Stage::RcptTo => "RCPT TO",
+            Stage::Data => "DATA",
+            Stage::EndOfData => "end of data",
+            Stage::Rset => "RSET",
+            Stage::Quit => "QUIT",
+            Stage::OpeningSpool => "opening the spool",
+            Stage::ReadingSpool => "reading the spool",
+        })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("cannot connect to {endpoint}: {source}")]
@@ -50,13 +95,13 @@ pub enum ClientError {
     #[error("{endpoint} does not offer STARTTLS; refusing to send in clear")]
     NoStartTls { endpoint: String },
     #[error("timeout during {stage} with {endpoint}")]
-    Timeout { endpoint: String, stage: &'static str },
+    Timeout { endpoint: String, stage: Stage },
     #[error("I/O error during {stage} with {endpoint}: {source}")]
-    Io { endpoint: String, stage: &'static str, source: io::Error },
+    Io { endpoint: String, stage: Stage, source: io::Error },
     #[error("{endpoint} answered {command} with: {reply}")]
-    Rejected { endpoint: String, command: &'static str, reply: Reply },
+    Rejected { endpoint: String, command: Stage, reply: Reply },
     #[error("{endpoint} sent an unreadable reply during {stage}: {line:?}")]
-    Protocol { endpoint: String, stage: &'static str, line: String },
+    Protocol { endpoint: String, stage: Stage, line: String },
 }
 
 impl ClientError {
@@ -66,9 +111,9 @@ impl ClientError {
         match self {
             ClientError::Rejected { command, reply, .. } => {
                 let severity = if reply.is_permanent() { Severity::Permanent } else { Severity::Temporary };
-                let scope = match *command {
-                    "MAIL FROM" | "DATA" | "end of data" => Scope::Message,
-                    "RCPT TO" => Scope::Recipient,
+                let scope = match command {
+                    Stage::MailFrom | Stage::Data | Stage::EndOfData => Scope::Message,
+                    Stage::RcptTo => Scope::Recipient,
                     _ => Scope::Session,
                 };
                 (severity, scope)
@@ -131,13 +176,15 @@ impl Clone for ClientError {
             ClientError::Connect { endpoint, source } => ClientError::Connect { endpoint: endpoint.clone(), source: io_copy(source) },
             ClientError::Tls { endpoint, source } => ClientError::Tls { endpoint: endpoint.clone(), source: io_copy(source) },
             ClientError::NoStartTls { endpoint } => ClientError::NoStartTls { endpoint: endpoint.clone() },
-            ClientError::Timeout { endpoint, stage } => ClientError::Timeout { endpoint: endpoint.clone(), stage },
-            ClientError::Io { endpoint, stage, source } => ClientError::Io { endpoint: endpoint.clone(), stage, source: io_copy(source) },
+            ClientError::Timeout { endpoint, stage } => ClientError::Timeout { endpoint: endpoint.clone(), stage: *stage },
+            ClientError::Io { endpoint, stage, source } => {
+                ClientError::Io { endpoint: endpoint.clone(), stage: *stage, source: io_copy(source) }
+            }
             ClientError::Rejected { endpoint, command, reply } => {
-                ClientError::Rejected { endpoint: endpoint.clone(), command, reply: reply.clone() }
+                ClientError::Rejected { endpoint: endpoint.clone(), command: *command, reply: reply.clone() }
             }
             ClientError::Protocol { endpoint, stage, line } => {
-                ClientError::Protocol { endpoint: endpoint.clone(), stage, line: line.clone() }
+                ClientError::Protocol { endpoint: endpoint.clone(), stage: *stage, line: line.clone() }
             }
         }
     }
@@ -167,7 +214,7 @@ impl SmtpClient {
         let label = ep.label();
         let tcp = tokio::time::timeout(ep.timeout, TcpStream::connect((ep.host.as_str(), ep.port)))
             .await
-            .map_err(|_| ClientError::Timeout { endpoint: label.clone(), stage: "connect" })?
+            .map_err(|_| ClientError::Timeout { endpoint: label.clone(), stage: Stage::Connect })?
             .map_err(|source| ClientError::Connect { endpoint: label.clone(), source })?;
         let _ = tcp.set_nodelay(true);
         let server_name = ServerName::try_from(ep.host.clone()).map_err(|e| ClientError::Tls {
@@ -180,28 +227,28 @@ impl SmtpClient {
             Security::Tls => {
                 let tls = tokio::time::timeout(ep.timeout, connector.connect(server_name, tcp))
                     .await
-                    .map_err(|_| ClientError::Timeout { endpoint: label.clone(), stage: "TLS handshake" })?
+                    .map_err(|_| ClientError::Timeout { endpoint: label.clone(), stage: Stage::TlsHandshake })?
                     .map_err(|source| ClientError::Tls { endpoint: label.clone(), source })?;
                 let version = version_name(tls.get_ref().1.protocol_version());
                 let mut c = Self::new(Box::new(tls), &label, ep.timeout);
                 c.tls_version = version;
-                c.expect("greeting", "greeting").await?;
+                c.expect(Stage::Greeting).await?;
                 c
             }
             Security::Starttls | Security::None => {
                 let mut c = Self::new(Box::new(tcp), &label, ep.timeout);
-                c.expect("greeting", "greeting").await?;
+                c.expect(Stage::Greeting).await?;
                 if ep.security == Security::Starttls {
                     let caps = c.ehlo(&ep.helo).await?;
                     if !caps.iter().any(|l| l.eq_ignore_ascii_case("STARTTLS")) {
                         return Err(ClientError::NoStartTls { endpoint: label });
                     }
-                    c.command("STARTTLS", "STARTTLS").await?;
+                    c.command("STARTTLS", Stage::StartTls).await?;
                     // Anything the server sent before TLS is discarded with the buffer.
                     let plain = c.io.into_inner();
                     let tls = tokio::time::timeout(ep.timeout, connector.connect(server_name, plain))
                         .await
-                        .map_err(|_| ClientError::Timeout { endpoint: label.clone(), stage: "TLS handshake" })?
+                        .map_err(|_| ClientError::Timeout { endpoint: label.clone(), stage: Stage::TlsHandshake })?
                         .map_err(|source| ClientError::Tls { endpoint: label.clone(), source })?;
                     let version = version_name(tls.get_ref().1.protocol_version());
                     let mut c = Self::new(Box::new(tls), &label, ep.timeout);
@@ -235,7 +282,7 @@ impl SmtpClient {
     }
 
     async fn ehlo(&mut self, helo: &str) -> Result<Vec<String>> {
-        let reply = self.command(&format!("EHLO {helo}"), "EHLO").await?;
+        let reply = self.command(&format!("EHLO {helo}"), Stage::Ehlo).await?;
         Ok(reply.lines.iter().skip(1).map(|l| l.trim().to_owned()).collect())
     }
 
@@ -249,21 +296,21 @@ impl SmtpClient {
             let token = B64.encode(format!("\0{user}\0{}", password.expose()));
             // Never log this line: it carries the password.
             self.write_secret_line(&format!("AUTH PLAIN {token}")).await?;
-            let reply = self.read_reply("AUTH").await?;
+            let reply = self.read_reply(Stage::Auth).await?;
             return self.check_auth(reply);
         }
         self.write_secret_line("AUTH LOGIN").await?;
-        let r = self.read_reply("AUTH").await?;
+        let r = self.read_reply(Stage::Auth).await?;
         if r.code != 334 {
             return self.check_auth(r);
         }
         self.write_secret_line(&B64.encode(user)).await?;
-        let r = self.read_reply("AUTH").await?;
+        let r = self.read_reply(Stage::Auth).await?;
         if r.code != 334 {
             return self.check_auth(r);
         }
         self.write_secret_line(&B64.encode(password.expose())).await?;
-        let r = self.read_reply("AUTH").await?;
+        let r = self.read_reply(Stage::Auth).await?;
         self.check_auth(r)
     }
 
@@ -271,7 +318,7 @@ impl SmtpClient {
         if (200..300).contains(&reply.code) {
             Ok(())
         } else {
-            Err(ClientError::Rejected { endpoint: self.endpoint.clone(), command: "AUTH", reply })
+            Err(ClientError::Rejected { endpoint: self.endpoint.clone(), command: Stage::Auth, reply })
         }
     }
 
@@ -285,24 +332,24 @@ impl SmtpClient {
             for r in rcpts {
                 batch.push_str(&format!("RCPT TO:<{r}>\r\n"));
             }
-            self.write_raw(batch.as_bytes(), "MAIL FROM").await?;
-            let mail = self.read_reply("MAIL FROM").await?;
+            self.write_raw(batch.as_bytes(), Stage::MailFrom).await?;
+            let mail = self.read_reply(Stage::MailFrom).await?;
             let mut replies = Vec::new();
             for _ in rcpts {
-                replies.push(self.read_reply("RCPT TO").await?);
+                replies.push(self.read_reply(Stage::RcptTo).await?);
             }
             if !mail.is_positive() {
                 self.reset().await;
-                return Err(ClientError::Rejected { endpoint: self.endpoint.clone(), command: "MAIL FROM", reply: mail });
+                return Err(ClientError::Rejected { endpoint: self.endpoint.clone(), command: Stage::MailFrom, reply: mail });
             }
             for (r, reply) in rcpts.iter().zip(replies) {
                 result.rcpts.push((r.clone(), self.rcpt_outcome(reply)));
             }
         } else {
-            self.command(&format!("MAIL FROM:<{mail_from}>"), "MAIL FROM").await?;
+            self.command(&format!("MAIL FROM:<{mail_from}>"), Stage::MailFrom).await?;
             for r in rcpts {
-                self.write_raw(format!("RCPT TO:<{r}>\r\n").as_bytes(), "RCPT TO").await?;
-                let reply = self.read_reply("RCPT TO").await?;
+                self.write_raw(format!("RCPT TO:<{r}>\r\n").as_bytes(), Stage::RcptTo).await?;
+                let reply = self.read_reply(Stage::RcptTo).await?;
                 result.rcpts.push((r.clone(), self.rcpt_outcome(reply)));
             }
         }
@@ -310,11 +357,11 @@ impl SmtpClient {
             self.reset().await;
             return Ok(result);
         }
-        let data = self.command("DATA", "DATA").await;
+        let data = self.command("DATA", Stage::Data).await;
         match data {
             Ok(r) if r.code == 354 => {}
             Ok(r) => {
-                result.data = Some(Err(ClientError::Rejected { endpoint: self.endpoint.clone(), command: "DATA", reply: r }));
+                result.data = Some(Err(ClientError::Rejected { endpoint: self.endpoint.clone(), command: Stage::Data, reply: r }));
                 self.reset().await;
                 return Ok(result);
             }
@@ -325,13 +372,13 @@ impl SmtpClient {
             }
             Err(e) => return Err(e),
         }
-        let mut stuffer = DotStuffer::new();
+        let mut stuffer = DotStuffer::new(Dialect::SmtpData);
         let mut buf = vec![0u8; 64 * 1024];
         let mut out = Vec::with_capacity(70 * 1024);
         loop {
             let n = message.read(&mut buf).await.map_err(|source| ClientError::Io {
                 endpoint: self.endpoint.clone(),
-                stage: "reading the spool",
+                stage: Stage::ReadingSpool,
                 source,
             })?;
             if n == 0 {
@@ -339,26 +386,26 @@ impl SmtpClient {
             }
             out.clear();
             stuffer.encode(&buf[..n], &mut out);
-            self.write_raw(&out, "DATA").await?;
+            self.write_raw(&out, Stage::Data).await?;
         }
         out.clear();
         stuffer.finish(&mut out);
-        self.write_raw(&out, "DATA").await?;
-        let reply = self.read_reply("end of data").await?;
+        self.write_raw(&out, Stage::Data).await?;
+        let reply = self.read_reply(Stage::EndOfData).await?;
         self.healthy = true;
         result.data = Some(if reply.is_positive() {
             Ok(reply)
         } else {
-            Err(ClientError::Rejected { endpoint: self.endpoint.clone(), command: "end of data", reply })
+            Err(ClientError::Rejected { endpoint: self.endpoint.clone(), command: Stage::EndOfData, reply })
         });
         Ok(result)
     }
 
     /// Reads the greeting; anything but 220 is a refusal.
-    async fn expect(&mut self, stage: &'static str, command: &'static str) -> Result<Reply> {
+    async fn expect(&mut self, stage: Stage) -> Result<Reply> {
         let reply = self.read_reply(stage).await?;
         if reply.code != 220 {
-            return Err(ClientError::Rejected { endpoint: self.endpoint.clone(), command, reply });
+            return Err(ClientError::Rejected { endpoint: self.endpoint.clone(), command: stage, reply });
         }
         Ok(reply)
     }
@@ -367,23 +414,23 @@ impl SmtpClient {
         if reply.is_positive() {
             Ok(reply)
         } else {
-            Err(ClientError::Rejected { endpoint: self.endpoint.clone(), command: "RCPT TO", reply })
+            Err(ClientError::Rejected { endpoint: self.endpoint.clone(), command: Stage::RcptTo, reply })
         }
     }
 
     /// RSET after a failed transaction; the connection stays usable only if it works.
     async fn reset(&mut self) {
-        self.healthy = matches!(self.command("RSET", "RSET").await, Ok(r) if r.is_positive());
+        self.healthy = matches!(self.command("RSET", Stage::Rset).await, Ok(r) if r.is_positive());
     }
 
     pub async fn quit(mut self) {
-        let _ = self.write_raw(b"QUIT\r\n", "QUIT").await;
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.read_reply("QUIT")).await;
+        let _ = self.write_raw(b"QUIT\r\n", Stage::Quit).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.read_reply(Stage::Quit)).await;
         let _ = self.io.get_mut().shutdown().await;
     }
 
     /// Sends a command and reads its reply; a 4xx/5xx becomes `Rejected`.
-    async fn command(&mut self, line: &str, name: &'static str) -> Result<Reply> {
+    async fn command(&mut self, line: &str, name: Stage) -> Result<Reply> {
         self.write_raw(format!("{line}\r\n").as_bytes(), name).await?;
         let reply = self.read_reply(name).await?;
         if reply.code >= 400 {
@@ -393,10 +440,10 @@ impl SmtpClient {
     }
 
     async fn write_secret_line(&mut self, line: &str) -> Result<()> {
-        self.write_raw(format!("{line}\r\n").as_bytes(), "AUTH").await
+        self.write_raw(format!("{line}\r\n").as_bytes(), Stage::Auth).await
     }
 
-    async fn write_raw(&mut self, bytes: &[u8], stage: &'static str) -> Result<()> {
+    async fn write_raw(&mut self, bytes: &[u8], stage: Stage) -> Result<()> {
         let endpoint = &self.endpoint;
         let io = self.io.get_mut();
         let fut = async {
@@ -411,7 +458,7 @@ impl SmtpClient {
     }
 
     /// Reads a (multi-line) reply.
-    async fn read_reply(&mut self, stage: &'static str) -> Result<Reply> {
+    async fn read_reply(&mut self, stage: Stage) -> Result<Reply> {
         let mut lines = Vec::new();
         let mut code = 0u16;
         let mut status: Option<String> = None;
@@ -496,17 +543,45 @@ mod tests {
     }
 
     #[test]
+    fn stage_texts_stay_as_logged() {
+        // Logs, admin notices and stored attempt errors have always carried these words.
+        let texts = [
+            (Stage::Connect, "connect"),
+            (Stage::TlsHandshake, "TLS handshake"),
+            (Stage::Greeting, "greeting"),
+            (Stage::Ehlo, "EHLO"),
+            (Stage::StartTls, "STARTTLS"),
+            (Stage::Auth, "AUTH"),
+            (Stage::MailFrom, "MAIL FROM"),
+            (Stage::RcptTo, "RCPT TO"),
+            (Stage::Data, "DATA"),
+            (Stage::EndOfData, "end of data"),
+            (Stage::Rset, "RSET"),
+            (Stage::Quit, "QUIT"),
+            (Stage::OpeningSpool, "opening the spool"),
+            (Stage::ReadingSpool, "reading the spool"),
+        ];
+        for (stage, text) in texts {
+            assert_eq!(stage.to_string(), text);
+        }
+        let timeout = ClientError::Timeout { endpoint: "mx:465".into(), stage: Stage::TlsHandshake };
+        assert_eq!(timeout.to_string(), "timeout during TLS handshake with mx:465");
+        let rejected = ClientError::Rejected { endpoint: "mx:465".into(), command: Stage::EndOfData, reply: Reply::new(554, None, "no") };
+        assert!(rejected.to_string().starts_with("mx:465 answered end of data with: "), "{rejected}");
+    }
+
+    #[test]
     fn classification_table() {
         let rej = |command, code| ClientError::Rejected { endpoint: "e".into(), command, reply: Reply::new(code, None, "x") };
         let cases = [
-            (rej("RCPT TO", 550), (Severity::Permanent, Scope::Recipient)),
-            (rej("RCPT TO", 450), (Severity::Temporary, Scope::Recipient)),
-            (rej("MAIL FROM", 553), (Severity::Permanent, Scope::Message)),
-            (rej("end of data", 554), (Severity::Permanent, Scope::Message)),
-            (rej("end of data", 451), (Severity::Temporary, Scope::Message)),
-            (rej("AUTH", 535), (Severity::Permanent, Scope::Session)),
-            (rej("greeting", 421), (Severity::Temporary, Scope::Session)),
-            (ClientError::Timeout { endpoint: "e".into(), stage: "DATA" }, (Severity::Temporary, Scope::Session)),
+            (rej(Stage::RcptTo, 550), (Severity::Permanent, Scope::Recipient)),
+            (rej(Stage::RcptTo, 450), (Severity::Temporary, Scope::Recipient)),
+            (rej(Stage::MailFrom, 553), (Severity::Permanent, Scope::Message)),
+            (rej(Stage::EndOfData, 554), (Severity::Permanent, Scope::Message)),
+            (rej(Stage::EndOfData, 451), (Severity::Temporary, Scope::Message)),
+            (rej(Stage::Auth, 535), (Severity::Permanent, Scope::Session)),
+            (rej(Stage::Greeting, 421), (Severity::Temporary, Scope::Session)),
+            (ClientError::Timeout { endpoint: "e".into(), stage: Stage::Data }, (Severity::Temporary, Scope::Session)),
             (ClientError::NoStartTls { endpoint: "e".into() }, (Severity::Temporary, Scope::Session)),
         ];
         for (err, want) in cases {

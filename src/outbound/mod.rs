@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
-use self::client::{ClientError, Endpoint, Scope, Severity, SmtpClient};
+use self::client::{ClientError, Endpoint, Scope, Severity, SmtpClient, Stage};
 use self::rate::RateLimiter;
 use crate::clock::Clock;
 use crate::cluster::Cluster;
@@ -457,7 +457,7 @@ impl Outbound {
             };
             let reader = self.spool.open_message(&m.id).await.map_err(|source| ClientError::Io {
                 endpoint: dest.endpoint.label(),
-                stage: "opening the spool",
+                stage: Stage::OpeningSpool,
                 source,
             })?;
             match c.send(&m.mail_from, rcpts, reader).await {
@@ -467,7 +467,9 @@ impl Outbound {
                 }
                 // A pooled connection the server closed fails at the first command; only
                 // then is an immediate retry safe (after DATA it could duplicate the message).
-                Err(e @ (ClientError::Io { stage: "MAIL FROM", .. } | ClientError::Timeout { stage: "MAIL FROM", .. })) if was_reused => {
+                Err(e @ (ClientError::Io { stage: Stage::MailFrom, .. } | ClientError::Timeout { stage: Stage::MailFrom, .. }))
+                    if was_reused =>
+                {
                     tracing::debug!(error = %e, "reused connection failed; reconnecting");
                     continue;
                 }

@@ -18,8 +18,9 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::response::{self, Capabilities, MAX_LINE, MultilineDecoder, Reply};
+use super::response::{self, Capabilities, MAX_LINE, Reply};
 use crate::config::Secret;
+use crate::proto::codec::{self, Dialect, DotDecoder};
 
 /// How the connection is protected. There is deliberately no plaintext option.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -341,7 +342,7 @@ impl Client {
 
     async fn retr_inner<W: AsyncWrite + Unpin>(&mut self, n: u32, out: &mut W, limit: u64) -> Result<u64> {
         self.command(&format!("RETR {n}"), "RETR").await?;
-        let mut decoder = MultilineDecoder::new();
+        let mut decoder = DotDecoder::new(Dialect::Pop3);
         let mut chunk = Vec::with_capacity(BUFFER + 1);
         let mut written: u64 = 0;
         loop {
@@ -477,7 +478,7 @@ impl Client {
         let mut lines = Vec::new();
         loop {
             let line = self.read_line(stage).await?;
-            match response::unstuff_line(&line) {
+            match codec::unstuff_line(&line) {
                 None => return Ok(lines),
                 Some(l) => lines.push(l.to_vec()),
             }

@@ -1,5 +1,6 @@
 //! POP3 for fetching PEC mail: a TLS-only client that streams RETR
-//! byte-for-byte (`client`) and the pure parsers it rests on (`response`).
+//! byte-for-byte (`client`) and the pure parsers it rests on (`response`;
+//! dot-unstuffing is `proto::codec` in `Dialect::Pop3`).
 //! `fetch::pop3` makes it a fetch source; the simulated server lives in
 //! `sim::pop3`.
 //!

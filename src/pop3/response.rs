@@ -1,9 +1,9 @@
 //! Pure POP3 response parsing (RFC 1939, RFC 2449), with no I/O, so that every
 //! rule can be table-tested and fuzzed apart from the network code.
 //!
-//! The multi-line decoder is the part that matters most: PEC messages carry an
-//! S/MIME signature over their exact bytes, so the decoder changes nothing but
-//! the dot-stuffing and never needs a whole line in memory.
+//! Multi-line bodies and listings are dot-unstuffed by the codec SMTP DATA
+//! uses too, `proto::codec` with `Dialect::Pop3` (byte-transparent: PEC
+//! messages carry an S/MIME signature over their exact bytes).
 
 /// Longest response line (status or listing line) accepted, CRLF included.
 /// RFC 2449 caps responses at 512 octets; real servers exceed that, so allow
@@ -145,15 +145,6 @@ pub fn parse_uidl_line(line: &[u8]) -> Result<(u32, String)> {
     Ok((n, uid))
 }
 
-/// One line of a multi-line listing (CAPA, LIST, UIDL), without its CRLF:
-/// `None` for the terminating ".", otherwise the line with its stuffed dot removed.
-pub fn unstuff_line(line: &[u8]) -> Option<&[u8]> {
-    if line == b"." {
-        return None;
-    }
-    Some(line.strip_prefix(b".").unwrap_or(line))
-}
-
 /// The capabilities a server announced with CAPA (RFC 2449).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Capabilities {
@@ -191,149 +182,6 @@ impl Capabilities {
     pub fn stls(&self) -> bool {
         self.has("STLS")
     }
-}
-
-/// Where the decoder is in the wire stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    /// At the start of a line (start of body or after CRLF).
-    LineStart,
-    /// A "." at the start of a line; not yet known whether stuffing or terminator.
-    Dot,
-    /// ".\r" at the start of a line; the "\r" is pending.
-    DotCr,
-    /// Inside a line.
-    InLine,
-    /// Just after a "\r" inside a line (already written).
-    Cr,
-    /// The terminating ".\r\n" has been consumed.
-    Done,
-}
-
-/// Incremental decoder for a multi-line response body (RFC 1939 section 3):
-/// the body ends at a line that is exactly ".", a leading "." is removed
-/// from every other line, and every other byte, 8-bit, NUL, bare CR or bare
-/// LF included, is passed through unchanged. Only CRLF ends a line.
-///
-/// It holds at most one pending byte, so arbitrarily long lines stream
-/// through a fixed buffer.
-#[derive(Debug, Clone)]
-pub struct MultilineDecoder {
-    state: State,
-}
-
-impl Default for MultilineDecoder {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl MultilineDecoder {
-    pub fn new() -> Self {
-        Self { state: State::LineStart }
-    }
-
-    /// Whether the terminating line has been seen.
-    pub fn is_done(&self) -> bool {
-        self.state == State::Done
-    }
-
-    /// Decodes `input`, appending body bytes to `out`. Returns `Some(n)` when
-    /// the terminator ended after `n` bytes of `input` (later bytes belong to
-    /// the next response), `None` if all of `input` was consumed and more is
-    /// needed. Never writes more bytes than it consumed plus one pending byte.
-    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Option<usize> {
-        if self.state == State::Done {
-            return Some(0);
-        }
-        let mut i = 0;
-        while i < input.len() {
-            let b = input[i];
-            match self.state {
-                State::InLine => {
-                    // Fast path: copy up to and including the next CR in one go.
-                    let rest = &input[i..];
-                    match rest.iter().position(|c| *c == b'\r') {
-                        Some(p) => {
-                            out.extend_from_slice(&rest[..=p]);
-                            i += p + 1;
-                            self.state = State::Cr;
-                        }
-                        None => {
-                            out.extend_from_slice(rest);
-                            i = input.len();
-                        }
-                    }
-                    continue;
-                }
-                State::LineStart => {
-                    if b == b'.' {
-                        self.state = State::Dot;
-                    } else {
-                        self.in_line(b, out);
-                    }
-                }
-                State::Dot => {
-                    if b == b'\r' {
-                        self.state = State::DotCr;
-                    } else {
-                        // Stuffed (or stray) leading dot: drop it, keep the byte.
-                        self.in_line(b, out);
-                    }
-                }
-                State::DotCr => {
-                    if b == b'\n' {
-                        self.state = State::Done;
-                        return Some(i + 1);
-                    }
-                    // "." then CR then not-LF: the dot was stuffing, the CR is data.
-                    out.push(b'\r');
-                    self.state = State::Cr;
-                    continue; // re-examine `b` after the CR
-                }
-                State::Cr => match b {
-                    b'\n' => {
-                        out.push(b);
-                        self.state = State::LineStart;
-                    }
-                    b'\r' => out.push(b),
-                    _ => {
-                        out.push(b);
-                        self.state = State::InLine;
-                    }
-                },
-                State::Done => return Some(i),
-            }
-            i += 1;
-        }
-        None
-    }
-
-    fn in_line(&mut self, b: u8, out: &mut Vec<u8>) {
-        out.push(b);
-        self.state = if b == b'\r' { State::Cr } else { State::InLine };
-    }
-}
-
-/// Dot-stuffs `body` for sending as a multi-line response and appends the
-/// terminator. A body not ending in CRLF gets one (the wire format requires
-/// it), so only CRLF-terminated bodies round-trip exactly, as RFC 5322
-/// messages are.
-pub fn dot_stuff(body: &[u8], out: &mut Vec<u8>) {
-    let mut at_line_start = true;
-    let mut prev = 0u8;
-    for &b in body {
-        if at_line_start && b == b'.' {
-            out.push(b'.');
-        }
-        out.push(b);
-        at_line_start = prev == b'\r' && b == b'\n';
-        prev = b;
-    }
-    if !body.is_empty() && !body.ends_with(b"\r\n") {
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b".\r\n");
 }
 
 #[cfg(test)]
@@ -445,131 +293,7 @@ mod tests {
         assert!(!none.stls() && !none.sasl("PLAIN"));
     }
 
-    #[test]
-    fn listing_lines() {
-        let cases: &[(&[u8], Option<&[u8]>)] =
-            &[(b".", None), (b"..", Some(b".")), (b".x", Some(b"x")), (b"1 a", Some(b"1 a")), (b"", Some(b""))];
-        for (line, want) in cases {
-            assert_eq!(unstuff_line(line), *want, "{}", excerpt(line));
-        }
-    }
-
-    /// Decodes `wire` in one piece: (body, consumed).
-    fn decode(wire: &[u8]) -> (Vec<u8>, Option<usize>) {
-        let mut d = MultilineDecoder::new();
-        let mut out = Vec::new();
-        let n = d.feed(wire, &mut out);
-        (out, n)
-    }
-
-    #[test]
-    fn decoder_table() {
-        let cases: &[(&[u8], &[u8], Option<usize>)] = &[
-            (b".\r\n", b"", Some(3)),
-            (b"a\r\n.\r\n", b"a\r\n", Some(6)),
-            (b"..\r\n.\r\n", b".\r\n", Some(7)),
-            (b"...\r\n.\r\n", b"..\r\n", Some(8)),
-            (b"..x\r\n.\r\n", b".x\r\n", Some(8)),
-            (b".x\r\n.\r\n", b"x\r\n", Some(7)),
-            (b"a\r\n.\r\nNEXT", b"a\r\n", Some(6)),
-            (b"a\n.\r\nb\r\n.\r\n", b"a\n.\r\nb\r\n", Some(11)),
-            (b"a\r.\r\nb\r\n.\r\n", b"a\r.\r\nb\r\n", Some(11)),
-            (b".\r.\r\n.\r\n", b"\r.\r\n", Some(8)),
-            (b".\n\r\n.\r\n", b"\n\r\n", Some(7)),
-            (b"\x00\xff\xe8\r\n.\r\n", b"\x00\xff\xe8\r\n", Some(8)),
-            (b"a\r\r\n.\r\n", b"a\r\r\n", Some(7)),
-            (b"a\r\n. \r\n.\r\n", b"a\r\n \r\n", Some(10)),
-            (b"a\r\n", b"a\r\n", None),
-            (b"a\r\n.", b"a\r\n", None),
-            (b"a\r\n.\r", b"a\r\n", None),
-            (b"a\r\n.\n", b"a\r\n\n", None),
-        ];
-        for (wire, body, consumed) in cases {
-            let (out, n) = decode(wire);
-            assert_eq!((excerpt(&out), n), (excerpt(body), *consumed), "wire {}", excerpt(wire));
-        }
-    }
-
-    #[test]
-    fn decoder_after_done_consumes_nothing() {
-        let mut d = MultilineDecoder::new();
-        let mut out = Vec::new();
-        assert_eq!(d.feed(b".\r\n", &mut out), Some(3));
-        assert!(d.is_done());
-        assert_eq!(d.feed(b"more", &mut out), Some(0));
-        assert!(out.is_empty());
-    }
-
-    #[test]
-    fn stuffing_table() {
-        let cases: &[(&[u8], &[u8])] = &[
-            (b"", b".\r\n"),
-            (b"a\r\n", b"a\r\n.\r\n"),
-            (b".\r\n", b"..\r\n.\r\n"),
-            (b"a\r\n.b\r\n", b"a\r\n..b\r\n.\r\n"),
-            (b"a\n.b\r\n", b"a\n.b\r\n.\r\n"),
-            (b"no eol", b"no eol\r\n.\r\n"),
-        ];
-        for (body, wire) in cases {
-            let mut out = Vec::new();
-            dot_stuff(body, &mut out);
-            assert_eq!(excerpt(&out), excerpt(wire));
-        }
-    }
-
-    /// Bodies as they appear in mail: CRLF-terminated lines of bytes weighted
-    /// towards the tricky ones (dots, CR, LF).
-    fn body() -> impl Strategy<Value = Vec<u8>> {
-        let byte = prop_oneof![Just(b'.'), Just(b'\r'), Just(b'\n'), Just(b'a'), any::<u8>()];
-        proptest::collection::vec(proptest::collection::vec(byte, 0..12), 0..12).prop_map(|lines| {
-            let mut body = Vec::new();
-            for l in lines {
-                body.extend_from_slice(&l);
-                body.extend_from_slice(b"\r\n");
-            }
-            body
-        })
-    }
-
     proptest! {
-        #[test]
-        fn round_trip_any_split(body in body(), cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..4), tail in proptest::collection::vec(any::<u8>(), 0..8)) {
-            let mut wire = Vec::new();
-            dot_stuff(&body, &mut wire);
-            let end = wire.len();
-            wire.extend_from_slice(&tail);
-            let mut points: Vec<usize> = cuts.iter().map(|c| c.index(wire.len() + 1)).collect();
-            points.push(0);
-            points.push(wire.len());
-            points.sort_unstable();
-            let mut d = MultilineDecoder::new();
-            let mut out = Vec::new();
-            let mut consumed_total = None;
-            for w in points.windows(2) {
-                let chunk = &wire[w[0]..w[1]];
-                if let Some(n) = d.feed(chunk, &mut out) {
-                    consumed_total = Some(w[0] + n);
-                    break;
-                }
-            }
-            prop_assert_eq!(consumed_total, Some(end));
-            prop_assert_eq!(out, body);
-        }
-
-        #[test]
-        fn never_panics_and_never_grows(input in proptest::collection::vec(any::<u8>(), 0..256), split in any::<prop::sample::Index>()) {
-            let at = split.index(input.len() + 1);
-            let mut d = MultilineDecoder::new();
-            let mut out = Vec::new();
-            let first = d.feed(&input[..at], &mut out);
-            let consumed = match first {
-                Some(n) => n,
-                None => at + d.feed(&input[at..], &mut out).unwrap_or(input.len() - at),
-            };
-            prop_assert!(consumed <= input.len());
-            prop_assert!(out.len() <= consumed);
-        }
-
         #[test]
         fn parsers_never_panic(line in proptest::collection::vec(any::<u8>(), 0..100)) {
             let _ = parse_status(&line);

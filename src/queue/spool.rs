@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::fs::{self, File};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 
-use crate::listener::session::DataSink;
+use crate::proto::sink::DataSink;
 
 /// The directory of mail fetched from the providers, byte-for-byte.
 const FETCHED: &str = "fetched";

@@ -20,7 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::pop3::response::dot_stuff;
+use crate::proto::codec::{Dialect, dot_stuff};
 use crate::tls::TestPki;
 
 /// Idle time after which a session is dropped (RFC 1939 asks for at least
@@ -581,14 +581,14 @@ impl Session {
             }
             Some(Fault::DropDuringRetr { after_bytes }) => {
                 let mut wire = Vec::with_capacity(bytes.len() + 16);
-                dot_stuff(bytes, &mut wire);
+                dot_stuff(Dialect::Pop3, bytes, &mut wire);
                 self.respond(io, &format!("+OK {} octets", bytes.len())).await?;
                 self.write(io, &wire[..after_bytes.min(wire.len().saturating_sub(1))]).await?;
                 Err(io::Error::new(io::ErrorKind::ConnectionAborted, "fault: dropped during RETR"))
             }
             _ => {
                 let mut wire = Vec::with_capacity(bytes.len() + bytes.len() / 64 + 16);
-                dot_stuff(bytes, &mut wire);
+                dot_stuff(Dialect::Pop3, bytes, &mut wire);
                 self.respond(io, &format!("+OK {} octets", bytes.len())).await?;
                 self.write(io, &wire).await?;
                 Ok(None)
