@@ -105,11 +105,11 @@ TOML
 
 "$PECGATE" sim --config "$T/pecgate.toml" --out "$T/provider" >"$T/sim.log" 2>&1 &
 PIDS+=($!)
-wait_port "$SIM_PORT"
+wait_port "$SIM_PORT" || fail "the simulator did not start: $(tail -5 "$T/sim.log")"
 "$PECGATE" check-config --config "$T/pecgate.toml" >"$T/check.out" 2>&1 || fail "check-config: $(cat "$T/check.out")"
 "$PECGATE" run --config "$T/pecgate.toml" >"$T/pecgate.log" 2>&1 &
 PIDS+=($!)
-wait_port "$GW_PORT"
+wait_port "$GW_PORT" || fail "pecgate did not start: $(tail -5 "$T/pecgate.log")"
 
 # Private Postfix instance: the corporate MTA. Tagged mail goes to pecgate.
 I="$T/postfix"
@@ -300,11 +300,15 @@ port = $POP_PORT
 ca_file = "dovecot/ca.pem"
 interval_secs = 1
 retention = "delete"
+
+[control]
+# The first instance holds the default socket in this directory.
+socket = "state2/pecgate.sock"
 TOML
 "$PECGATE" check-config --config "$T/pecgate-in.toml" >"$T/check2.out" 2>&1 || fail "check-config (inbound): $(cat "$T/check2.out")"
 "$PECGATE" run --config "$T/pecgate-in.toml" >"$T/pecgate-in.log" 2>&1 &
 PIDS+=($!)
-wait_port "$GW2_PORT"
+wait_port "$GW2_PORT" || fail "the inbound pecgate did not start: $(tail -5 "$T/pecgate-in.log")"
 # The fixtures' receipts refer to Message-ID <interop-1@azienda.example>: send it first.
 swaks --silent 2 --server 127.0.0.1 --port "$GW2_PORT" --from mario.rossi@azienda.example --to ufficio@pec.fornitore.example \
   --header "Subject: [PEC] Interop contratto" --header "Message-Id: <interop-1@azienda.example>" >"$T/swaks5.log" 2>&1 || fail "swaks 5: $(cat "$T/swaks5.log")"
