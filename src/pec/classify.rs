@@ -5,6 +5,7 @@ use mail_parser::{MessageParser, MessagePart, MimeHeaders, PartType};
 
 use super::daticert::{Daticert, parse_daticert};
 use super::mime;
+use super::structure::{self, StructureLimit};
 use super::{Kind, ReceiptType, strip_message_id};
 
 /// What [`classify`] learned about one message. Missing or broken parts
@@ -37,6 +38,10 @@ pub struct Classification {
     /// Content type of the signature part (`application/pkcs7-signature` or
     /// `application/x-pkcs7-signature`), else the multipart/signed `protocol`.
     pub signature_content_type: Option<String>,
+    /// The MIME structure went over a limit (parts, depth, headers): the
+    /// message was classified from its headers and the envelope's own
+    /// top-level parts only, without a full parse.
+    pub structure_limit: Option<StructureLimit>,
 }
 
 /// Classify a raw RFC 5322 message. Never panics; broken MIME or XML only
@@ -60,10 +65,28 @@ pub fn classify(raw: &[u8]) -> Classification {
         c.signature_content_type = ct.param("protocol").map(|p| p.trim().to_ascii_lowercase()).filter(|p| !p.is_empty());
     }
 
+    c.structure_limit = structure::check(raw);
+    if c.structure_limit.is_some() {
+        // mail-parser would hold every part in memory: read only what a PEC needs.
+        super::shallow::classify_shallow(raw, &mut c, header_kind);
+    } else {
+        full(raw, &mut c, header_kind);
+    }
+
+    if c.receipt_type.is_none() {
+        c.receipt_type = c.daticert.as_ref().and_then(|d| d.ricevuta.as_deref()).and_then(ReceiptType::parse);
+    }
+    c
+}
+
+/// Classification from mail-parser's full parse of a message within the
+/// structure limits.
+fn full(raw: &[u8], c: &mut Classification, header_kind: bool) {
     // mail-parser is defensive, but a panic in a dependency must not take the
     // gateway down: degrade to header-only classification instead.
     let parsed = std::panic::catch_unwind(|| MessageParser::default().parse(raw));
-    if let Ok(Some(msg)) = parsed {
+    let Ok(Some(msg)) = parsed else { return };
+    {
         if let Some(s) = msg.subject() {
             c.subject = Some(s.trim().to_string()).filter(|s| !s.is_empty());
         }
@@ -94,19 +117,7 @@ pub fn classify(raw: &[u8]) -> Classification {
         }
 
         if let Some(part) = daticert_part.or(xml_part) {
-            match parse_daticert(&part_bytes(raw, part)) {
-                Ok(d) => c.daticert = Some(d),
-                Err(e) => {
-                    // An unnamed XML part that is not a daticert is not an error.
-                    if daticert_part.is_some() {
-                        c.daticert_error = Some(e.to_string());
-                    }
-                }
-            }
-        }
-
-        if !header_kind && let Some(k) = c.daticert.as_ref().and_then(|d| Kind::parse(&d.tipo)).filter(|k| *k != Kind::NotPec) {
-            c.kind = k;
+            apply_daticert(c, &part_bytes(raw, part), daticert_part.is_some(), header_kind);
         }
 
         let original = named_original.or(if c.kind != Kind::NotPec { any_original } else { None });
@@ -126,11 +137,23 @@ pub fn classify(raw: &[u8]) -> Classification {
             }
         }
     }
+}
 
-    if c.receipt_type.is_none() {
-        c.receipt_type = c.daticert.as_ref().and_then(|d| d.ricevuta.as_deref()).and_then(ReceiptType::parse);
+/// Parse a daticert found in a message; without a PEC header its `tipo`
+/// gives the kind. `named`: the part is called daticert.xml (an unnamed XML
+/// part that is not a daticert is not an error).
+pub(super) fn apply_daticert(c: &mut Classification, xml: &[u8], named: bool, header_kind: bool) {
+    match parse_daticert(xml) {
+        Ok(d) => c.daticert = Some(d),
+        Err(e) => {
+            if named {
+                c.daticert_error = Some(e.to_string());
+            }
+        }
     }
-    c
+    if !header_kind && let Some(k) = c.daticert.as_ref().and_then(|d| Kind::parse(&d.tipo)).filter(|k| *k != Kind::NotPec) {
+        c.kind = k;
+    }
 }
 
 /// The kind named by `X-Ricevuta`, else by `X-Trasporto`.

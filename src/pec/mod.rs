@@ -40,13 +40,16 @@ mod classify;
 mod daticert;
 mod mime;
 mod report;
+mod shallow;
 pub mod signature;
+mod structure;
 
 pub use build::{BuildParams, build_daticert, build_message, build_signed_content};
 pub use classify::{Classification, classify};
 pub use daticert::{Daticert, Recipient, parse_daticert};
 pub use mime::signed_part;
 pub use report::{classify_json, classify_line};
+pub use structure::{MAX_DEPTH, MAX_HEADER_BYTES, MAX_HEADERS, MAX_PARTS, StructureLimit};
 
 use serde::{Deserialize, Serialize};
 

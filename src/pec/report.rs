@@ -7,7 +7,8 @@ use super::daticert::Daticert;
 
 /// The JSON object of the `pecgate classify --json` contract for one file:
 /// keys `file`, `kind`, `receipt_type`, `riferimento_message_id`, `subject`,
-/// `has_original`, `original_subject`, `daticert`.
+/// `has_original`, `original_subject`, `daticert`, `structure_limit` (`null`,
+/// or `parts`, `depth`, `headers`, `header-bytes`: classified without a full parse).
 pub fn classify_json(file: &str, c: &Classification) -> Value {
     let mut m = Map::new();
     m.insert("file".into(), json!(file));
@@ -18,6 +19,7 @@ pub fn classify_json(file: &str, c: &Classification) -> Value {
     m.insert("has_original".into(), json!(c.has_original));
     m.insert("original_subject".into(), json!(c.original_subject));
     m.insert("daticert".into(), c.daticert.as_ref().map_or(Value::Null, daticert_json));
+    m.insert("structure_limit".into(), json!(c.structure_limit.map(|l| l.as_str())));
     Value::Object(m)
 }
 
@@ -68,6 +70,9 @@ pub fn classify_line(file: &str, c: &Classification) -> String {
     if c.verifica_sicurezza_errore {
         line.push_str("  VERIFICA-SICUREZZA=errore");
     }
+    if let Some(l) = c.structure_limit {
+        line.push_str(&format!("  structure-limit={l}"));
+    }
     if let Some(e) = &c.daticert_error {
         line.push_str(&format!("  daticert-error=\"{}\"", one_line(e)));
     }
@@ -77,3 +82,6 @@ pub fn classify_line(file: &str, c: &Classification) -> String {
 fn one_line(s: &str) -> String {
     s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
+
+#[cfg(test)]
+pub(super) mod tests;
