@@ -224,6 +224,10 @@ impl Ingest {
             structure_limit = %c.structure_limit.map_or("-", |l| l.as_str()),
             "fetched"
         );
+        if let Some(d) = daticert.filter(|d| d.repaired()) {
+            let repairs: Vec<String> = d.repairs.iter().map(ToString::to_string).collect();
+            tracing::info!(mailbox = %mailbox.id, fetched_id = %f.id, repairs = %repairs.join(", "), "daticert.xml was not well-formed XML (forbidden characters, replaced by U+FFFD): read leniently");
+        }
         if let Some(l) = c.structure_limit {
             tracing::warn!(mailbox = %mailbox.id, fetched_id = %f.id, limit = l.as_str(), "message has {}: classified from its headers and envelope parts only, stored and delivered whole", l.describe());
         }

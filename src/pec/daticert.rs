@@ -5,11 +5,15 @@
 //! installed and this module does no I/O) and refuses any DTD that declares
 //! entities, so entity-expansion attacks ("billion laughs") and XXE are
 //! rejected before parsing. A `<!DOCTYPE postacert SYSTEM "Certificazione.dtd">`
-//! line, as real providers write it, is accepted and ignored.
+//! line, as real providers write it, is accepted and ignored. Characters XML
+//! 1.0 forbids (control characters some providers copy from a subject) are
+//! replaced and recorded in [`Daticert::repairs`] rather than refusing the
+//! document: see `xml_repair`.
 
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime, TimeZone};
 use serde::{Deserialize, Serialize};
 
+use super::xml_repair::{self, Repair};
 use super::{Error, Result, strip_message_id};
 
 /// Largest daticert document we parse.
@@ -62,6 +66,17 @@ pub struct Daticert {
     pub consegna: Option<String>,
     /// *errore esteso*: the extended error text.
     pub errore_esteso: Option<String>,
+    /// Characters XML 1.0 forbids that were replaced to read the document
+    /// (empty for a well-formed daticert).
+    pub repairs: Vec<Repair>,
+}
+
+impl Daticert {
+    /// The document was not well-formed XML and was read after replacing
+    /// forbidden characters (see [`Daticert::repairs`]).
+    pub fn repaired(&self) -> bool {
+        !self.repairs.is_empty()
+    }
 }
 
 /// Parse `daticert.xml` bytes (UTF-8, UTF-16 with BOM, ISO-8859-1/15 or
@@ -81,6 +96,12 @@ pub(crate) fn parse_daticert_str(text: &str) -> Result<Daticert> {
     if text.trim().is_empty() {
         return Err(Error::Empty);
     }
+    // Control characters copied from a subject: replaced, then the same checks.
+    let repaired = xml_repair::repair(text);
+    let (text, repairs) = match &repaired {
+        Some((t, r)) => (t.as_str(), r.clone()),
+        None => (text, Vec::new()),
+    };
     if contains_ignore_ascii_case(text, "<!ENTITY") {
         return Err(Error::EntityDeclaration);
     }
@@ -118,6 +139,7 @@ pub(crate) fn parse_daticert_str(text: &str) -> Result<Daticert> {
         ricevuta: child(dati, "ricevuta").and_then(|n| attr(n, "tipo")).map(|s| s.trim().to_string()).filter(|s| !s.is_empty()),
         consegna: child_text(dati, "consegna"),
         errore_esteso: child_text(dati, "errore-esteso"),
+        repairs,
     })
 }
 
@@ -341,6 +363,7 @@ mod tests {
             ricevuta: Some("completa".into()),
             consegna: Some("ufficio@pec.comune.example.it".into()),
             errore_esteso: Some("nessun errore".into()),
+            repairs: vec![],
         };
         assert_eq!(d, want);
         assert_eq!(d.data.map(|d| d.to_rfc3339()), Some("2026-11-23T10:15:00+01:00".to_string()));

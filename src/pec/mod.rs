@@ -43,6 +43,7 @@ mod report;
 mod shallow;
 pub mod signature;
 mod structure;
+mod xml_repair;
 
 pub use build::{BuildParams, build_daticert, build_message, build_signed_content};
 pub use classify::{Classification, classify};
@@ -50,6 +51,7 @@ pub use daticert::{Daticert, Recipient, parse_daticert};
 pub use mime::signed_part;
 pub use report::{classify_json, classify_line};
 pub use structure::{MAX_DEPTH, MAX_HEADER_BYTES, MAX_HEADERS, MAX_PARTS, StructureLimit};
+pub use xml_repair::Repair;
 
 use serde::{Deserialize, Serialize};
 

@@ -37,6 +37,8 @@ pub(crate) fn daticert_json(d: &Daticert) -> Value {
     m.insert("msgid".into(), json!(d.msgid));
     m.insert("consegna".into(), json!(d.consegna));
     m.insert("errore_esteso".into(), json!(d.errore_esteso));
+    m.insert("repaired".into(), json!(d.repaired()));
+    m.insert("repairs".into(), Value::Array(d.repairs.iter().map(|r| json!(r.to_string())).collect()));
     Value::Object(m)
 }
 
@@ -69,6 +71,10 @@ pub fn classify_line(file: &str, c: &Classification) -> String {
     }
     if c.verifica_sicurezza_errore {
         line.push_str("  VERIFICA-SICUREZZA=errore");
+    }
+    if let Some(d) = c.daticert.as_ref().filter(|d| d.repaired()) {
+        let list: Vec<String> = d.repairs.iter().map(ToString::to_string).collect();
+        line.push_str(&format!("  daticert-repaired=\"{}\"", list.join(", ")));
     }
     if let Some(l) = c.structure_limit {
         line.push_str(&format!("  structure-limit={l}"));

@@ -13,8 +13,21 @@ pub(crate) const TOP_KEYS: [&str; 9] = [
     "daticert",
     "structure_limit",
 ];
-pub(crate) const DATICERT_KEYS: [&str; 11] =
-    ["tipo", "errore", "mittente", "destinatari", "oggetto", "gestore", "data", "identificativo", "msgid", "consegna", "errore_esteso"];
+pub(crate) const DATICERT_KEYS: [&str; 13] = [
+    "tipo",
+    "errore",
+    "mittente",
+    "destinatari",
+    "oggetto",
+    "gestore",
+    "data",
+    "identificativo",
+    "msgid",
+    "consegna",
+    "errore_esteso",
+    "repaired",
+    "repairs",
+];
 
 pub(crate) fn keys(v: &serde_json::Value) -> Vec<String> {
     let mut k: Vec<String> = v.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default();
@@ -54,7 +67,9 @@ fn classify_json_contract() {
             "identificativo": "opec210.20261123101500.1234.01.1.1@pec.example.it",
             "msgid": "abc.123@mail.example.it",
             "consegna": "ufficio@pec.comune.example.it",
-            "errore_esteso": null
+            "errore_esteso": null,
+            "repaired": false,
+            "repairs": []
         },
         "structure_limit": null
     });
