@@ -81,10 +81,7 @@ fn daticert_with_raw_control_characters_is_read_and_marked_repaired() {
     assert_eq!(d.consegna.as_deref(), Some("ufficio@pec.fornitore.example"));
     assert_eq!(d.oggetto, "Interop\u{fffd} contratto \u{fffd}n. 7");
     assert!(d.repaired());
-    assert_eq!(
-        d.repairs,
-        vec![Repair { code_point: 0x12, reference: false, count: 1 }, Repair { code_point: 0x16, reference: false, count: 1 }]
-    );
+    assert_eq!(d.repairs, vec![Repair::Char { code_point: 0x12, count: 1 }, Repair::Char { code_point: 0x16, count: 1 }]);
     assert_eq!(c.kind, Kind::AvvenutaConsegna);
     assert_eq!(c.riferimento_message_id.as_deref(), Some(MSGID));
 
@@ -107,10 +104,7 @@ fn daticert_with_character_references_is_read_and_marked_repaired() {
     assert_eq!(d.identificativo, "opec210.20261123101500.1234.01.1.1@pec.example.it");
     assert_eq!(d.data.map(|t| t.to_rfc3339()).as_deref(), Some("2026-11-23T10:15:00+01:00"));
     assert_eq!(d.oggetto, "Interop\u{fffd} contratto \u{fffd}città");
-    assert_eq!(
-        d.repairs,
-        vec![Repair { code_point: 0x12, reference: true, count: 1 }, Repair { code_point: 0x16, reference: true, count: 1 }]
-    );
+    assert_eq!(d.repairs, vec![Repair::Reference { code_point: 0x12, count: 1 }, Repair::Reference { code_point: 0x16, count: 1 }]);
 }
 
 #[test]

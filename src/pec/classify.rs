@@ -87,9 +87,8 @@ fn full(raw: &[u8], c: &mut Classification, header_kind: bool) {
     let parsed = std::panic::catch_unwind(|| MessageParser::default().parse(raw));
     let Ok(Some(msg)) = parsed else { return };
     {
-        if let Some(s) = msg.subject() {
-            c.subject = Some(s.trim().to_string()).filter(|s| !s.is_empty());
-        }
+        let parsed = msg.subject().map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+        c.subject = better_text(c.subject.take(), parsed);
         if let Some(id) = msg.message_id() {
             c.message_id = strip_message_id(id);
         }
@@ -125,7 +124,10 @@ fn full(raw: &[u8], c: &mut Classification, header_kind: bool) {
             c.has_original = true;
             match &part.body {
                 PartType::Message(m) => {
-                    c.original_subject = m.subject().map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+                    // The nested message's own header section (its raw_message is the outer message).
+                    let nested = raw.get(part.offset_body as usize..).unwrap_or_default();
+                    let ours = mime::header(&mime::parse_headers(nested), "Subject").map(str::to_string).filter(|s| !s.is_empty());
+                    c.original_subject = better_text(ours, m.subject().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()));
                     c.original_message_id = m.message_id().and_then(strip_message_id);
                 }
                 _ => {
@@ -136,6 +138,16 @@ fn full(raw: &[u8], c: &mut Classification, header_kind: bool) {
                 }
             }
         }
+    }
+}
+
+/// mail-parser's decoded header text, unless it replaced raw 8-bit bytes with
+/// U+FFFD where ours (read as ISO-8859-1, no encoded words to decode) did not.
+pub(super) fn better_text(ours: Option<String>, parsed: Option<String>) -> Option<String> {
+    match parsed {
+        Some(p) if p.contains('\u{fffd}') && ours.as_deref().is_some_and(|o| !o.contains('\u{fffd}') && !o.contains("=?")) => ours,
+        Some(p) => Some(p),
+        None => ours,
     }
 }
 

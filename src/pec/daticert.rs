@@ -85,8 +85,17 @@ pub fn parse_daticert(xml: &[u8]) -> Result<Daticert> {
     if xml.len() > MAX_DATICERT_LEN {
         return Err(Error::TooLarge(xml.len()));
     }
-    let text = decode_xml(xml)?;
-    parse_daticert_str(&text)
+    let (text, fallback) = match decode_xml(xml) {
+        Ok(t) => (t, None),
+        // An unknown encoding loses no ASCII field read as ISO-8859-1.
+        Err(Error::UnsupportedEncoding(declared)) => (xml.iter().map(|&b| char::from(b)).collect(), Some(declared)),
+        Err(e) => return Err(e),
+    };
+    let mut d = parse_daticert_str(&text)?;
+    if let Some(declared) = fallback {
+        d.repairs.insert(0, Repair::Encoding { declared });
+    }
+    Ok(d)
 }
 
 /// Parse an already decoded daticert document.
@@ -271,11 +280,10 @@ fn decode_xml(xml: &[u8]) -> Result<String> {
     }
 }
 
+/// UTF-8, each byte that is not part of valid UTF-8 read as ISO-8859-1 (one
+/// stray Latin-1 byte does not turn the rest into mojibake).
 fn utf8_or_latin1(b: &[u8]) -> String {
-    match std::str::from_utf8(b) {
-        Ok(s) => s.to_string(),
-        Err(_) => b.iter().map(|&c| char::from(c)).collect(),
-    }
+    super::mime::decode_lossy(b)
 }
 
 fn utf16(b: &[u8], big_endian: bool) -> String {
@@ -411,7 +419,7 @@ mod tests {
             (b"<postacert><intestazione/><dati/></postacert>", |e| matches!(e, Error::Missing(_))),
             (b"<postacert tipo=\"a\"><dati/></postacert>", |e| matches!(e, Error::Missing("<intestazione>"))),
             (b"<postacert tipo=\"a\"><intestazione/></postacert>", |e| matches!(e, Error::Missing("<dati>"))),
-            (b"<?xml version=\"1.0\" encoding=\"EBCDIC-XX\"?><postacert/>", |e| matches!(e, Error::UnsupportedEncoding(_))),
+            (b"<?xml version=\"1.0\" encoding=\"EBCDIC-XX\"?><postacert/>", |e| matches!(e, Error::Missing(_))),
             (b"<postacert tipo=\"a\">&undefined;</postacert>", |e| matches!(e, Error::Xml(_))),
         ];
         for (input, check) in cases {

@@ -23,12 +23,15 @@ pub(crate) fn body_offset(raw: &[u8]) -> usize {
     raw.len()
 }
 
-/// Decode header bytes: UTF-8 when valid, else ISO-8859-1.
+/// Decode bytes as UTF-8, each byte that is not part of valid UTF-8 as
+/// ISO-8859-1 (raw Latin-1 in a header; one stray byte in UTF-8 text).
 pub(crate) fn decode_lossy(bytes: &[u8]) -> String {
-    match std::str::from_utf8(bytes) {
-        Ok(s) => s.to_string(),
-        Err(_) => bytes.iter().map(|&b| char::from(b)).collect(),
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        out.extend(chunk.invalid().iter().map(|&b| char::from(b)));
     }
+    out
 }
 
 /// Parse the header block at the start of `raw` into `(name, unfolded value)`

@@ -65,7 +65,8 @@ pub enum Error {
     /// The daticert document is empty.
     #[error("daticert.xml is empty")]
     Empty,
-    /// The XML declaration names an encoding we cannot decode.
+    /// The XML declaration names an encoding we cannot decode (internal:
+    /// [`parse_daticert`] then reads it as ISO-8859-1, see [`Repair::Encoding`]).
     #[error("daticert.xml: unsupported encoding {0:?}")]
     UnsupportedEncoding(String),
     /// The DTD declares entities (refused: external entities and entity
@@ -245,5 +246,7 @@ pub fn strip_message_id(s: &str) -> Option<String> {
     if t.is_empty() { None } else { Some(t.to_string()) }
 }
 
+#[cfg(test)]
+mod siblings_tests;
 #[cfg(test)]
 mod tests;

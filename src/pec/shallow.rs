@@ -13,7 +13,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use mail_parser::MessageParser;
 
-use super::classify::{Classification, apply_daticert};
+use super::classify::{Classification, apply_daticert, better_text};
 use super::{Kind, mime, strip_message_id, structure};
 
 /// Parts looked at on each of the two levels: an envelope has 2 and 3 or 4.
@@ -23,7 +23,7 @@ const SHALLOW_PARTS: usize = 16;
 /// envelope's own parts.
 pub(super) fn classify_shallow(raw: &[u8], c: &mut Classification, header_kind: bool) {
     if let Some((subject, message_id)) = decoded_subject_and_id(raw) {
-        c.subject = subject.or(c.subject.take());
+        c.subject = better_text(c.subject.take(), subject);
         c.message_id = message_id.or(c.message_id.take());
     }
 
@@ -64,7 +64,7 @@ pub(super) fn classify_shallow(raw: &[u8], c: &mut Classification, header_kind: 
         c.original_subject = mime::header(&h, "Subject").map(str::to_string).filter(|s| !s.is_empty());
         c.original_message_id = mime::header(&h, "Message-ID").and_then(strip_message_id);
         if let Some((subject, message_id)) = decoded_subject_and_id(&body) {
-            c.original_subject = subject.or(c.original_subject.take());
+            c.original_subject = better_text(c.original_subject.take(), subject);
             c.original_message_id = message_id.or(c.original_message_id.take());
         }
     }
