@@ -58,6 +58,23 @@ pub(crate) fn repair(text: &str) -> Option<(String, Vec<Repair>)> {
     let mut repairs: Vec<Repair> = Vec::new();
     let mut rest = text;
     while let Some(c) = rest.chars().next() {
+        // In CDATA and comments `&` is text: only forbidden characters there.
+        if c == '<'
+            && let Some(close) =
+                [("<![CDATA[", "]]>"), ("<!--", "-->")].iter().find(|(open, _)| rest.starts_with(open)).map(|(_, close)| close)
+        {
+            let end = rest.find(close).map_or(rest.len(), |p| p + close.len());
+            for c in rest[..end].chars() {
+                if is_xml_char(u32::from(c)) {
+                    out.push(c);
+                } else {
+                    note(&mut repairs, Repair::Char { code_point: u32::from(c), count: 1 });
+                    out.push(REPLACEMENT);
+                }
+            }
+            rest = &rest[end..];
+            continue;
+        }
         if c == '&' {
             match char_reference(rest) {
                 Some((code_point, len)) if !is_xml_char(code_point) => {
@@ -169,6 +186,13 @@ mod tests {
             ),
             ("&#x00000012;", Some(("\u{fffd}", vec![r(0x12, true, 1)]))),
             ("à\u{7f}\u{85}", None),
+            (
+                "<![CDATA[A & B\u{12}]]> & <!-- & -->",
+                Some((
+                    "<![CDATA[A & B\u{fffd}]]> &amp; <!-- & -->",
+                    vec![Repair::Char { code_point: 0x12, count: 1 }, Repair::Ampersand { count: 1 }],
+                )),
+            ),
         ];
         for (input, want) in cases {
             let got = repair(input);
