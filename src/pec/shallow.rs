@@ -14,7 +14,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use mail_parser::MessageParser;
 
 use super::classify::{Classification, apply_daticert, better_text};
-use super::{Kind, mime, strip_message_id, structure};
+use super::daticert::MAX_DATICERT_LEN;
+use super::{Error, Kind, mime, strip_message_id, structure};
 
 /// Parts looked at on each of the two levels: an envelope has 2 and 3 or 4.
 const SHALLOW_PARTS: usize = 16;
@@ -54,7 +55,14 @@ pub(super) fn classify_shallow(raw: &[u8], c: &mut Classification, header_kind: 
     }
 
     if let Some((part, named)) = daticert {
-        apply_daticert(c, &decoded_body(part), named, header_kind);
+        // Encoded, a daticert is at most 4/3 of its limit plus line breaks: no copy of a bigger part.
+        if part.len() > MAX_DATICERT_LEN * 2 {
+            if named {
+                c.daticert_error = Some(Error::TooLarge(part.len()).to_string());
+            }
+        } else {
+            apply_daticert(c, &decoded_body(part), named, header_kind);
+        }
     }
     let original = named_original.or(if c.kind != Kind::NotPec { any_original } else { None });
     if let Some(part) = original {

@@ -132,6 +132,22 @@ fn envelope_around_a_hostile_original_keeps_its_pec_data() {
 }
 
 #[test]
+fn huge_part_named_daticert_is_not_copied() {
+    let part = format!(
+        "Content-Type: application/xml; name=\"daticert.xml\"\r\n\r\n{}",
+        "x".repeat(crate::pec::daticert::MAX_DATICERT_LEN * 2 + 1)
+    );
+    // First of the top-level parts, then enough parts to go over the limit.
+    let flat = flat(MAX_PARTS);
+    let body = flat.windows(3).position(|w| w == b"--B").unwrap_or(0);
+    let raw = [&flat[..body], b"--B\r\n", part.as_bytes(), b"\r\n", &flat[body..]].concat();
+    let c = classify(&raw);
+    assert_eq!(c.structure_limit, Some(StructureLimit::Parts));
+    assert_eq!(c.daticert, None);
+    assert_eq!(c.daticert_error, Some(format!("daticert.xml too large: {} bytes", part.len())));
+}
+
+#[test]
 fn every_built_kind_is_within_the_limits() {
     for k in Kind::ALL {
         let raw = build_message(&BuildParams::sample(k));
