@@ -93,8 +93,18 @@ fn classify_json_contract_and_unreadable_files() {
         k.sort();
         k
     };
-    let want =
-        ["daticert", "file", "has_original", "kind", "original_subject", "receipt_type", "riferimento_message_id", "signature", "subject"];
+    let want = [
+        "daticert",
+        "file",
+        "has_original",
+        "kind",
+        "original_subject",
+        "receipt_type",
+        "riferimento_message_id",
+        "signature",
+        "structure_limit",
+        "subject",
+    ];
     for l in &lines {
         assert_eq!(keys(l), want);
     }

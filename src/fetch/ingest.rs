@@ -170,6 +170,8 @@ impl Ingest {
             origin: format!("{} ({})", f.origin, c.kind.as_str()),
         };
         let injection = self.enqueue.prepare_bytes(&wrapped, env).await?;
+        // A copy of the whole message: not kept through the commit.
+        drop(wrapped);
         let record = FetchedRecord {
             id: f.id.to_owned(),
             mailbox_id: mailbox.id.clone(),
@@ -225,8 +227,16 @@ impl Ingest {
             related = %sent.as_ref().map(|m| m.id.as_str()).unwrap_or("-"),
             to = %to.join(","),
             queue_id = %injection.id,
+            structure_limit = %c.structure_limit.map_or("-", |l| l.as_str()),
             "fetched"
         );
+        if let Some(d) = daticert.filter(|d| d.repaired()) {
+            let repairs: Vec<String> = d.repairs.iter().map(ToString::to_string).collect();
+            tracing::info!(mailbox = %mailbox.id, fetched_id = %f.id, repairs = %repairs.join(", "), "daticert.xml was not well-formed XML (forbidden characters, replaced by U+FFFD): read leniently");
+        }
+        if let Some(l) = c.structure_limit {
+            tracing::warn!(mailbox = %mailbox.id, fetched_id = %f.id, limit = l.as_str(), "message has {}: classified from its headers and envelope parts only, stored and delivered whole", l.describe());
+        }
         if sent.is_none() && c.kind.is_receipt() {
             tracing::info!(mailbox = %mailbox.id, fetched_id = %f.id, "receipt for a message not sent through pecgate (webmail or unknown id); routed to the receivers");
         }

@@ -5,6 +5,7 @@ use mail_parser::{MessageParser, MessagePart, MimeHeaders, PartType};
 
 use super::daticert::{Daticert, parse_daticert};
 use super::mime;
+use super::structure::{self, StructureLimit};
 use super::{Kind, ReceiptType, strip_message_id};
 
 /// What [`classify`] learned about one message. Missing or broken parts
@@ -37,6 +38,10 @@ pub struct Classification {
     /// Content type of the signature part (`application/pkcs7-signature` or
     /// `application/x-pkcs7-signature`), else the multipart/signed `protocol`.
     pub signature_content_type: Option<String>,
+    /// The MIME structure went over a limit (parts, depth, headers): the
+    /// message was classified from its headers and the envelope's own
+    /// top-level parts only, without a full parse.
+    pub structure_limit: Option<StructureLimit>,
 }
 
 /// Classify a raw RFC 5322 message. Never panics; broken MIME or XML only
@@ -60,13 +65,30 @@ pub fn classify(raw: &[u8]) -> Classification {
         c.signature_content_type = ct.param("protocol").map(|p| p.trim().to_ascii_lowercase()).filter(|p| !p.is_empty());
     }
 
+    c.structure_limit = structure::check(raw);
+    if c.structure_limit.is_some() {
+        // mail-parser would hold every part in memory: read only what a PEC needs.
+        super::shallow::classify_shallow(raw, &mut c, header_kind);
+    } else {
+        full(raw, &mut c, header_kind);
+    }
+
+    if c.receipt_type.is_none() {
+        c.receipt_type = c.daticert.as_ref().and_then(|d| d.ricevuta.as_deref()).and_then(ReceiptType::parse);
+    }
+    c
+}
+
+/// Classification from mail-parser's full parse of a message within the
+/// structure limits.
+fn full(raw: &[u8], c: &mut Classification, header_kind: bool) {
     // mail-parser is defensive, but a panic in a dependency must not take the
     // gateway down: degrade to header-only classification instead.
     let parsed = std::panic::catch_unwind(|| MessageParser::default().parse(raw));
-    if let Ok(Some(msg)) = parsed {
-        if let Some(s) = msg.subject() {
-            c.subject = Some(s.trim().to_string()).filter(|s| !s.is_empty());
-        }
+    let Ok(Some(msg)) = parsed else { return };
+    {
+        let parsed = msg.subject().map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+        c.subject = better_text(c.subject.take(), parsed);
         if let Some(id) = msg.message_id() {
             c.message_id = strip_message_id(id);
         }
@@ -94,19 +116,7 @@ pub fn classify(raw: &[u8]) -> Classification {
         }
 
         if let Some(part) = daticert_part.or(xml_part) {
-            match parse_daticert(&part_bytes(raw, part)) {
-                Ok(d) => c.daticert = Some(d),
-                Err(e) => {
-                    // An unnamed XML part that is not a daticert is not an error.
-                    if daticert_part.is_some() {
-                        c.daticert_error = Some(e.to_string());
-                    }
-                }
-            }
-        }
-
-        if !header_kind && let Some(k) = c.daticert.as_ref().and_then(|d| Kind::parse(&d.tipo)).filter(|k| *k != Kind::NotPec) {
-            c.kind = k;
+            apply_daticert(c, &part_bytes(raw, part), daticert_part.is_some(), header_kind);
         }
 
         let original = named_original.or(if c.kind != Kind::NotPec { any_original } else { None });
@@ -114,7 +124,10 @@ pub fn classify(raw: &[u8]) -> Classification {
             c.has_original = true;
             match &part.body {
                 PartType::Message(m) => {
-                    c.original_subject = m.subject().map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+                    // The nested message's own header section (its raw_message is the outer message).
+                    let nested = raw.get(part.offset_body as usize..).unwrap_or_default();
+                    let ours = mime::header(&mime::parse_headers(nested), "Subject").map(str::to_string).filter(|s| !s.is_empty());
+                    c.original_subject = better_text(ours, m.subject().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()));
                     c.original_message_id = m.message_id().and_then(strip_message_id);
                 }
                 _ => {
@@ -126,11 +139,33 @@ pub fn classify(raw: &[u8]) -> Classification {
             }
         }
     }
+}
 
-    if c.receipt_type.is_none() {
-        c.receipt_type = c.daticert.as_ref().and_then(|d| d.ricevuta.as_deref()).and_then(ReceiptType::parse);
+/// mail-parser's decoded header text, unless it replaced raw 8-bit bytes with
+/// U+FFFD where ours (read as ISO-8859-1, no encoded words to decode) did not.
+pub(super) fn better_text(ours: Option<String>, parsed: Option<String>) -> Option<String> {
+    match parsed {
+        Some(p) if p.contains('\u{fffd}') && ours.as_deref().is_some_and(|o| !o.contains('\u{fffd}') && !o.contains("=?")) => ours,
+        Some(p) => Some(p),
+        None => ours,
     }
-    c
+}
+
+/// Parse a daticert found in a message; without a PEC header its `tipo`
+/// gives the kind. `named`: the part is called daticert.xml (an unnamed XML
+/// part that is not a daticert is not an error).
+pub(super) fn apply_daticert(c: &mut Classification, xml: &[u8], named: bool, header_kind: bool) {
+    match parse_daticert(xml) {
+        Ok(d) => c.daticert = Some(d),
+        Err(e) => {
+            if named {
+                c.daticert_error = Some(e.to_string());
+            }
+        }
+    }
+    if !header_kind && let Some(k) = c.daticert.as_ref().and_then(|d| Kind::parse(&d.tipo)).filter(|k| *k != Kind::NotPec) {
+        c.kind = k;
+    }
 }
 
 /// The kind named by `X-Ricevuta`, else by `X-Trasporto`.

@@ -5,11 +5,15 @@
 //! installed and this module does no I/O) and refuses any DTD that declares
 //! entities, so entity-expansion attacks ("billion laughs") and XXE are
 //! rejected before parsing. A `<!DOCTYPE postacert SYSTEM "Certificazione.dtd">`
-//! line, as real providers write it, is accepted and ignored.
+//! line, as real providers write it, is accepted and ignored. Characters XML
+//! 1.0 forbids (control characters some providers copy from a subject) are
+//! replaced and recorded in [`Daticert::repairs`] rather than refusing the
+//! document: see `xml_repair`.
 
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime, TimeZone};
 use serde::{Deserialize, Serialize};
 
+use super::xml_repair::{self, Repair};
 use super::{Error, Result, strip_message_id};
 
 /// Largest daticert document we parse.
@@ -62,6 +66,17 @@ pub struct Daticert {
     pub consegna: Option<String>,
     /// *errore esteso*: the extended error text.
     pub errore_esteso: Option<String>,
+    /// Characters XML 1.0 forbids that were replaced to read the document
+    /// (empty for a well-formed daticert).
+    pub repairs: Vec<Repair>,
+}
+
+impl Daticert {
+    /// The document was not well-formed XML and was read after replacing
+    /// forbidden characters (see [`Daticert::repairs`]).
+    pub fn repaired(&self) -> bool {
+        !self.repairs.is_empty()
+    }
 }
 
 /// Parse `daticert.xml` bytes (UTF-8, UTF-16 with BOM, ISO-8859-1/15 or
@@ -70,8 +85,17 @@ pub fn parse_daticert(xml: &[u8]) -> Result<Daticert> {
     if xml.len() > MAX_DATICERT_LEN {
         return Err(Error::TooLarge(xml.len()));
     }
-    let text = decode_xml(xml)?;
-    parse_daticert_str(&text)
+    let (text, fallback) = match decode_xml(xml) {
+        Ok(t) => (t, None),
+        // An unknown encoding loses no ASCII field read as ISO-8859-1.
+        Err(Error::UnsupportedEncoding(declared)) => (xml.iter().map(|&b| char::from(b)).collect(), Some(declared)),
+        Err(e) => return Err(e),
+    };
+    let mut d = parse_daticert_str(&text)?;
+    if let Some(declared) = fallback {
+        d.repairs.insert(0, Repair::Encoding { declared });
+    }
+    Ok(d)
 }
 
 /// Parse an already decoded daticert document.
@@ -81,6 +105,12 @@ pub(crate) fn parse_daticert_str(text: &str) -> Result<Daticert> {
     if text.trim().is_empty() {
         return Err(Error::Empty);
     }
+    // Control characters copied from a subject: replaced, then the same checks.
+    let repaired = xml_repair::repair(text);
+    let (text, repairs) = match &repaired {
+        Some((t, r)) => (t.as_str(), r.clone()),
+        None => (text, Vec::new()),
+    };
     if contains_ignore_ascii_case(text, "<!ENTITY") {
         return Err(Error::EntityDeclaration);
     }
@@ -118,6 +148,7 @@ pub(crate) fn parse_daticert_str(text: &str) -> Result<Daticert> {
         ricevuta: child(dati, "ricevuta").and_then(|n| attr(n, "tipo")).map(|s| s.trim().to_string()).filter(|s| !s.is_empty()),
         consegna: child_text(dati, "consegna"),
         errore_esteso: child_text(dati, "errore-esteso"),
+        repairs,
     })
 }
 
@@ -249,11 +280,10 @@ fn decode_xml(xml: &[u8]) -> Result<String> {
     }
 }
 
+/// UTF-8, each byte that is not part of valid UTF-8 read as ISO-8859-1 (one
+/// stray Latin-1 byte does not turn the rest into mojibake).
 fn utf8_or_latin1(b: &[u8]) -> String {
-    match std::str::from_utf8(b) {
-        Ok(s) => s.to_string(),
-        Err(_) => b.iter().map(|&c| char::from(c)).collect(),
-    }
+    super::mime::decode_lossy(b)
 }
 
 fn utf16(b: &[u8], big_endian: bool) -> String {
@@ -341,6 +371,7 @@ mod tests {
             ricevuta: Some("completa".into()),
             consegna: Some("ufficio@pec.comune.example.it".into()),
             errore_esteso: Some("nessun errore".into()),
+            repairs: vec![],
         };
         assert_eq!(d, want);
         assert_eq!(d.data.map(|d| d.to_rfc3339()), Some("2026-11-23T10:15:00+01:00".to_string()));
@@ -388,7 +419,7 @@ mod tests {
             (b"<postacert><intestazione/><dati/></postacert>", |e| matches!(e, Error::Missing(_))),
             (b"<postacert tipo=\"a\"><dati/></postacert>", |e| matches!(e, Error::Missing("<intestazione>"))),
             (b"<postacert tipo=\"a\"><intestazione/></postacert>", |e| matches!(e, Error::Missing("<dati>"))),
-            (b"<?xml version=\"1.0\" encoding=\"EBCDIC-XX\"?><postacert/>", |e| matches!(e, Error::UnsupportedEncoding(_))),
+            (b"<?xml version=\"1.0\" encoding=\"EBCDIC-XX\"?><postacert/>", |e| matches!(e, Error::Missing(_))),
             (b"<postacert tipo=\"a\">&undefined;</postacert>", |e| matches!(e, Error::Xml(_))),
         ];
         for (input, check) in cases {

@@ -23,16 +23,21 @@ pub(crate) fn body_offset(raw: &[u8]) -> usize {
     raw.len()
 }
 
-/// Decode header bytes: UTF-8 when valid, else ISO-8859-1.
+/// Decode bytes as UTF-8, each byte that is not part of valid UTF-8 as
+/// ISO-8859-1 (raw Latin-1 in a header; one stray byte in UTF-8 text).
 pub(crate) fn decode_lossy(bytes: &[u8]) -> String {
-    match std::str::from_utf8(bytes) {
-        Ok(s) => s.to_string(),
-        Err(_) => bytes.iter().map(|&b| char::from(b)).collect(),
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        out.extend(chunk.invalid().iter().map(|&b| char::from(b)));
     }
+    out
 }
 
 /// Parse the header block at the start of `raw` into `(name, unfolded value)`
-/// pairs, in order. Lines without a colon are skipped.
+/// pairs, in order. Lines without a colon are skipped. At most
+/// [`super::MAX_HEADERS`] headers are kept: the rest of a hostile header
+/// section would only cost memory (classification flags such a message).
 pub(crate) fn parse_headers(raw: &[u8]) -> Vec<(String, String)> {
     let end = body_offset(raw);
     let block = &raw[..end];
@@ -49,6 +54,9 @@ pub(crate) fn parse_headers(raw: &[u8]) -> Vec<(String, String)> {
             continue;
         }
         if let Some(colon) = line.iter().position(|&b| b == b':') {
+            if out.len() >= super::MAX_HEADERS {
+                break;
+            }
             let name = decode_lossy(&line[..colon]).trim().to_string();
             if name.is_empty() || name.contains(' ') {
                 continue;
@@ -199,6 +207,51 @@ pub fn signed_part(raw: &[u8]) -> Option<&[u8]> {
         }
         pos = found + 1;
     }
+}
+
+/// The parts of a multipart body, each the exact bytes between the end of a
+/// delimiter line (after its CRLF or LF) and the CRLF (or LF) that precedes the
+/// next delimiter line. The first part returned is complete (followed by a
+/// delimiter); a trailing part without a closing delimiter (truncated message)
+/// is returned up to the end of the body. Empty when no delimiter is found.
+/// Stops after `max` parts.
+pub(crate) fn split_multipart<'a>(body: &'a [u8], boundary: &str, max: usize) -> Vec<&'a [u8]> {
+    let delim = [b"--", boundary.as_bytes()].concat();
+    let mut parts = Vec::new();
+    // Start of the current part (after a delimiter line), if any.
+    let mut open: Option<usize> = None;
+    let mut i = 0usize;
+    while i < body.len() {
+        let line_end = body[i..].iter().position(|&b| b == b'\n').map_or(body.len(), |p| i + p + 1);
+        let line = &body[i..line_end];
+        if line.starts_with(&delim) && is_delimiter_end(&line[delim.len()..]) {
+            if let Some(start) = open {
+                let mut end = i;
+                if end > start && body[end - 1] == b'\n' {
+                    end -= 1;
+                    if end > start && body[end - 1] == b'\r' {
+                        end -= 1;
+                    }
+                }
+                parts.push(&body[start..end.max(start)]);
+                if parts.len() >= max {
+                    return parts;
+                }
+            }
+            if line[delim.len()..].starts_with(b"--") {
+                return parts;
+            }
+            open = Some(line_end);
+        }
+        i = line_end;
+    }
+    if let Some(start) = open
+        && start < body.len()
+        && parts.len() < max
+    {
+        parts.push(&body[start..]);
+    }
+    parts
 }
 
 /// After `--boundary` a delimiter line continues with `--`, whitespace or

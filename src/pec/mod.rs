@@ -40,13 +40,18 @@ mod classify;
 mod daticert;
 mod mime;
 mod report;
+mod shallow;
 pub mod signature;
+mod structure;
+mod xml_repair;
 
 pub use build::{BuildParams, build_daticert, build_message, build_signed_content};
 pub use classify::{Classification, classify};
 pub use daticert::{Daticert, Recipient, parse_daticert};
 pub use mime::signed_part;
 pub use report::{classify_json, classify_line};
+pub use structure::{MAX_DEPTH, MAX_HEADER_BYTES, MAX_HEADERS, MAX_PARTS, StructureLimit};
+pub use xml_repair::Repair;
 
 use serde::{Deserialize, Serialize};
 
@@ -60,7 +65,8 @@ pub enum Error {
     /// The daticert document is empty.
     #[error("daticert.xml is empty")]
     Empty,
-    /// The XML declaration names an encoding we cannot decode.
+    /// The XML declaration names an encoding we cannot decode (internal:
+    /// [`parse_daticert`] then reads it as ISO-8859-1, see [`Repair::Encoding`]).
     #[error("daticert.xml: unsupported encoding {0:?}")]
     UnsupportedEncoding(String),
     /// The DTD declares entities (refused: external entities and entity
@@ -240,5 +246,7 @@ pub fn strip_message_id(s: &str) -> Option<String> {
     if t.is_empty() { None } else { Some(t.to_string()) }
 }
 
+#[cfg(test)]
+mod siblings_tests;
 #[cfg(test)]
 mod tests;

@@ -7,7 +7,8 @@ use super::daticert::Daticert;
 
 /// The JSON object of the `pecgate classify --json` contract for one file:
 /// keys `file`, `kind`, `receipt_type`, `riferimento_message_id`, `subject`,
-/// `has_original`, `original_subject`, `daticert`.
+/// `has_original`, `original_subject`, `daticert`, `structure_limit` (`null`,
+/// or `parts`, `depth`, `headers`, `header-bytes`: classified without a full parse).
 pub fn classify_json(file: &str, c: &Classification) -> Value {
     let mut m = Map::new();
     m.insert("file".into(), json!(file));
@@ -18,6 +19,7 @@ pub fn classify_json(file: &str, c: &Classification) -> Value {
     m.insert("has_original".into(), json!(c.has_original));
     m.insert("original_subject".into(), json!(c.original_subject));
     m.insert("daticert".into(), c.daticert.as_ref().map_or(Value::Null, daticert_json));
+    m.insert("structure_limit".into(), json!(c.structure_limit.map(|l| l.as_str())));
     Value::Object(m)
 }
 
@@ -35,6 +37,8 @@ pub(crate) fn daticert_json(d: &Daticert) -> Value {
     m.insert("msgid".into(), json!(d.msgid));
     m.insert("consegna".into(), json!(d.consegna));
     m.insert("errore_esteso".into(), json!(d.errore_esteso));
+    m.insert("repaired".into(), json!(d.repaired()));
+    m.insert("repairs".into(), Value::Array(d.repairs.iter().map(|r| json!(r.to_string())).collect()));
     Value::Object(m)
 }
 
@@ -68,6 +72,13 @@ pub fn classify_line(file: &str, c: &Classification) -> String {
     if c.verifica_sicurezza_errore {
         line.push_str("  VERIFICA-SICUREZZA=errore");
     }
+    if let Some(d) = c.daticert.as_ref().filter(|d| d.repaired()) {
+        let list: Vec<String> = d.repairs.iter().map(ToString::to_string).collect();
+        line.push_str(&format!("  daticert-repaired=\"{}\"", list.join(", ")));
+    }
+    if let Some(l) = c.structure_limit {
+        line.push_str(&format!("  structure-limit={l}"));
+    }
     if let Some(e) = &c.daticert_error {
         line.push_str(&format!("  daticert-error=\"{}\"", one_line(e)));
     }
@@ -77,3 +88,6 @@ pub fn classify_line(file: &str, c: &Classification) -> String {
 fn one_line(s: &str) -> String {
     s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
+
+#[cfg(test)]
+pub(super) mod tests;

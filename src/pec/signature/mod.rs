@@ -167,7 +167,7 @@ fn check(raw: &[u8], trust: &TrustStore, at: Option<DateTime<FixedOffset>>, repo
     }
     let boundary = ct.param("boundary").filter(|b| !b.is_empty()).ok_or_else(|| malformed("multipart/signed without boundary"))?;
     let body = &raw[mime::body_offset(raw)..];
-    let parts = mime::split_multipart(body, boundary);
+    let parts = mime::split_multipart(body, boundary, 2);
     let (content, sig_part) = match parts.as_slice() {
         [] => return Err(malformed("multipart/signed without parts")),
         [_] => return Err(malformed("signature part missing")),
