@@ -168,6 +168,10 @@ fn describe() {
     describe_counter!("pecgate_pop3_errors_total", "POP3 poll failures by kind");
     describe_counter!("pecgate_pop3_messages_fetched_total", "messages fetched and committed");
     describe_gauge!("pecgate_trust_anchor_expiry_timestamp_seconds", "notAfter of each trust anchor for provider signatures (unix time)");
+    describe_gauge!(
+        "pecgate_mailbox_password_expiry_seconds",
+        "seconds until the provider password expires (password_expires); negative once expired"
+    );
     describe_counter!("pecgate_fetch_skipped_total", "messages left on the provider's server because pecgate cannot take them");
     describe_counter!(
         "pecgate_fetch_forged_marks_total",

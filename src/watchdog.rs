@@ -156,6 +156,15 @@ impl Watchdog {
                 })
             });
             self.incident(&rt, &format!("poll_stale:{}", m.id), stale, m, "poll_stale", &mut budget, &mut report).await;
+            if let Some(expiry) = m.password_expiry() {
+                let seconds = expiry_start(expiry) - now / 1000;
+                metrics::gauge!("pecgate_mailbox_password_expiry_seconds", "mailbox" => m.id.clone()).set(seconds as f64);
+                // One notice per stage (14 days, 3 days, expired) and expiry day: a new date starts over.
+                if let Some((stage, problem)) = password_warning(expiry, now) {
+                    let key = format!("password_expiry:{}:{expiry}:{stage}", m.id);
+                    self.incident(&rt, &key, Some(problem), m, "password_expiry", &mut budget, &mut report).await;
+                }
+            }
         }
         Ok(report)
     }
@@ -275,5 +284,76 @@ fn set_overdue_gauges(rt: &Runtime, kind: &'static str, pending: &[(Message, Opt
     for m in &rt.mailboxes {
         let n = pending.iter().filter(|(msg, _)| msg.route.mailbox() == Some(m.id.as_str())).count();
         metrics::gauge!("pecgate_receipts_overdue", "mailbox" => m.id.clone(), "kind" => kind).set(n as f64);
+    }
+}
+
+/// Days before the password expiry day at which the mailbox admin is told.
+pub const PASSWORD_WARNING_DAYS: [i64; 2] = [14, 3];
+
+/// The first second of `day` (UTC), when the password stops working.
+fn expiry_start(day: chrono::NaiveDate) -> i64 {
+    day.and_hms_opt(0, 0, 0).map_or(0, |t| t.and_utc().timestamp())
+}
+
+/// The warning due at `now_ms` for a password expiring on `day`: its stage
+/// (14, 3, or 0 once expired) and the text for the mailbox admin.
+pub fn password_warning(day: chrono::NaiveDate, now_ms: i64) -> Option<(i64, String)> {
+    let left = expiry_start(day) - now_ms / 1000;
+    let days = left.div_euclid(86_400) + i64::from(left.rem_euclid(86_400) > 0);
+    if left <= 0 {
+        return Some((
+            0,
+            format!(
+                "the provider password expired on {day} (password_expires): sending and fetching will fail until the new password \
+                 is in password_file and `pecgate reload` has run"
+            ),
+        ));
+    }
+    let stage = PASSWORD_WARNING_DAYS.iter().copied().filter(|d| days <= *d).min()?;
+    Some((
+        stage,
+        format!(
+            "the provider password expires on {day}, in {days} day(s): change it at the provider, write the new one to \
+             password_file, set password_expires (or password_changed) and run `pecgate reload`"
+        ),
+    ))
+}
+
+/// For a refused login: a hint when the configured expiry day has passed.
+pub fn expired_password_hint(mailbox: &crate::config::MailboxConfig, now_ms: i64) -> Option<String> {
+    let day = mailbox.password_expiry()?;
+    (expiry_start(day) <= now_ms / 1000).then(|| format!("the password probably expired: password_expires is {day}"))
+}
+
+#[cfg(test)]
+mod password_tests {
+    use super::*;
+
+    #[test]
+    fn warnings_at_14_and_3_days_and_after() {
+        let day = chrono::NaiveDate::from_ymd_opt(2027, 5, 31).unwrap();
+        let at = |y, m, d, h| chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap().and_hms_opt(h, 0, 0).unwrap().and_utc().timestamp_millis();
+        assert_eq!(password_warning(day, at(2027, 5, 1, 12)), None);
+        assert_eq!(password_warning(day, at(2027, 5, 17, 0)).map(|w| w.0), Some(14));
+        let (stage, text) = password_warning(day, at(2027, 5, 21, 12)).unwrap();
+        assert_eq!(stage, 14);
+        assert!(text.contains("expires on 2027-05-31, in 10 day(s)"), "{text}");
+        assert_eq!(password_warning(day, at(2027, 5, 28, 0)).map(|w| w.0), Some(3));
+        assert_eq!(password_warning(day, at(2027, 5, 30, 23)).map(|w| w.0), Some(3));
+        let (stage, text) = password_warning(day, at(2027, 5, 31, 0)).unwrap();
+        assert_eq!(stage, 0);
+        assert!(text.contains("expired on 2027-05-31"), "{text}");
+    }
+
+    #[test]
+    fn the_hint_comes_only_after_the_day() {
+        let mut m = crate::config::MailboxConfig { password_expires: Some("2027-05-31".into()), ..Default::default() };
+        let day = |d| chrono::NaiveDate::from_ymd_opt(2027, 5, d).unwrap().and_hms_opt(9, 0, 0).unwrap().and_utc().timestamp_millis();
+        assert_eq!(expired_password_hint(&m, day(30)), None);
+        assert_eq!(expired_password_hint(&m, day(31)).as_deref(), Some("the password probably expired: password_expires is 2027-05-31"));
+        m.password_expires = None;
+        m.password_max_age_days = Some(180);
+        m.password_changed = Some("2026-12-02".into());
+        assert_eq!(m.password_expiry(), chrono::NaiveDate::from_ymd_opt(2027, 5, 31));
     }
 }

@@ -70,3 +70,27 @@ async fn stuck_queue_tells_the_admin_once_per_incident() {
     let body = mail_parser::MessageParser::default().parse(&got[0].data).unwrap().body_text(0).unwrap().into_owned();
     assert!(body.contains("1 message(s) waiting, the oldest for 31 minutes"), "{body}");
 }
+
+/// A provider password that expires in 10 days: the mailbox admin is told
+/// once (the 14-day warning), again at 3 days, and Grafana sees the countdown.
+#[tokio::test]
+async fn an_expiring_password_tells_the_admin_once_per_stage() {
+    let clock = ManualClock::new(1_800_000_000_000); // 2027-01-15T08:00:00Z
+    let env = TestEnv::start_fetching(
+        |t| *t = t.replacen("password_file = \"legal.pw\"\n", "password_file = \"legal.pw\"\npassword_expires = \"2027-01-25\"\n", 1),
+        clock.clone(),
+    )
+    .await;
+    assert_eq!(env.app().watchdog.pass().await.unwrap().notices, 1);
+    assert_eq!(env.app().watchdog.pass().await.unwrap().notices, 0, "one notice per stage");
+    let got = env.corporate_messages(1).await;
+    assert_eq!(got[0].rcpts, [MARIO], "the mailbox admin");
+    let body = mail_parser::MessageParser::default().parse(&got[0].data).unwrap().body_text(0).unwrap().into_owned();
+    assert!(body.contains("the provider password expires on 2027-01-25, in 10 day(s)"), "{body}");
+    let (_, metrics) = http_get(env.app().admin_addr, "/metrics").await;
+    let line = metrics.lines().find(|l| l.starts_with("pecgate_mailbox_password_expiry_seconds{mailbox=\"legal\"}")).unwrap_or_default();
+    assert!(line.ends_with(" 835200"), "9 days 16 hours left: {line}");
+    clock.advance(8 * 24 * HOUR);
+    assert_eq!(env.app().watchdog.pass().await.unwrap().notices, 1, "the 3-day warning");
+    assert_eq!(env.app().watchdog.pass().await.unwrap().notices, 0);
+}

@@ -408,10 +408,32 @@ pub struct MailboxConfig {
     /// Submissions per minute to the provider; 0 = no limit.
     pub rate_limit_per_minute: u32,
     pub active: bool,
+    /// The day the provider password stops working (`2027-05-31`), for
+    /// warnings 14 and 3 days ahead; or give `password_max_age_days` and
+    /// `password_changed`.
+    pub password_expires: Option<String>,
+    /// The provider's maximum password age (Aruba app passwords: 180 days;
+    /// others: 90), counted from `password_changed`.
+    pub password_max_age_days: Option<u32>,
+    /// The day the password was last changed (`2026-12-02`).
+    pub password_changed: Option<String>,
     pub smtp: MailboxSmtpConfig,
     pub pop3: Option<MailboxPop3Config>,
     #[serde(rename = "user")]
     pub users: Vec<UserConfig>,
+}
+
+impl MailboxConfig {
+    /// The day the provider password expires, from `password_expires` or
+    /// `password_changed` + `password_max_age_days` (validated at load).
+    pub fn password_expiry(&self) -> Option<chrono::NaiveDate> {
+        let day = |s: &str| chrono::NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").ok();
+        match (&self.password_expires, self.password_max_age_days, &self.password_changed) {
+            (Some(date), _, _) => day(date),
+            (None, Some(days), Some(changed)) => day(changed)?.checked_add_days(chrono::Days::new(u64::from(days))),
+            _ => None,
+        }
+    }
 }
 
 impl Default for MailboxConfig {
@@ -428,6 +450,9 @@ impl Default for MailboxConfig {
             max_recipients: 50,
             rate_limit_per_minute: 0,
             active: true,
+            password_expires: None,
+            password_max_age_days: None,
+            password_changed: None,
             smtp: MailboxSmtpConfig::default(),
             pop3: None,
             users: Vec::new(),

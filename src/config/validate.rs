@@ -276,6 +276,24 @@ impl Config {
             if m.max_recipients == 0 {
                 v.error(key.at("max_recipients"), "must be at least 1 (providers allow about 50)");
             }
+            let bad_day =
+                |s: &Option<String>| s.as_deref().is_some_and(|d| chrono::NaiveDate::parse_from_str(d.trim(), "%Y-%m-%d").is_err());
+            for (field, value) in [("password_expires", &m.password_expires), ("password_changed", &m.password_changed)] {
+                if bad_day(value) {
+                    v.error(key.at(field), format!("{:?} is not a day; write it as \"2027-05-31\"", value.as_deref().unwrap_or_default()));
+                }
+            }
+            match (&m.password_expires, m.password_max_age_days, &m.password_changed) {
+                (Some(_), Some(_), _) => {
+                    v.error(key.at("password_max_age_days"), "is set together with password_expires; keep one of the two")
+                }
+                (None, Some(0), _) => v.error(key.at("password_max_age_days"), "must be at least 1"),
+                (None, Some(_), None) => v.error(
+                    key.at("password_changed"),
+                    "is missing: password_max_age_days counts from it, e.g. password_changed = \"2026-12-02\"",
+                ),
+                _ => {}
+            }
             if m.smtp.host.trim().is_empty() {
                 v.error(key.at("smtp.host"), "is empty; set the provider's SMTP server, e.g. \"smtps.pec.aruba.it\"");
             }

@@ -220,7 +220,11 @@ impl Fetcher {
                     let report = !s.incident_open && (e.is_auth() || s.consecutive_failures >= 3);
                     if report {
                         s.incident_open = true;
-                        Some(e.to_string())
+                        let hint = e.is_auth().then(|| crate::watchdog::expired_password_hint(mailbox, self.clock.now_ms())).flatten();
+                        Some(match hint {
+                            Some(hint) => format!("{e}; {hint}"),
+                            None => e.to_string(),
+                        })
                     } else {
                         None
                     }
