@@ -22,8 +22,9 @@ use super::AdminState;
 use super::api::{self, QueueAction};
 use super::auth::{self, Session};
 use crate::config::Language;
+use render::api_error;
+pub(crate) use render::error_page;
 pub use render::esc;
-use render::{api_error, error_page};
 use text::t;
 use views::{detail_view, list_view, mailboxes_view, queue_view};
 
@@ -58,6 +59,8 @@ pub(super) struct Ctx {
     pub(super) session: Session,
     pub(super) lang: Language,
     pub(super) set_cookie: Option<String>,
+    /// No token configured: the views leave out every form (the guard refuses them).
+    pub(super) read_only: bool,
 }
 
 impl Ctx {
@@ -100,7 +103,7 @@ pub(super) fn context(state: &AdminState, headers: &HeaderMap, query: &HashMap<S
         state.auth.set_language(&session.id, l);
     }
     let lang = asked.or(session.lang).unwrap_or(state.rt().config.admin.language);
-    Ok(Ctx { session, lang, set_cookie })
+    Ok(Ctx { session, lang, set_cookie, read_only: state.auth.is_open() })
 }
 
 /// A POST from a page form: session and CSRF checked before anything else.
@@ -115,7 +118,7 @@ fn form_ctx(state: &AdminState, headers: &HeaderMap, body: &Bytes) -> Result<(Ct
         return Err(Box::new(error_page(lang, StatusCode::FORBIDDEN, t(lang, "csrf"))));
     }
     let lang = session.lang.unwrap_or(lang);
-    Ok((Ctx { session, lang, set_cookie: None }, form))
+    Ok((Ctx { session, lang, set_cookie: None, read_only: false }, form))
 }
 
 async fn queue_form(state: Arc<AdminState>, headers: HeaderMap, id: String, body: Bytes, action: QueueAction) -> Response {

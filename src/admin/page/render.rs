@@ -80,11 +80,15 @@ pub(super) fn layout(ctx: &Ctx, active: &str, title: &str, body: &str) -> String
             format!("<a href=\"{href}\"{current}>{}</a>", t(lang, key))
         })
         .collect::<String>();
-    let logout = format!(
-        "<form method=\"post\" action=\"/logout\" class=\"inline\">{}<button type=\"submit\" class=\"link\">{}</button></form>",
-        csrf_field(&ctx.session),
-        t(lang, "logout")
-    );
+    let logout = if ctx.read_only {
+        String::new()
+    } else {
+        format!(
+            "<form method=\"post\" action=\"/logout\" class=\"inline\">{}<button type=\"submit\" class=\"link\">{}</button></form>",
+            csrf_field(&ctx.session),
+            t(lang, "logout")
+        )
+    };
     format!(
         "<!doctype html>\n<html lang=\"{code}\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
 <title>{title} · pecgate</title><link rel=\"stylesheet\" href=\"/assets/app.css\"><script src=\"/assets/app.js\" defer></script></head>\
@@ -107,7 +111,7 @@ pub(super) fn html(ctx: Ctx, code: StatusCode, doc: String) -> Response {
     ctx.finish((code, [(header::CACHE_CONTROL, "no-store")], Html(doc)).into_response())
 }
 
-pub(super) fn error_page(lang: Language, code: StatusCode, message: &str) -> Response {
+pub(crate) fn error_page(lang: Language, code: StatusCode, message: &str) -> Response {
     let doc = format!(
         "<!doctype html>\n<html lang=\"{}\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{}</title><link rel=\"stylesheet\" href=\"/assets/app.css\"></head><body><main id=\"main\"><h1>{} {}</h1><p>{}</p><p><a href=\"/\">pecgate</a></p></main></body></html>\n",
         if lang == Language::En { "en" } else { "it" },

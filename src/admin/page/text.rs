@@ -79,6 +79,10 @@ pub(super) fn t(lang: Language, key: &str) -> &'static str {
         "dropped" => ("Messaggio scartato.", "Message dropped."),
         "csrf" => ("Modulo scaduto o non valido: ricarica la pagina e riprova.", "Form expired or invalid: reload the page and try again."),
         "error" => ("Errore", "Error"),
+        "read_only" => (
+            "Sola lettura: senza [admin] token_file nessuna azione è possibile. Configura un token per riprovare o scartare.",
+            "Read-only: without [admin] token_file no action is possible. Configure a token to retry or drop.",
+        ),
         "related" => ("Messaggio inviato a cui si riferisce", "Sent message it refers to"),
         "received_record" => ("Messaggio ricevuto dal gestore", "Message fetched from the provider"),
         "fetched" => ("Scaricato", "Fetched"),

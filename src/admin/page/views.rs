@@ -362,6 +362,9 @@ pub(super) async fn queue_view(State(state): State<Arc<AdminState>>, headers: He
         }
         _ => {}
     }
+    if ctx.read_only {
+        let _ = write!(body, "<p class=\"notice warn\" role=\"status\">{}</p>", t(lang, "read_only"));
+    }
     if waiting.is_empty() {
         let _ = write!(body, "<p class=\"empty\">{}</p>", t(lang, "queue_empty"));
     } else {
@@ -382,11 +385,21 @@ pub(super) async fn queue_view(State(state): State<Arc<AdminState>>, headers: He
             };
             let id = enc(&m.id);
             let csrf = csrf_field(&ctx.session);
+            let actions = if ctx.read_only {
+                String::new()
+            } else {
+                format!(
+                    "<form method=\"post\" action=\"/queue/{id}/retry\">{csrf}<button type=\"submit\">{}</button></form>\
+<form method=\"post\" action=\"/queue/{id}/drop\" data-confirm=\"{}\">{csrf}<button type=\"submit\" class=\"danger\">{}</button></form>",
+                    t(lang, "retry"),
+                    esc(t(lang, "confirm_drop")),
+                    t(lang, "drop"),
+                )
+            };
             let _ = write!(
                 body,
                 "<tr><td>{}</td><td><a href=\"/messages/{id}\">{}</a> {}</td><td>{dest}</td><td>{} ({} {})</td><td class=\"wide detail\">{}</td>\
-<td class=\"row-actions\"><form method=\"post\" action=\"/queue/{id}/retry\">{csrf}<button type=\"submit\">{}</button></form>\
-<form method=\"post\" action=\"/queue/{id}/drop\" data-confirm=\"{}\">{csrf}<button type=\"submit\" class=\"danger\">{}</button></form></td></tr>",
+<td class=\"row-actions\">{actions}</td></tr>",
                 when(lang, Some(m.created_at)),
                 esc(if m.subject.is_empty() { &m.id } else { &m.subject }),
                 badge(lang, m.state.as_str()),
@@ -394,9 +407,6 @@ pub(super) async fn queue_view(State(state): State<Arc<AdminState>>, headers: He
                 m.attempts,
                 t(lang, "attempts").to_lowercase(),
                 esc(m.last_error.as_deref().unwrap_or("")),
-                t(lang, "retry"),
-                esc(t(lang, "confirm_drop")),
-                t(lang, "drop"),
             );
         }
         body.push_str("</tbody></table></div>");
