@@ -1,6 +1,6 @@
 //! The admin listener against the attacks an outside test run found: a page
 //! on another site posting to the API (CSRF), DNS rebinding (a foreign
-//! `Host`), forms without their origin.
+//! `Host`), forms without their origin, and token guessing.
 
 mod common;
 
@@ -9,7 +9,7 @@ use std::sync::Arc;
 use common::http::*;
 use common::*;
 use pecgate::admin::guard::READ_ONLY;
-use pecgate::clock::Clock;
+use pecgate::clock::{Clock, ManualClock};
 use pecgate::store::MessageState;
 use serde_json::json;
 
@@ -43,6 +43,12 @@ fn cookie_of(r: &Resp) -> String {
 
 fn csrf_of(html: &str) -> String {
     html.split("name=\"csrf\" value=\"").nth(1).and_then(|s| s.split('"').next()).expect("a CSRF field").to_owned()
+}
+
+async fn metric(admin: std::net::SocketAddr, series: &str) -> f64 {
+    let r = http(admin, "GET", "/metrics", &[], b"").await;
+    assert_eq!(r.code, 200);
+    metric_value(&r.text(), series).unwrap_or_else(|| panic!("{series} not exported"))
 }
 
 /// Without a token: every state-changing request is 403 (the reported
@@ -215,4 +221,52 @@ async fn state_changes_need_the_bearer_or_a_same_origin_form() {
     let r = http(admin, "POST", path, &[FORM, c, ("Sec-Fetch-Site", "same-origin")], body.as_bytes()).await;
     assert_eq!((r.code, r.header("location")), (303, Some("/queue?done=dropped")), "{}", r.text());
     assert_eq!(state_of(&env, "WAITSEC000000002").await, MessageState::Failed);
+}
+
+/// Ten wrong tokens a minute per client (login and bearer together), then
+/// 429 with Retry-After, even for the right token; a sliding window on the
+/// app's clock, so the test moves time instead of sleeping.
+#[tokio::test]
+async fn wrong_tokens_are_limited_per_client() {
+    let clock = ManualClock::new(1_800_000_000_000);
+    let env = start_with_token(clock.clone()).await;
+    let admin = env.app().admin_addr;
+    let origin = format!("http://{admin}");
+    let login = [FORM, ("Origin", origin.as_str())];
+    let logins = "pecgate_admin_auth_failures_total{via=\"login\"}";
+    let bearers = "pecgate_admin_auth_failures_total{via=\"bearer\"}";
+    let (login0, bearer0) = (metric(admin, logins).await, metric(admin, bearers).await);
+
+    for n in 0..10 {
+        let r = http(admin, "POST", "/login", &login, format!("token=guess-{n}").as_bytes()).await;
+        assert_eq!(r.code, 401, "attempt {n}");
+    }
+    let r = http(admin, "POST", "/login", &login, b"token=guess-10").await;
+    assert_eq!((r.code, r.header("retry-after")), (429, Some("60")));
+    assert!(r.text().contains("Troppi tentativi con un token errato da questo indirizzo: riprova tra 60 s."), "{}", r.text());
+    let r = http(admin, "POST", "/login", &login, format!("token={TOKEN}").as_bytes()).await;
+    assert_eq!(r.code, 429, "the right token waits too");
+    assert!(r.header("set-cookie").is_none());
+    let r = http(admin, "GET", "/api/v1/messages", &[AUTH], b"").await;
+    assert_eq!((r.code, r.header("retry-after")), (429, Some("60")), "login and bearer share the count");
+    assert_eq!(r.json(), json!({ "error": "too many wrong tokens from this address; retry in 60 s" }));
+    assert_eq!(metric(admin, logins).await - login0, 10.0, "refused attempts are not compared, so not counted");
+
+    clock.advance(30_000);
+    assert_eq!(http(admin, "GET", "/api/v1/messages", &[AUTH], b"").await.header("retry-after"), Some("30"));
+    clock.advance(30_000);
+    assert_eq!(http(admin, "GET", "/api/v1/messages", &[AUTH], b"").await.code, 200, "a minute later");
+
+    // No token at all is not a guess.
+    for _ in 0..15 {
+        assert_eq!(http(admin, "GET", "/api/v1/messages", &[], b"").await.code, 401);
+    }
+    for n in 0..10 {
+        let wrong = format!("Bearer guess-{n}");
+        assert_eq!(http(admin, "GET", "/api/v1/messages", &[("Authorization", wrong.as_str())], b"").await.code, 401, "attempt {n}");
+    }
+    let r = http(admin, "POST", "/api/v1/queue/X/retry", &[("Authorization", "Bearer guess-10")], b"").await;
+    assert_eq!((r.code, r.header("retry-after")), (429, Some("60")));
+    assert_eq!(metric(admin, bearers).await - bearer0, 10.0);
+    assert_eq!(metric(admin, logins).await - login0, 10.0);
 }

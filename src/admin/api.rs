@@ -17,6 +17,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::AdminState;
+use super::auth::Attempt;
 use crate::store::{self, Event, FetchedRecord, ListFilter, ListItem, Message, Recipient};
 
 /// Every API route as (method, path); the router is built from it and the
@@ -45,6 +46,8 @@ const MAX_LIMIT: u32 = 500;
 pub enum ApiError {
     #[error("missing or wrong bearer token")]
     Unauthorized,
+    #[error("too many wrong tokens from this address; retry in {0} s")]
+    TooManyAttempts(u64),
     #[error("{0}")]
     BadRequest(String),
     #[error("{0} not found")]
@@ -61,6 +64,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::TooManyAttempts(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -78,6 +82,9 @@ impl IntoResponse for ApiError {
         let mut resp = (code, axum::Json(json!({ "error": self.to_string() }))).into_response();
         if code == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"pecgate\""));
+        }
+        if let ApiError::TooManyAttempts(secs) = self {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
     }
@@ -109,11 +116,18 @@ fn handler(method: &str, path: &str) -> MethodRouter<Arc<AdminState>> {
     }
 }
 
-/// Bearer token; for GET also the page's session cookie (so the page can link downloads).
+/// Bearer token; for GET (no bearer) also the page's session cookie, so the
+/// page can link downloads. A POST needs the bearer: a browser sends cookies
+/// on a cross-site form, never an `Authorization` header.
 async fn require_token(State(state): State<Arc<AdminState>>, req: Request, next: Next) -> Response {
+    let now = state.clock.now_ms();
     let headers = req.headers();
-    let by_session = req.method() == Method::GET && state.auth.session(headers, state.clock.now_ms()).is_some();
-    if state.auth.bearer_ok(headers) || by_session { next.run(req).await } else { ApiError::Unauthorized.into_response() }
+    match state.auth.bearer(headers, super::guard::client_ip(req.extensions()), now) {
+        Attempt::Ok => next.run(req).await,
+        Attempt::Limited(secs) => ApiError::TooManyAttempts(secs).into_response(),
+        Attempt::Missing if req.method() == Method::GET && state.auth.session(headers, now).is_some() => next.run(req).await,
+        Attempt::Missing | Attempt::Wrong => ApiError::Unauthorized.into_response(),
+    }
 }
 
 /// `application/x-www-form-urlencoded` pairs (query strings and form bodies).

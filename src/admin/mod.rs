@@ -7,6 +7,7 @@ pub mod api;
 pub mod auth;
 pub mod guard;
 pub mod host;
+pub mod limit;
 pub mod page;
 
 use std::net::SocketAddr;

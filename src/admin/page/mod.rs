@@ -13,14 +13,15 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
 use super::AdminState;
 use super::api::{self, QueueAction};
-use super::auth::{self, Session};
+use super::auth::{self, Attempt, Session, Via};
+use super::guard;
 use crate::config::Language;
 use render::api_error;
 pub(crate) use render::error_page;
@@ -30,6 +31,9 @@ use views::{detail_view, list_view, mailboxes_view, queue_view};
 
 const CSS: &str = include_str!("../assets/app.css");
 const JS: &str = include_str!("../assets/app.js");
+
+/// The login form is one short field; axum's default body limit is 2 MB.
+const MAX_FORM: usize = 16 * 1024;
 
 /// Who the audit events name for actions taken from the page.
 const PAGE_WHO: &str = "admin page";
@@ -168,22 +172,37 @@ async fn login_form(State(state): State<Arc<AdminState>>, uri: Uri) -> Response 
     ([(header::CACHE_CONTROL, "no-store")], Html(login_doc(lang, false))).into_response()
 }
 
-/// Exempt from CSRF (there is no session yet); it needs the token itself.
-async fn login_submit(State(state): State<Arc<AdminState>>, body: Bytes) -> Response {
-    let form: HashMap<String, String> = api::form_pairs(&String::from_utf8_lossy(&body)).into_iter().collect();
+/// Exempt from CSRF (there is no session yet): it needs the token itself,
+/// and wrong ones are limited per client. The guard has checked the origin
+/// and refused it without a token.
+async fn login_submit(State(state): State<Arc<AdminState>>, request: Request) -> Response {
+    let client = guard::client_ip(request.extensions());
     let lang = state.rt().config.admin.language;
+    let body = match axum::body::to_bytes(request.into_body(), MAX_FORM).await {
+        Ok(b) => b,
+        Err(_) => return error_page(lang, StatusCode::PAYLOAD_TOO_LARGE, "form too large"),
+    };
+    let form: HashMap<String, String> = api::form_pairs(&String::from_utf8_lossy(&body)).into_iter().collect();
     let given = form.get("token").map(String::as_str).unwrap_or("");
-    if state.auth.is_open() || (!given.is_empty() && state.auth.token_matches(given)) {
-        return match state.auth.create_session(state.clock.now_ms(), None) {
+    let now = state.clock.now_ms();
+    match state.auth.attempt(given, client, now, Via::Login) {
+        Attempt::Ok => match state.auth.create_session(now, None) {
             Ok(s) => {
-                tracing::info!("admin page login");
+                tracing::info!(client = %client, "admin page login");
                 ([(header::SET_COOKIE, auth::session_cookie(&s.id))], Redirect::to("/")).into_response()
             }
             Err(e) => error_page(lang, StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-        };
+        },
+        Attempt::Limited(secs) => {
+            let mut resp = error_page(lang, StatusCode::TOO_MANY_REQUESTS, &t(lang, "too_many").replace("{secs}", &secs.to_string()));
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            resp
+        }
+        Attempt::Wrong | Attempt::Missing => {
+            tracing::warn!(client = %client, "admin page login with a wrong token");
+            (StatusCode::UNAUTHORIZED, [(header::CACHE_CONTROL, "no-store")], Html(login_doc(lang, true))).into_response()
+        }
     }
-    tracing::warn!("admin page login with a wrong token");
-    (StatusCode::UNAUTHORIZED, [(header::CACHE_CONTROL, "no-store")], Html(login_doc(lang, true))).into_response()
 }
 
 async fn logout(State(state): State<Arc<AdminState>>, headers: HeaderMap, body: Bytes) -> Response {

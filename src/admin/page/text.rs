@@ -11,6 +11,10 @@ pub(super) fn t(lang: Language, key: &str) -> &'static str {
         "login" => ("Accedi", "Log in"),
         "token" => ("Token di amministrazione", "Admin token"),
         "login_failed" => ("Token non valido.", "Wrong token."),
+        "too_many" => (
+            "Troppi tentativi con un token errato da questo indirizzo: riprova tra {secs} s.",
+            "Too many wrong tokens from this address: try again in {secs} s.",
+        ),
         "search" => ("Cerca", "Search"),
         "search_hint" => ("Oggetto, indirizzo o Message-ID", "Subject, address or Message-ID"),
         "mailbox" => ("Casella", "Mailbox"),
