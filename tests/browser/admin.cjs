@@ -48,6 +48,9 @@ async function waitDelivered() {
 }
 
 async function main() {
+  // A POST without the bearer changes nothing, whatever the body type.
+  const denied = await fetch(ADMIN + '/api/v1/queue/NOPE/drop', { method: 'POST', headers: { 'Content-Type': 'text/plain' }, body: 'x' });
+  check(denied.status === (TOKEN ? 401 : 403), 'API POST without the bearer refused (' + denied.status + ')');
   const sent = await waitDelivered();
   check(sent.receipts.some((r) => r.kind === 'avvenuta-consegna'), 'delivery receipt linked to ' + sent.id);
 
@@ -76,6 +79,7 @@ async function main() {
     const h = resp.headers();
     check((h['content-security-policy'] || '').includes("script-src 'self'"), 'CSP header on the page');
     check(h['x-content-type-options'] === 'nosniff', 'nosniff header');
+    check(h['referrer-policy'] === 'same-origin', 'Referrer-Policy same-origin (the forms keep their Origin)');
     check((await page.getAttribute('html', 'lang')) === 'it', 'Italian by default');
     await page.screenshot({ path: path.join(OUT, 'list.png'), fullPage: true });
 
