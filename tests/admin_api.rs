@@ -148,12 +148,14 @@ async fn api_and_page_with_token() {
     assert_eq!(out[0]["from"], LUCA);
     assert_eq!(out[0]["direction"], "out");
     assert_eq!(out[0]["recipient_states"], serde_json::json!(["delivered", "delivered"]));
+    assert!(out.iter().all(|i| i["display_state"] == "delivered"), "{out:?}");
     // Fetched records: 1 acceptance per message + 1 delivery receipt per recipient.
     let (inbound, _) = walk(admin, "direction=in&limit=3").await;
     assert_eq!(inbound.len(), 7);
     let kinds: BTreeSet<&str> = inbound.iter().map(|i| i["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, BTreeSet::from(["accettazione", "avvenuta-consegna"]));
     assert!(inbound.iter().all(|i| [&q1, &q2, &q3].iter().any(|q| i["related_message"] == q.as_str())));
+    assert!(inbound.iter().all(|i| i["display_state"] == "received"));
     // Both directions, one order across pages.
     let (all, _) = walk(admin, "limit=4").await;
     assert_eq!(all.len(), 10);
@@ -185,7 +187,7 @@ async fn api_and_page_with_token() {
     assert_eq!(d["original_sender"], LUCA);
     assert_eq!(d["mail_from"], LEGAL);
     assert_eq!(d["message_id"], "admin-3@azienda.it");
-    assert_eq!(d["state"], "accepted");
+    assert_eq!((d["state"].as_str(), d["display_state"].as_str()), (Some("accepted"), Some("delivered")));
     let rcpts = d["recipients"].as_array().unwrap();
     assert_eq!(rcpts.len(), 2);
     for r in rcpts {
@@ -212,6 +214,7 @@ async fn api_and_page_with_token() {
         (inbound_detail["direction"].as_str(), inbound_detail["record"]["related_message"].as_str()),
         (Some("in"), Some(q3.as_str()))
     );
+    assert_eq!(inbound_detail["display_state"], "received");
 
     // Raw downloads are the stored bytes exactly.
     let r = api(admin, &format!("/api/v1/messages/{q1}/raw")).await;
@@ -290,6 +293,7 @@ async fn api_and_page_with_token() {
     // Queue actions: 200 and an audit event, 409 when not waiting, 404 when unknown.
     waiting_message(&env, "WAITRETRY0000001").await;
     waiting_message(&env, "WAITDROP00000001").await;
+    assert_eq!(api(admin, "/api/v1/messages/WAITDROP00000001").await.json()["display_state"], "queued");
     let r = http(admin, "POST", "/api/v1/queue/WAITRETRY0000001/retry", &[AUTH], b"").await;
     assert_eq!(r.code, 200, "{}", r.text());
     env.wait_state("WAITRETRY0000001", MessageState::Submitted).await;
@@ -300,6 +304,7 @@ async fn api_and_page_with_token() {
     assert_eq!((r.code, r.json()["state"].as_str()), (200, Some("failed")));
     let events = env.app().store.events("WAITDROP00000001").await.unwrap();
     assert!(events.iter().any(|e| e.kind == "dropped" && e.detail == "dropped by admin token"), "{events:?}");
+    assert_eq!(api(admin, "/api/v1/messages/WAITDROP00000001").await.json()["display_state"], "error");
     let r = http(admin, "POST", "/api/v1/queue/WAITDROP00000001/drop", &[AUTH], b"").await;
     assert_eq!(r.code, 409);
     assert!(r.json()["error"].as_str().unwrap().contains("not waiting"));
@@ -367,6 +372,9 @@ async fn api_and_page_with_token() {
     assert!(!html.contains("<script>") && !html.contains("style=\""), "no inline script or style");
     let detail = http(admin, "GET", &format!("/messages/{q3}"), &with_cookie, b"").await.text();
     assert!(detail.contains("c@pec.z.it") && detail.contains("consegnato") && detail.contains("accettazione"));
+    assert!(detail.contains("<dt>Stato</dt><dd><span class=\"badge good\">consegnato</span></dd>"), "display state: {detail}");
+    let list = http(admin, "GET", "/?direction=out", &with_cookie, b"").await.text();
+    assert_eq!(list.matches("<span class=\"badge good\">consegnato</span>").count(), 3, "{list}");
     assert!(detail.contains(&format!("/api/v1/receipts/{receipt_id}/raw")));
     let english = http(admin, "GET", &format!("/messages/{q3}?lang=en"), &with_cookie, b"").await.text();
     assert!(english.contains("<html lang=\"en\">") && english.contains(">delivered<"));

@@ -242,9 +242,24 @@ pub async fn list_page(state: &AdminState, mut filter: ListFilter) -> ApiResult<
     Ok((items, next))
 }
 
+/// A list item with its [`super::display`] state.
+#[derive(Debug, Serialize)]
+struct ListEntry<'a> {
+    #[serde(flatten)]
+    item: &'a ListItem,
+    display_state: &'static str,
+}
+
+/// The display state of a list item (the list holds only PEC sent to providers, and fetched records).
+pub fn item_display_state(i: &ListItem) -> &'static str {
+    let rcpts: Vec<&str> = i.recipient_states.iter().map(String::as_str).collect();
+    super::display::display_state(&i.direction, &i.state, &rcpts, false)
+}
+
 async fn list(State(state): State<Arc<AdminState>>, uri: Uri) -> ApiResult<Response> {
     let filter = filter_from_query(&query_map(&uri))?;
     let (items, next_cursor) = list_page(&state, filter).await?;
+    let items: Vec<ListEntry> = items.iter().map(|item| ListEntry { item, display_state: item_display_state(item) }).collect();
     Ok(axum::Json(json!({ "items": items, "next_cursor": next_cursor })).into_response())
 }
 
@@ -276,6 +291,8 @@ pub struct ReceiptView {
 #[derive(Debug, Serialize)]
 pub struct MessageView {
     pub direction: &'static str,
+    /// One state for people ([`super::display`]).
+    pub display_state: &'static str,
     #[serde(flatten)]
     pub message: Message,
     pub recipients: Vec<RecipientView>,
@@ -305,7 +322,7 @@ pub async fn load_detail(state: &AdminState, id: &str) -> ApiResult<Detail> {
 async fn message_view(state: &AdminState, message: Message) -> ApiResult<MessageView> {
     let id = message.id.clone();
     let events = state.store.events(&id).await?;
-    let recipients = state
+    let recipients: Vec<RecipientView> = state
         .store
         .recipients(&id)
         .await?
@@ -332,8 +349,11 @@ async fn message_view(state: &AdminState, message: Message) -> ApiResult<Message
             signer: r.signer,
         })
         .collect();
+    let rcpt_states: Vec<&str> = recipients.iter().map(|r| r.recipient.state.as_str()).collect();
+    let display_state = super::display::display_state("out", message.state.as_str(), &rcpt_states, message.route.mailbox().is_none());
     Ok(MessageView {
         direction: "out",
+        display_state,
         raw: format!("/api/v1/messages/{id}/raw"),
         evidence: format!("/api/v1/messages/{id}/evidence"),
         events: events.into_iter().filter(|e| e.rcpt.is_none()).collect(),
@@ -348,7 +368,7 @@ async fn detail(State(state): State<Arc<AdminState>>, Path(id): Path<String>) ->
         Detail::Out(v) => axum::Json(v).into_response(),
         Detail::In(r) => {
             let raw = format!("/api/v1/receipts/{}/raw", r.id);
-            axum::Json(json!({ "direction": "in", "record": r, "raw": raw })).into_response()
+            axum::Json(json!({ "direction": "in", "display_state": "received", "record": r, "raw": raw })).into_response()
         }
     })
 }

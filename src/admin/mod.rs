@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod display;
 pub mod guard;
 pub mod host;
 pub mod limit;

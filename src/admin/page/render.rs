@@ -39,20 +39,6 @@ pub(super) fn badge(lang: Language, s: &str) -> String {
     format!("<span class=\"badge {}\">{}</span>", tone(s), esc(&state_label(lang, s)))
 }
 
-/// Out: the distinct recipient states (what an operator wants to know); in: the PEC kind.
-pub(super) fn list_badges(lang: Language, i: &crate::store::ListItem) -> String {
-    let mut seen: Vec<&str> = Vec::new();
-    for s in &i.recipient_states {
-        if !seen.contains(&s.as_str()) {
-            seen.push(s);
-        }
-    }
-    if seen.is_empty() {
-        return badge(lang, &i.state);
-    }
-    seen.iter().map(|s| badge(lang, s)).collect::<Vec<_>>().join(" ")
-}
-
 pub(super) fn when(lang: Language, ms: Option<i64>) -> String {
     match ms {
         Some(ms) => format!("<time>{}</time>", esc(&api::utc(ms))),

@@ -114,6 +114,10 @@ pub(super) fn state_label(lang: Language, s: &str) -> String {
         "no_receipt_expected" => ("nessuna ricevuta attesa", "no receipt expected"),
         "warned" => ("preavviso di mancata consegna", "delivery warning"),
         "delivered" => ("consegnato", "delivered"),
+        // Display states (see admin::display).
+        "awaiting_receipts" => ("in attesa di ricevute", "awaiting receipts"),
+        "warning" => ("preavviso di mancata consegna", "delivery warning"),
+        "error" => ("errore", "error"),
         "delivery_error" => ("errore di consegna", "delivery error"),
         "received" => ("ricevuto", "received"),
         "retry" => ("nuovo tentativo", "retry"),
@@ -129,8 +133,8 @@ pub(super) fn state_label(lang: Language, s: &str) -> String {
 pub(super) fn tone(s: &str) -> &'static str {
     match s {
         "delivered" | "accepted" | "submitted" | "avvenuta-consegna" | "accettazione" | "posta-certificata" => "good",
-        "failed" | "delivery_error" | "not_accepted" | "errore-consegna" | "non-accettazione" | "anomalia" | "dropped" => "bad",
-        "warned" | "deferred" | "preavviso-errore-consegna" | "no_receipt_expected" => "warn",
+        "failed" | "error" | "delivery_error" | "not_accepted" | "errore-consegna" | "non-accettazione" | "anomalia" | "dropped" => "bad",
+        "warned" | "warning" | "deferred" | "preavviso-errore-consegna" | "no_receipt_expected" => "warn",
         _ => "wait",
     }
 }

@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 
 use super::context;
-use super::render::{api_error, badge, csrf_field, enc, esc, html, layout, list_badges, select, size, when};
+use super::render::{api_error, badge, csrf_field, enc, esc, html, layout, select, size, when};
 use super::text::{state_label, t, tone};
 use crate::admin::AdminState;
 use crate::admin::api::{self, Detail};
@@ -89,7 +89,8 @@ pub(super) async fn list_view(State(state): State<Arc<AdminState>>, headers: Hea
                 t(lang, "mailbox"),
                 esc(i.mailbox.as_deref().unwrap_or("")),
                 t(lang, "status"),
-                list_badges(lang, i),
+                // Fetched records keep their PEC kind, which says more than "received".
+                badge(lang, if i.direction == "in" { &i.state } else { api::item_display_state(i) }),
             );
         }
         body.push_str("</tbody></table></div>");
@@ -143,7 +144,7 @@ pub(super) async fn detail_view(State(state): State<Arc<AdminState>>, headers: H
                 t(lang, "created"),
                 when(lang, Some(m.created_at)),
                 t(lang, "status"),
-                badge(lang, m.state.as_str()),
+                badge(lang, v.display_state),
                 t(lang, "mailbox"),
                 esc(m.route.mailbox().unwrap_or(t(lang, "corporate"))),
                 t(lang, "download_raw"),
