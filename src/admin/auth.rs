@@ -3,7 +3,8 @@
 //! holds a server-side session (random id in an `HttpOnly; SameSite=Strict`
 //! cookie) with its own CSRF token for every form. Without a token the
 //! listener is loopback-only (config validation) and everyone on this host
-//! gets a session without logging in. The token is kept only as its
+//! gets a session without logging in, to read only ([`super::guard`]
+//! refuses every change). The token is kept only as its
 //! SHA-256 and compared in constant time, so timing leaks neither a common
 //! prefix nor its length; a reload replaces it without ending sessions.
 //! Wrong tokens are limited per client ([`super::limit`]).
@@ -99,7 +100,7 @@ impl Auth {
         *self.token.write().unwrap_or_else(|p| p.into_inner()) = token.map(|t| sha256(t.expose().as_bytes()));
     }
 
-    /// No token configured: loopback-only, no login.
+    /// No token configured: loopback-only, read-only, no login.
     pub fn is_open(&self) -> bool {
         self.token.read().unwrap_or_else(|p| p.into_inner()).is_none()
     }

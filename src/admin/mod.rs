@@ -1,7 +1,8 @@
 //! The admin listener: `/healthz` (alive), `/readyz` (store and spool
 //! writable, per-mailbox status), `/metrics` (Prometheus), the JSON API under
 //! `/api/v1` ([`api`]) and the web page at `/` ([`page`]), both behind
-//! [`auth`]. Bind it to loopback unless a scraper needs it elsewhere.
+//! [`auth`]; every request first passes [`guard`] (Host, read-only without
+//! a token, same-origin forms). Bind it to loopback unless a scraper needs it elsewhere.
 
 pub mod api;
 pub mod auth;
@@ -58,7 +59,7 @@ pub fn spawn(
 ) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
     let addr = listener.local_addr()?;
     if state.auth.is_open() {
-        tracing::warn!(listen = %addr, "admin API and page without a token (no admin.token_file): served to anyone on this host");
+        tracing::warn!(listen = %addr, "admin API and page without a token (no admin.token_file): read-only, to anyone on this host");
     }
     let app = router(state);
     let handle = tokio::spawn(async move {
