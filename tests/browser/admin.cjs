@@ -131,6 +131,14 @@ async function main() {
     check(width <= 390, 'no horizontal scrolling at 390 px (scrollWidth ' + width + ')');
     await page.screenshot({ path: path.join(OUT, 'message-detail-390.png'), fullPage: true });
 
+    // A real form POST (session, CSRF token, the browser's own Origin and
+    // Sec-Fetch-Site) passes the same-origin check: log out.
+    if (TOKEN) {
+      await page.setViewportSize({ width: 1280, height: 900 });
+      await Promise.all([page.waitForURL(ADMIN + '/login'), page.click('form[action="/logout"] button')]);
+      check(page.url() === ADMIN + '/login', 'logout form accepted (same-origin POST from the browser)');
+    }
+
     check(problems.length === 0, 'no console errors or CSP violations' + (problems.length ? ': ' + problems.join(' | ') : ''));
   } finally {
     await context.close();
