@@ -23,6 +23,8 @@ pub struct Demo {
     pub provider: SimProvider,
     pub capture: CaptureServer,
     pub dir: PathBuf,
+    /// The admin token (page login, API bearer), new at each start; only its path is printed.
+    pub admin_token_file: PathBuf,
 }
 
 impl Demo {
@@ -42,15 +44,18 @@ impl Demo {
         std::fs::write(&ca, &provider.ca_pem)?;
         let password_file = dir.join("demo-mailbox.password");
         write_private(&password_file, &password)?;
+        // Without a token the admin page would be read-only (no retry or drop).
+        let admin_token_file = dir.join("admin.token");
+        write_private(&admin_token_file, &random_password())?;
 
         // A real file, so that `pecgate status`, `queue` and `reload` work against the demo.
         let config_file = dir.join("pecgate.toml");
         let mut listen_port = port;
         loop {
-            let toml = demo_config(&dir, listen_port, &provider, &capture, &ca, &password_file);
+            let toml = demo_config(&dir, listen_port, &provider, &capture, &ca, &password_file, &admin_token_file);
             std::fs::write(&config_file, toml).with_context(|| format!("cannot write {}", config_file.display()))?;
             match App::start(&config_file, crate::clock::system()).await {
-                Ok(app) => return Ok(Demo { app, provider, capture, dir }),
+                Ok(app) => return Ok(Demo { app, provider, capture, dir, admin_token_file }),
                 Err(crate::app::Error::Bind { what: "smtp.listen", .. }) if listen_port != 0 => {
                     tracing::warn!(port = listen_port, "port busy; using a free one");
                     listen_port = 0;
@@ -75,6 +80,11 @@ impl Demo {
             s,
             "  admin                   http://{}/healthz   (web page: http://{}/ ; metrics: /metrics)",
             self.app.admin_addr, self.app.admin_addr
+        );
+        let _ = writeln!(
+            s,
+            "  admin token             {}   (log in to the web page with it; the API's bearer: curl -H \"Authorization: Bearer $(cat FILE)\")",
+            self.admin_token_file.display()
         );
         let _ = writeln!(s, "\nTry, from another terminal:\n");
         let _ = writeln!(
@@ -124,7 +134,15 @@ impl Demo {
     }
 }
 
-fn demo_config(dir: &Path, port: u16, provider: &SimProvider, capture: &CaptureServer, ca: &Path, password_file: &Path) -> String {
+fn demo_config(
+    dir: &Path,
+    port: u16,
+    provider: &SimProvider,
+    capture: &CaptureServer,
+    ca: &Path,
+    password_file: &Path,
+    token_file: &Path,
+) -> String {
     // TOML basic strings: escape backslashes and quotes in paths.
     let q = |p: &Path| p.display().to_string().replace('\\', "\\\\").replace('"', "\\\"");
     format!(
@@ -145,6 +163,7 @@ from = "pecgate@azienda.example"
 
 [admin]
 listen = "127.0.0.1:0"
+token_file = "{token}"
 
 [control]
 socket = "{sock}"
@@ -187,6 +206,7 @@ send = false
         pport = provider.addr.port(),
         pop3port = provider.pop3_addr.port(),
         pw = q(password_file),
+        token = q(token_file),
         ca = q(ca),
     )
 }

@@ -32,6 +32,8 @@ pub const OVERDUE_KINDS: &[&str] = &["acceptance", "delivery_12h", "delivery_24h
 pub const WATCHDOG_ALERTS: &[&str] =
     &["acceptance_overdue", "delivery_warning", "delivery_overdue", "queue_stuck", "mailbox_auth", "poll_stale"];
 pub const AUTH_RESULTS: &[&str] = &["success", "failure"];
+/// Where a wrong admin token was presented: the login form or a bearer header.
+pub const ADMIN_AUTH_VIA: &[&str] = &["login", "bearer"];
 pub const SIGNATURE_VERDICTS: &[&str] = &["valid", "valid-untrusted-signer", "invalid", "unsigned", "malformed"];
 
 /// Installs the global recorder once per process and returns its handle.
@@ -79,6 +81,9 @@ pub fn init<'a>(mailboxes: impl IntoIterator<Item = &'a str>) {
     }
     for result in ["ok", "failed"] {
         counter!("pecgate_injections_total", "result" => result).increment(0);
+    }
+    for via in ADMIN_AUTH_VIA {
+        counter!("pecgate_admin_auth_failures_total", "via" => *via).increment(0);
     }
     for result in ATTEMPT_RESULTS {
         counter!("pecgate_delivery_attempts_total", "destination" => "corporate", "mailbox" => "-", "result" => *result).increment(0);
@@ -183,6 +188,7 @@ fn describe() {
     describe_gauge!("pecgate_receipts_overdue", "sent messages whose receipts are overdue (watchdog)");
     describe_counter!("pecgate_watchdog_notices_total", "notices sent by the watchdog");
     describe_counter!("pecgate_signature_verdicts_total", "signature verdicts of fetched messages");
+    describe_counter!("pecgate_admin_auth_failures_total", "wrong admin tokens (login form, bearer header), by where");
     describe_counter!("pecgate_config_reload_total", "configuration reloads (SIGHUP, pecgate reload) by result");
     describe_gauge!("pecgate_config_last_reload_success_timestamp_seconds", "unix time of the last configuration load that took effect");
     describe_counter!(

@@ -9,68 +9,12 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use common::http::*;
 use common::*;
-use pecgate::store::{MessageKind, MessageState, NewMessage, RecipientState, Route};
+use pecgate::store::{MessageState, RecipientState};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const TOKEN: &str = "tok-ADMIN-5be1d7-never-log-me";
-
-struct Resp {
-    code: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Resp {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
-    }
-}
-
-/// One HTTP/1.1 request on a fresh connection (Connection: close).
-async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    s.write_all(body).await.unwrap();
-    let mut buf = Vec::new();
-    tokio::time::timeout(WAIT, s.read_to_end(&mut buf)).await.unwrap().unwrap();
-    let split = buf.windows(4).position(|w| w == b"\r\n\r\n").expect("a complete response");
-    let head = String::from_utf8_lossy(&buf[..split]).into_owned();
-    let mut lines = head.split("\r\n");
-    let code = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let headers: Vec<(String, String)> =
-        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())).collect();
-    let mut body = buf[split + 4..].to_vec();
-    if headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked")) {
-        body = dechunk(&body);
-    }
-    Resp { code, headers, body }
-}
-
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let eol = b.windows(2).position(|w| w == b"\r\n").unwrap();
-        let n = usize::from_str_radix(std::str::from_utf8(&b[..eol]).unwrap().trim(), 16).unwrap();
-        if n == 0 {
-            return out;
-        }
-        out.extend_from_slice(&b[eol + 2..eol + 2 + n]);
-        b = &b[eol + 4 + n..];
-    }
-}
 
 const AUTH: (&str, &str) = ("Authorization", "Bearer tok-ADMIN-5be1d7-never-log-me");
 
@@ -172,30 +116,6 @@ async fn wait_delivered(env: &TestEnv, ids: &[&str]) {
     }
 }
 
-/// A corporate-bound message not due for a day, so it waits in the queue until retried.
-async fn waiting_message(env: &TestEnv, id: &str) {
-    let bytes = crlf(&format!("From: pecgate@azienda.it\nTo: {MARIO}\nSubject: waiting {id}\n\nciao\n"));
-    env.app().spool.store_bytes(id, bytes.as_bytes()).await.unwrap();
-    let future = pecgate::clock::system().now_ms() + 24 * 3600 * 1000;
-    env.app()
-        .store
-        .insert_message(&NewMessage {
-            id: id.into(),
-            kind: MessageKind::Notice,
-            route: Route::Corporate,
-            mail_from: "pecgate@azienda.it".into(),
-            rcpts: vec![MARIO.into()],
-            original_sender: "pecgate@azienda.it".into(),
-            message_id: format!("<{id}@pecgate.test>"),
-            subject: format!("waiting {id}"),
-            size: bytes.len() as u64,
-            created_at: future,
-            origin: "test".into(),
-        })
-        .await
-        .unwrap();
-}
-
 #[tokio::test]
 async fn api_and_page_with_token() {
     let env = start_with_token().await;
@@ -228,12 +148,14 @@ async fn api_and_page_with_token() {
     assert_eq!(out[0]["from"], LUCA);
     assert_eq!(out[0]["direction"], "out");
     assert_eq!(out[0]["recipient_states"], serde_json::json!(["delivered", "delivered"]));
+    assert!(out.iter().all(|i| i["display_state"] == "delivered"), "{out:?}");
     // Fetched records: 1 acceptance per message + 1 delivery receipt per recipient.
     let (inbound, _) = walk(admin, "direction=in&limit=3").await;
     assert_eq!(inbound.len(), 7);
     let kinds: BTreeSet<&str> = inbound.iter().map(|i| i["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, BTreeSet::from(["accettazione", "avvenuta-consegna"]));
     assert!(inbound.iter().all(|i| [&q1, &q2, &q3].iter().any(|q| i["related_message"] == q.as_str())));
+    assert!(inbound.iter().all(|i| i["display_state"] == "received"));
     // Both directions, one order across pages.
     let (all, _) = walk(admin, "limit=4").await;
     assert_eq!(all.len(), 10);
@@ -265,7 +187,7 @@ async fn api_and_page_with_token() {
     assert_eq!(d["original_sender"], LUCA);
     assert_eq!(d["mail_from"], LEGAL);
     assert_eq!(d["message_id"], "admin-3@azienda.it");
-    assert_eq!(d["state"], "accepted");
+    assert_eq!((d["state"].as_str(), d["display_state"].as_str()), (Some("accepted"), Some("delivered")));
     let rcpts = d["recipients"].as_array().unwrap();
     assert_eq!(rcpts.len(), 2);
     for r in rcpts {
@@ -292,6 +214,7 @@ async fn api_and_page_with_token() {
         (inbound_detail["direction"].as_str(), inbound_detail["record"]["related_message"].as_str()),
         (Some("in"), Some(q3.as_str()))
     );
+    assert_eq!(inbound_detail["display_state"], "received");
 
     // Raw downloads are the stored bytes exactly.
     let r = api(admin, &format!("/api/v1/messages/{q1}/raw")).await;
@@ -370,6 +293,7 @@ async fn api_and_page_with_token() {
     // Queue actions: 200 and an audit event, 409 when not waiting, 404 when unknown.
     waiting_message(&env, "WAITRETRY0000001").await;
     waiting_message(&env, "WAITDROP00000001").await;
+    assert_eq!(api(admin, "/api/v1/messages/WAITDROP00000001").await.json()["display_state"], "queued");
     let r = http(admin, "POST", "/api/v1/queue/WAITRETRY0000001/retry", &[AUTH], b"").await;
     assert_eq!(r.code, 200, "{}", r.text());
     env.wait_state("WAITRETRY0000001", MessageState::Submitted).await;
@@ -380,6 +304,7 @@ async fn api_and_page_with_token() {
     assert_eq!((r.code, r.json()["state"].as_str()), (200, Some("failed")));
     let events = env.app().store.events("WAITDROP00000001").await.unwrap();
     assert!(events.iter().any(|e| e.kind == "dropped" && e.detail == "dropped by admin token"), "{events:?}");
+    assert_eq!(api(admin, "/api/v1/messages/WAITDROP00000001").await.json()["display_state"], "error");
     let r = http(admin, "POST", "/api/v1/queue/WAITDROP00000001/drop", &[AUTH], b"").await;
     assert_eq!(r.code, 409);
     assert!(r.json()["error"].as_str().unwrap().contains("not waiting"));
@@ -417,7 +342,7 @@ async fn api_and_page_with_token() {
             "{path}"
         );
         assert_eq!(r.header("x-content-type-options"), Some("nosniff"), "{path}");
-        assert_eq!(r.header("referrer-policy"), Some("no-referrer"), "{path}");
+        assert_eq!(r.header("referrer-policy"), Some("same-origin"), "{path}");
     }
 
     // Page: login, session cookie, CSRF.
@@ -426,7 +351,9 @@ async fn api_and_page_with_token() {
     let r = http(admin, "GET", "/login", &[], b"").await;
     assert!(r.code == 200 && r.text().contains("<label for=\"token\">Token di amministrazione</label>"), "{}", r.text());
     assert!(!r.text().contains(TOKEN));
-    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    // The page's own forms: a browser sends Origin (Referrer-Policy same-origin keeps it).
+    let origin = format!("http://{admin}");
+    let form = [("Content-Type", "application/x-www-form-urlencoded"), ("Origin", origin.as_str())];
     let r = http(admin, "POST", "/login", &form, b"token=wrong").await;
     assert_eq!(r.code, 401);
     assert!(r.header("set-cookie").is_none());
@@ -445,6 +372,9 @@ async fn api_and_page_with_token() {
     assert!(!html.contains("<script>") && !html.contains("style=\""), "no inline script or style");
     let detail = http(admin, "GET", &format!("/messages/{q3}"), &with_cookie, b"").await.text();
     assert!(detail.contains("c@pec.z.it") && detail.contains("consegnato") && detail.contains("accettazione"));
+    assert!(detail.contains("<dt>Stato</dt><dd><span class=\"badge good\">consegnato</span></dd>"), "display state: {detail}");
+    let list = http(admin, "GET", "/?direction=out", &with_cookie, b"").await.text();
+    assert_eq!(list.matches("<span class=\"badge good\">consegnato</span>").count(), 3, "{list}");
     assert!(detail.contains(&format!("/api/v1/receipts/{receipt_id}/raw")));
     let english = http(admin, "GET", &format!("/messages/{q3}?lang=en"), &with_cookie, b"").await.text();
     assert!(english.contains("<html lang=\"en\">") && english.contains(">delivered<"));
@@ -460,7 +390,7 @@ async fn api_and_page_with_token() {
     let queue = http(admin, "GET", "/queue?lang=it", &with_cookie, b"").await.text();
     assert!(queue.contains("WAITPAGE00000001") && queue.contains("Riprova ora"), "{queue}");
     let csrf = queue.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
-    let form_cookie = [("Content-Type", "application/x-www-form-urlencoded"), ("Cookie", cookie.as_str())];
+    let form_cookie = [("Content-Type", "application/x-www-form-urlencoded"), ("Cookie", cookie.as_str()), ("Origin", origin.as_str())];
     for body in ["", "csrf=nope"] {
         let r = http(admin, "POST", "/queue/WAITPAGE00000001/drop", &form_cookie, body.as_bytes()).await;
         assert_eq!(r.code, 403, "{body:?}");
@@ -477,16 +407,6 @@ async fn api_and_page_with_token() {
     let r = http(admin, "POST", "/logout", &form_cookie, format!("csrf={csrf}").as_bytes()).await;
     assert_eq!(r.code, 303);
     assert_eq!(http(admin, "GET", "/", &with_cookie, b"").await.code, 303);
-}
-
-trait JsonOrNull {
-    fn json_or_null(&self) -> Value;
-}
-
-impl JsonOrNull for Resp {
-    fn json_or_null(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
-    }
 }
 
 /// No token: loopback only, API without a bearer, page without login.

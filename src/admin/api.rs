@@ -17,6 +17,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::AdminState;
+use super::auth::Attempt;
 use crate::store::{self, Event, FetchedRecord, ListFilter, ListItem, Message, Recipient};
 
 /// Every API route as (method, path); the router is built from it and the
@@ -45,6 +46,8 @@ const MAX_LIMIT: u32 = 500;
 pub enum ApiError {
     #[error("missing or wrong bearer token")]
     Unauthorized,
+    #[error("too many wrong tokens from this address; retry in {0} s")]
+    TooManyAttempts(u64),
     #[error("{0}")]
     BadRequest(String),
     #[error("{0} not found")]
@@ -61,6 +64,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::TooManyAttempts(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -78,6 +82,9 @@ impl IntoResponse for ApiError {
         let mut resp = (code, axum::Json(json!({ "error": self.to_string() }))).into_response();
         if code == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"pecgate\""));
+        }
+        if let ApiError::TooManyAttempts(secs) = self {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
     }
@@ -109,11 +116,18 @@ fn handler(method: &str, path: &str) -> MethodRouter<Arc<AdminState>> {
     }
 }
 
-/// Bearer token; for GET also the page's session cookie (so the page can link downloads).
+/// Bearer token; for GET (no bearer) also the page's session cookie, so the
+/// page can link downloads. A POST needs the bearer: a browser sends cookies
+/// on a cross-site form, never an `Authorization` header.
 async fn require_token(State(state): State<Arc<AdminState>>, req: Request, next: Next) -> Response {
+    let now = state.clock.now_ms();
     let headers = req.headers();
-    let by_session = req.method() == Method::GET && state.auth.session(headers, state.clock.now_ms()).is_some();
-    if state.auth.bearer_ok(headers) || by_session { next.run(req).await } else { ApiError::Unauthorized.into_response() }
+    match state.auth.bearer(headers, super::guard::client_ip(req.extensions()), now) {
+        Attempt::Ok => next.run(req).await,
+        Attempt::Limited(secs) => ApiError::TooManyAttempts(secs).into_response(),
+        Attempt::Missing if req.method() == Method::GET && state.auth.session(headers, now).is_some() => next.run(req).await,
+        Attempt::Missing | Attempt::Wrong => ApiError::Unauthorized.into_response(),
+    }
 }
 
 /// `application/x-www-form-urlencoded` pairs (query strings and form bodies).
@@ -228,9 +242,24 @@ pub async fn list_page(state: &AdminState, mut filter: ListFilter) -> ApiResult<
     Ok((items, next))
 }
 
+/// A list item with its [`super::display`] state.
+#[derive(Debug, Serialize)]
+struct ListEntry<'a> {
+    #[serde(flatten)]
+    item: &'a ListItem,
+    display_state: &'static str,
+}
+
+/// The display state of a list item (the list holds only PEC sent to providers, and fetched records).
+pub fn item_display_state(i: &ListItem) -> &'static str {
+    let rcpts: Vec<&str> = i.recipient_states.iter().map(String::as_str).collect();
+    super::display::display_state(&i.direction, &i.state, &rcpts, false)
+}
+
 async fn list(State(state): State<Arc<AdminState>>, uri: Uri) -> ApiResult<Response> {
     let filter = filter_from_query(&query_map(&uri))?;
     let (items, next_cursor) = list_page(&state, filter).await?;
+    let items: Vec<ListEntry> = items.iter().map(|item| ListEntry { item, display_state: item_display_state(item) }).collect();
     Ok(axum::Json(json!({ "items": items, "next_cursor": next_cursor })).into_response())
 }
 
@@ -262,6 +291,8 @@ pub struct ReceiptView {
 #[derive(Debug, Serialize)]
 pub struct MessageView {
     pub direction: &'static str,
+    /// One state for people ([`super::display`]).
+    pub display_state: &'static str,
     #[serde(flatten)]
     pub message: Message,
     pub recipients: Vec<RecipientView>,
@@ -291,7 +322,7 @@ pub async fn load_detail(state: &AdminState, id: &str) -> ApiResult<Detail> {
 async fn message_view(state: &AdminState, message: Message) -> ApiResult<MessageView> {
     let id = message.id.clone();
     let events = state.store.events(&id).await?;
-    let recipients = state
+    let recipients: Vec<RecipientView> = state
         .store
         .recipients(&id)
         .await?
@@ -318,8 +349,11 @@ async fn message_view(state: &AdminState, message: Message) -> ApiResult<Message
             signer: r.signer,
         })
         .collect();
+    let rcpt_states: Vec<&str> = recipients.iter().map(|r| r.recipient.state.as_str()).collect();
+    let display_state = super::display::display_state("out", message.state.as_str(), &rcpt_states, message.route.mailbox().is_none());
     Ok(MessageView {
         direction: "out",
+        display_state,
         raw: format!("/api/v1/messages/{id}/raw"),
         evidence: format!("/api/v1/messages/{id}/evidence"),
         events: events.into_iter().filter(|e| e.rcpt.is_none()).collect(),
@@ -334,7 +368,7 @@ async fn detail(State(state): State<Arc<AdminState>>, Path(id): Path<String>) ->
         Detail::Out(v) => axum::Json(v).into_response(),
         Detail::In(r) => {
             let raw = format!("/api/v1/receipts/{}/raw", r.id);
-            axum::Json(json!({ "direction": "in", "record": r, "raw": raw })).into_response()
+            axum::Json(json!({ "direction": "in", "display_state": "received", "record": r, "raw": raw })).into_response()
         }
     })
 }

@@ -3,11 +3,14 @@
 //! holds a server-side session (random id in an `HttpOnly; SameSite=Strict`
 //! cookie) with its own CSRF token for every form. Without a token the
 //! listener is loopback-only (config validation) and everyone on this host
-//! gets a session without logging in. The token is kept only as its
+//! gets a session without logging in, to read only ([`super::guard`]
+//! refuses every change). The token is kept only as its
 //! SHA-256 and compared in constant time, so timing leaks neither a common
 //! prefix nor its length; a reload replaces it without ending sessions.
+//! Wrong tokens are limited per client ([`super::limit`]).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Mutex, RwLock};
 
 use axum::http::HeaderMap;
@@ -15,6 +18,7 @@ use axum::http::header;
 use ring::digest::{SHA256, digest};
 use ring::rand::{SecureRandom, SystemRandom};
 
+use super::limit::Limiter;
 use crate::config::{Language, Secret};
 use crate::util::constant_time_eq;
 
@@ -46,6 +50,34 @@ pub struct Auth {
     token: RwLock<Option<Vec<u8>>>,
     sessions: Mutex<HashMap<String, Session>>,
     rng: SystemRandom,
+    failures: Limiter,
+}
+
+/// Where a token was presented (the `via` label of `pecgate_admin_auth_failures_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Login,
+    Bearer,
+}
+
+impl Via {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Via::Login => "login",
+            Via::Bearer => "bearer",
+        }
+    }
+}
+
+/// The outcome of presenting a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    Ok,
+    /// No token presented (not counted as a failure).
+    Missing,
+    Wrong,
+    /// Too many wrong tokens from this client: retry after this many seconds.
+    Limited(u64),
 }
 
 fn sha256(bytes: &[u8]) -> Vec<u8> {
@@ -59,6 +91,7 @@ impl Auth {
             token: RwLock::new(token.map(|t| sha256(t.expose().as_bytes()))),
             sessions: Mutex::new(HashMap::new()),
             rng: SystemRandom::new(),
+            failures: Limiter::default(),
         }
     }
 
@@ -67,7 +100,7 @@ impl Auth {
         *self.token.write().unwrap_or_else(|p| p.into_inner()) = token.map(|t| sha256(t.expose().as_bytes()));
     }
 
-    /// No token configured: loopback-only, no login.
+    /// No token configured: loopback-only, read-only, no login.
     pub fn is_open(&self) -> bool {
         self.token.read().unwrap_or_else(|p| p.into_inner()).is_none()
     }
@@ -80,16 +113,35 @@ impl Auth {
         }
     }
 
-    /// `Authorization: Bearer <token>`.
-    pub fn bearer_ok(&self, headers: &HeaderMap) -> bool {
+    /// `Authorization: Bearer <token>`, counted against `client`'s attempts.
+    pub fn bearer(&self, headers: &HeaderMap, client: IpAddr, now: i64) -> Attempt {
         if self.is_open() {
-            return true;
+            return Attempt::Ok;
         }
-        let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else { return false };
-        match value.split_once(' ') {
-            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => self.token_matches(token.trim()),
-            _ => false,
+        let Some(value) = headers.get(header::AUTHORIZATION) else { return Attempt::Missing };
+        let token = match value.to_str().ok().and_then(|v| v.split_once(' ')) {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+            // Another scheme, or bytes that are not text: a wrong credential all the same.
+            _ => "",
+        };
+        self.attempt(token, client, now, Via::Bearer)
+    }
+
+    /// A token typed into the login form (or sent as a bearer), limited per client.
+    /// The limit is checked first, so while it holds even the right token is refused.
+    pub fn attempt(&self, given: &str, client: IpAddr, now: i64, via: Via) -> Attempt {
+        if let Some(secs) = self.failures.blocked(client, now) {
+            return Attempt::Limited(secs);
         }
+        if !given.is_empty() && self.token_matches(given) {
+            self.failures.succeeded(client);
+            return Attempt::Ok;
+        }
+        metrics::counter!("pecgate_admin_auth_failures_total", "via" => via.as_str()).increment(1);
+        if self.failures.failed(client, now) {
+            tracing::warn!(client = %client, via = via.as_str(), "admin: too many wrong tokens from this client; refused for a minute");
+        }
+        Attempt::Wrong
     }
 
     /// A new session with fresh random id and CSRF token; expired ones are purged.
@@ -173,12 +225,23 @@ mod tests {
     #[test]
     fn bearer_sessions_and_csrf() {
         let auth = Auth::new(Some(&Secret::new("s3cret")));
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
         let mut h = HeaderMap::new();
-        assert!(!auth.bearer_ok(&h));
+        assert_eq!(auth.bearer(&h, ip, 0), Attempt::Missing);
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer s3cre"));
-        assert!(!auth.bearer_ok(&h));
+        assert_eq!(auth.bearer(&h, ip, 0), Attempt::Wrong);
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic s3cret"));
+        assert_eq!(auth.bearer(&h, ip, 0), Attempt::Wrong);
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("bearer s3cret"));
-        assert!(auth.bearer_ok(&h));
+        assert_eq!(auth.bearer(&h, ip, 0), Attempt::Ok);
+        for _ in 0..super::super::limit::MAX_FAILURES {
+            assert_eq!(auth.attempt("nope", ip, 10, Via::Login), Attempt::Wrong);
+        }
+        assert_eq!(auth.attempt("s3cret", ip, 11, Via::Login), Attempt::Limited(60), "even the right token waits");
+        assert_eq!(auth.bearer(&h, ip, 11), Attempt::Limited(60), "one count for login and bearer");
+        assert_eq!(auth.bearer(&h, ip, 10 + 60_000), Attempt::Ok);
+        assert_eq!(Auth::new(None).bearer(&HeaderMap::new(), ip, 0), Attempt::Ok, "no token configured");
+        assert_eq!(crate::metrics::ADMIN_AUTH_VIA, [Via::Login.as_str(), Via::Bearer.as_str()], "registered at zero");
 
         let s = auth.create_session(1_000, None).unwrap();
         assert_eq!(s.id.len(), 64);

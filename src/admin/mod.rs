@@ -1,10 +1,15 @@
 //! The admin listener: `/healthz` (alive), `/readyz` (store and spool
 //! writable, per-mailbox status), `/metrics` (Prometheus), the JSON API under
 //! `/api/v1` ([`api`]) and the web page at `/` ([`page`]), both behind
-//! [`auth`]. Bind it to loopback unless a scraper needs it elsewhere.
+//! [`auth`]; every request first passes [`guard`] (Host, read-only without
+//! a token, same-origin forms). Bind it to loopback unless a scraper needs it elsewhere.
 
 pub mod api;
 pub mod auth;
+pub mod display;
+pub mod guard;
+pub mod host;
+pub mod limit;
 pub mod page;
 
 use std::net::SocketAddr;
@@ -54,11 +59,12 @@ pub fn spawn(
 ) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
     let addr = listener.local_addr()?;
     if state.auth.is_open() {
-        tracing::warn!(listen = %addr, "admin API and page without a token (no admin.token_file): served to anyone on this host");
+        tracing::warn!(listen = %addr, "admin API and page without a token (no admin.token_file): read-only, to anyone on this host");
     }
     let app = router(state);
     let handle = tokio::spawn(async move {
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let service = app.into_make_service_with_connect_info::<guard::Peer>();
+        let serve = axum::serve(listener, service).with_graceful_shutdown(async move {
             while !*shutdown.borrow_and_update() {
                 if shutdown.changed().await.is_err() {
                     return;
@@ -72,7 +78,7 @@ pub fn spawn(
     Ok((addr, handle))
 }
 
-/// Every admin route, with the security headers on every response.
+/// Every admin route behind [`guard`], with the security headers on every response.
 pub fn router(state: Arc<AdminState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
@@ -80,6 +86,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/metrics", get(metrics))
         .merge(api::router(state.clone()))
         .merge(page::router())
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard::guard))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
 }
@@ -87,12 +94,14 @@ pub fn router(state: Arc<AdminState>) -> Router {
 const CSP: &str =
     "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-/// No inline script or style, no framing, no sniffing, no referrer leaking ids.
+/// No inline script or style, no framing, no sniffing, no referrer leaking
+/// ids to other sites (same-origin keeps `Origin` on the page's own forms,
+/// which [`guard`] checks; `no-referrer` would make browsers send `Origin: null`).
 async fn security_headers(mut resp: Response) -> Response {
     let h = resp.headers_mut();
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     resp
 }

@@ -282,13 +282,18 @@ pub struct AdminConfig {
     /// Bearer token of the API and password of the web page. Without it the
     /// API and page are served only on a loopback listener.
     pub token_file: Option<PathBuf>,
+    /// Names besides the listener's own address that a request's `Host` may
+    /// carry (a reverse proxy's name, a container's service name): `name`
+    /// (any port) or `name:port`. Anything else gets 421, which stops DNS
+    /// rebinding from reaching the API through a browser.
+    pub allowed_hosts: Vec<String>,
     /// Language of the web page (`?lang=` overrides it per request).
     pub language: Language,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:9180".into(), token_file: None, language: Language::It }
+        Self { listen: "127.0.0.1:9180".into(), token_file: None, allowed_hosts: Vec::new(), language: Language::It }
     }
 }
 

@@ -123,6 +123,11 @@ fn every_problem_names_its_key() {
         (format!("{base}\n[cluster]\nlease_secs = 1\n"), "cluster.lease_secs"),
         (format!("{base}\n[corporate]\nfrom = \"nobody\"\n"), "corporate.from"),
         (
+            format!("{base}\n[admin]\nallowed_hosts = [\"pecgate.corp.it\", \"https://pecgate.corp.it/\"]\n"),
+            "admin.allowed_hosts[1]: \"https://pecgate.corp.it/\" has a scheme or a path (only the host name, optionally :port); write a host name",
+        ),
+        (format!("{base}\n[admin]\nallowed_hosts = [\"pecgate.corp.it:0\"]\n"), "admin.allowed_hosts[0]: \"pecgate.corp.it:0\" has a port"),
+        (
             base.replace("host = \"smtps.pec.example.it\"", "host = \"smtps.pec.example.it\"\nsecurity = \"none\""),
             "mailbox[0].smtp.security (legal): \"none\" is not allowed",
         ),

@@ -197,6 +197,16 @@ impl Config {
             ),
             Ok(_) => {}
         }
+        for (i, h) in self.admin.allowed_hosts.iter().enumerate() {
+            if let Err(why) = crate::admin::host::parse_allowed(h) {
+                v.error(
+                    format!("admin.allowed_hosts[{i}]"),
+                    format!(
+                        "{h:?} {why}; write a host name as a browser sends it in Host, e.g. \"pecgate.corp.it\" or \"pecgate.corp.it:8443\""
+                    ),
+                );
+            }
+        }
         if let Some(t) = &self.admin.token_file {
             match read_secret_file(t) {
                 Ok(token) => {

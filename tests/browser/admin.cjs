@@ -48,6 +48,9 @@ async function waitDelivered() {
 }
 
 async function main() {
+  // A POST without the bearer changes nothing, whatever the body type.
+  const denied = await fetch(ADMIN + '/api/v1/queue/NOPE/drop', { method: 'POST', headers: { 'Content-Type': 'text/plain' }, body: 'x' });
+  check(denied.status === (TOKEN ? 401 : 403), 'API POST without the bearer refused (' + denied.status + ')');
   const sent = await waitDelivered();
   check(sent.receipts.some((r) => r.kind === 'avvenuta-consegna'), 'delivery receipt linked to ' + sent.id);
 
@@ -76,6 +79,7 @@ async function main() {
     const h = resp.headers();
     check((h['content-security-policy'] || '').includes("script-src 'self'"), 'CSP header on the page');
     check(h['x-content-type-options'] === 'nosniff', 'nosniff header');
+    check(h['referrer-policy'] === 'same-origin', 'Referrer-Policy same-origin (the forms keep their Origin)');
     check((await page.getAttribute('html', 'lang')) === 'it', 'Italian by default');
     await page.screenshot({ path: path.join(OUT, 'list.png'), fullPage: true });
 
@@ -126,6 +130,14 @@ async function main() {
     const width = await page.evaluate(() => document.documentElement.scrollWidth);
     check(width <= 390, 'no horizontal scrolling at 390 px (scrollWidth ' + width + ')');
     await page.screenshot({ path: path.join(OUT, 'message-detail-390.png'), fullPage: true });
+
+    // A real form POST (session, CSRF token, the browser's own Origin and
+    // Sec-Fetch-Site) passes the same-origin check: log out.
+    if (TOKEN) {
+      await page.setViewportSize({ width: 1280, height: 900 });
+      await Promise.all([page.waitForURL(ADMIN + '/login'), page.click('form[action="/logout"] button')]);
+      check(page.url() === ADMIN + '/login', 'logout form accepted (same-origin POST from the browser)');
+    }
 
     check(problems.length === 0, 'no console errors or CSP violations' + (problems.length ? ': ' + problems.join(' | ') : ''));
   } finally {

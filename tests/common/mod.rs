@@ -2,6 +2,8 @@
 //! the simulated provider and a capture server for the corporate side.
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
@@ -413,7 +415,7 @@ pub async fn fresh_pg_database(name: &str) -> Option<(String, String)> {
 pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     use tokio::io::AsyncReadExt;
     let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
     let mut buf = Vec::new();
     tokio::time::timeout(WAIT, s.read_to_end(&mut buf)).await.unwrap().unwrap();
     let text = String::from_utf8_lossy(&buf).into_owned();

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Browser test of the admin page: `pecgate demo` (simulated provider, admin on
-# 127.0.0.1 without token), two messages sent with `pecgate send`, then
+# 127.0.0.1 with the token it writes to admin.token), two messages sent with `pecgate send`, then
 # Debian's chromium driven by playwright-core (never downloads a browser):
 # search, detail with the recipient timeline, receipt download, mailboxes,
 # queue, 390 px. Screenshots in target/browser/; the detail one is copied to
@@ -52,6 +52,9 @@ for _ in $(seq 1 300); do
   sleep 0.1
 done
 [[ -n "$ADMIN" && -n "$SMTP" ]] || fail "demo did not print its addresses"
+TOKEN_FILE="$(sed -n 's#.*admin token *\([^ ]*\) .*#\1#p' "$T/demo.log" | head -n1)"
+[[ -n "$TOKEN_FILE" && -s "$TOKEN_FILE" ]] || fail "demo did not print its admin token file"
+TOKEN="$(cat "$TOKEN_FILE")"
 echo "browser: demo admin http://$ADMIN smtp $SMTP"
 
 SENDER="$(sed -n 's#.* --from \([^ ]*\) --to \([^ ]*\) --subject.*#\1#p' "$T/demo.log" | head -n1)"
@@ -62,6 +65,6 @@ SUBJECT="Contratto di fornitura $$"
 "$PECGATE" send --server "$SMTP" --from "$SENDER" --to "errore-ufficio@pec.destinatario.example" --subject "[PEC] Diffida <urgente> & riservata" >>"$T/send.log" 2>&1 || fail "send: $(cat "$T/send.log")"
 
 mkdir -p "$ROOT/target/browser" "$ROOT/docs"
-ADMIN="http://$ADMIN" OUT="$ROOT/target/browser" DOCS_PNG="$ROOT/docs/message-detail.png" SUBJECT="$SUBJECT" \
+ADMIN="http://$ADMIN" OUT="$ROOT/target/browser" DOCS_PNG="$ROOT/docs/message-detail.png" SUBJECT="$SUBJECT" TOKEN="$TOKEN" \
   NODE_PATH="$T/pw/node_modules" node "$ROOT/tests/browser/admin.cjs" || fail "browser checks"
 echo "browser: OK (screenshots in target/browser/, docs/message-detail.png)"

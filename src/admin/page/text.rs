@@ -1,0 +1,140 @@
+//! The page's words: Italian and English labels, state names and tones.
+
+use crate::config::Language;
+
+pub(super) fn t(lang: Language, key: &str) -> &'static str {
+    let (it, en) = match key {
+        "messages" => ("Messaggi", "Messages"),
+        "mailboxes" => ("Caselle PEC", "PEC mailboxes"),
+        "queue" => ("Coda", "Queue"),
+        "logout" => ("Esci", "Log out"),
+        "login" => ("Accedi", "Log in"),
+        "token" => ("Token di amministrazione", "Admin token"),
+        "login_failed" => ("Token non valido.", "Wrong token."),
+        "too_many" => (
+            "Troppi tentativi con un token errato da questo indirizzo: riprova tra {secs} s.",
+            "Too many wrong tokens from this address: try again in {secs} s.",
+        ),
+        "search" => ("Cerca", "Search"),
+        "search_hint" => ("Oggetto, indirizzo o Message-ID", "Subject, address or Message-ID"),
+        "mailbox" => ("Casella", "Mailbox"),
+        "all" => ("Tutte", "All"),
+        "direction" => ("Direzione", "Direction"),
+        "out" => ("Inviati", "Sent"),
+        "in" => ("Ricevuti", "Received"),
+        "status" => ("Stato", "Status"),
+        "any" => ("Qualsiasi", "Any"),
+        "filter" => ("Filtra", "Filter"),
+        "date" => ("Data", "Date"),
+        "from" => ("Mittente", "From"),
+        "to" => ("Destinatari", "Recipients"),
+        "subject" => ("Oggetto", "Subject"),
+        "next" => ("Pagina successiva", "Next page"),
+        "first" => ("Prima pagina", "First page"),
+        "no_messages" => ("Nessun messaggio.", "No messages."),
+        "original_sender" => ("Mittente originale", "Original sender"),
+        "pec_from" => ("Casella PEC mittente", "Sending PEC mailbox"),
+        "size" => ("Dimensione", "Size"),
+        "created" => ("Ricevuto da pecgate", "Received by pecgate"),
+        "timeline" => ("Stato per destinatario", "Status per recipient"),
+        "receipts" => ("Ricevute", "Receipts"),
+        "download_raw" => ("Scarica il messaggio (.eml)", "Download the message (.eml)"),
+        "evidence" => ("Scarica il pacchetto di prova (.zip)", "Download the evidence package (.zip)"),
+        "signature" => ("Firma del gestore", "Provider signature"),
+        "download" => ("Scarica", "Download"),
+        "kind" => ("Tipo", "Type"),
+        "time" => ("Ora", "Time"),
+        "recipient" => ("Destinatario", "Recipient"),
+        "no_receipts" => ("Nessuna ricevuta finora.", "No receipts yet."),
+        "events" => ("Eventi del messaggio", "Message events"),
+        "address" => ("Indirizzo", "Address"),
+        "active" => ("Attiva", "Active"),
+        "yes" => ("sì", "yes"),
+        "no" => ("no", "no"),
+        "last_poll" => ("Ultimo controllo", "Last poll"),
+        "last_success" => ("Ultimo controllo riuscito", "Last successful poll"),
+        "last_error" => ("Ultimo errore", "Last error"),
+        "last_send" => ("Ultimo invio", "Last send"),
+        "instances" => ("Istanze di pecgate", "pecgate instances"),
+        "instance" => ("Istanza", "Instance"),
+        "started" => ("Avviata", "Started"),
+        "heartbeat" => ("Ultimo segnale", "Last heartbeat"),
+        "leases" => ("Compiti assegnati", "Leases held"),
+        "alive" => ("attiva", "alive"),
+        "stopped" => ("arrestata", "stopped"),
+        "unresponsive" => ("non risponde", "unresponsive"),
+        "this_instance" => ("questa", "this one"),
+        "queue_size" => ("In coda", "Queued"),
+        "pending_receipts" => ("Ricevute attese", "Receipts pending"),
+        "never" => ("mai", "never"),
+        "no_pop3" => ("nessun POP3", "no POP3"),
+        "next_attempt" => ("Prossimo tentativo", "Next attempt"),
+        "attempts" => ("Tentativi", "Attempts"),
+        "destination" => ("Destinazione", "Destination"),
+        "actions" => ("Azioni", "Actions"),
+        "retry" => ("Riprova ora", "Retry now"),
+        "drop" => ("Scarta", "Drop"),
+        "confirm_drop" => (
+            "Scartare definitivamente questo messaggio? Il mittente non riceverà altri tentativi.",
+            "Drop this message for good? No further attempts will be made.",
+        ),
+        "queue_empty" => ("La coda è vuota.", "The queue is empty."),
+        "retried" => ("Nuovo tentativo richiesto.", "Retry requested."),
+        "dropped" => ("Messaggio scartato.", "Message dropped."),
+        "csrf" => ("Modulo scaduto o non valido: ricarica la pagina e riprova.", "Form expired or invalid: reload the page and try again."),
+        "error" => ("Errore", "Error"),
+        "read_only" => (
+            "Sola lettura: senza [admin] token_file nessuna azione è possibile. Configura un token per riprovare o scartare.",
+            "Read-only: without [admin] token_file no action is possible. Configure a token to retry or drop.",
+        ),
+        "related" => ("Messaggio inviato a cui si riferisce", "Sent message it refers to"),
+        "received_record" => ("Messaggio ricevuto dal gestore", "Message fetched from the provider"),
+        "fetched" => ("Scaricato", "Fetched"),
+        "corporate" => ("server aziendale", "corporate server"),
+        "skip" => ("Vai al contenuto", "Skip to content"),
+        "other_lang" => ("English", "Italiano"),
+        "last_reply" => ("Ultima risposta", "Last reply"),
+        "nav" => ("Navigazione", "Navigation"),
+        "times_utc" => ("Orari in UTC.", "Times in UTC."),
+        _ => ("?", "?"),
+    };
+    if lang == Language::En { en } else { it }
+}
+
+/// Label of a message or recipient state (store names as in the API).
+pub(super) fn state_label(lang: Language, s: &str) -> String {
+    let (it, en) = match s {
+        "queued" => ("in coda", "queued"),
+        "sending" => ("in invio", "sending"),
+        "deferred" => ("rinviato", "deferred"),
+        "submitted" => ("inviato al gestore", "submitted"),
+        "failed" => ("non inviato", "failed"),
+        "accepted" => ("accettato", "accepted"),
+        "not_accepted" => ("non accettato", "not accepted"),
+        "no_receipt_expected" => ("nessuna ricevuta attesa", "no receipt expected"),
+        "warned" => ("preavviso di mancata consegna", "delivery warning"),
+        "delivered" => ("consegnato", "delivered"),
+        // Display states (see admin::display).
+        "awaiting_receipts" => ("in attesa di ricevute", "awaiting receipts"),
+        "warning" => ("preavviso di mancata consegna", "delivery warning"),
+        "error" => ("errore", "error"),
+        "delivery_error" => ("errore di consegna", "delivery error"),
+        "received" => ("ricevuto", "received"),
+        "retry" => ("nuovo tentativo", "retry"),
+        "dropped" => ("scartato", "dropped"),
+        "recovered" => ("ripreso dopo un arresto", "recovered after a stop"),
+        // PEC kinds are Italian terms in both languages.
+        other => return other.to_owned(),
+    };
+    (if lang == Language::En { en } else { it }).to_owned()
+}
+
+/// CSS class of a state: good, bad, warn or wait.
+pub(super) fn tone(s: &str) -> &'static str {
+    match s {
+        "delivered" | "accepted" | "submitted" | "avvenuta-consegna" | "accettazione" | "posta-certificata" => "good",
+        "failed" | "error" | "delivery_error" | "not_accepted" | "errore-consegna" | "non-accettazione" | "anomalia" | "dropped" => "bad",
+        "warned" | "warning" | "deferred" | "preavviso-errore-consegna" | "no_receipt_expected" => "warn",
+        _ => "wait",
+    }
+}
