@@ -361,6 +361,18 @@ async fn a_message_over_the_limit_is_skipped_once_and_the_rest_flows() {
     let skipped = env.app().store.skipped(Some("legal")).await.unwrap();
     assert_eq!(skipped.len(), 1);
     assert_eq!((skipped[0].uidl.as_str(), skipped[0].size.is_some_and(|s| s > 12_485_760)), (poison.as_str(), true));
+    // The admin sees it: the API lists it, the mailboxes page shows it with the command to take it back.
+    let (status, api) = http_get(env.app().admin_addr, "/api/v1/skipped").await;
+    let api: serde_json::Value = serde_json::from_str(&api).unwrap_or_default();
+    assert_eq!(
+        (status, api["items"][0]["uidl"].as_str(), api["items"][0]["mailbox_id"].as_str()),
+        (200, Some(poison.as_str()), Some("legal"))
+    );
+    let (_, page) = http_get(env.app().admin_addr, "/mailboxes").await;
+    assert!(
+        page.contains(&format!("<code>{poison}</code>")) && page.contains("pecgate fetch --config FILE --mailbox ID --retry UIDL"),
+        "{page}"
+    );
 
     // Later polls skip it without telling anyone again; retention deletes the others only.
     let report = env.poll("legal").await;

@@ -30,6 +30,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/receipts/{id}/raw"),
     ("get", "/api/v1/mailboxes"),
     ("get", "/api/v1/cluster"),
+    ("get", "/api/v1/skipped"),
     ("post", "/api/v1/queue/{id}/retry"),
     ("post", "/api/v1/queue/{id}/drop"),
     ("get", "/api/v1/openapi.json"),
@@ -110,6 +111,7 @@ fn handler(method: &str, path: &str) -> MethodRouter<Arc<AdminState>> {
         ("get", "/api/v1/receipts/{id}/raw") => get(receipt_raw),
         ("get", "/api/v1/mailboxes") => get(mailboxes),
         ("get", "/api/v1/cluster") => get(cluster),
+        ("get", "/api/v1/skipped") => get(skipped),
         ("post", "/api/v1/queue/{id}/retry") => post(retry),
         ("post", "/api/v1/queue/{id}/drop") => post(drop_message),
         _ => get(openapi),
@@ -536,6 +538,11 @@ pub async fn mailbox_views(state: &AdminState) -> ApiResult<Vec<MailboxView>> {
             }
         })
         .collect())
+}
+
+/// Messages left on a provider's server because pecgate cannot take them.
+async fn skipped(State(state): State<Arc<AdminState>>) -> ApiResult<Response> {
+    Ok(axum::Json(json!({ "items": state.store.skipped(None).await? })).into_response())
 }
 
 async fn mailboxes(State(state): State<Arc<AdminState>>) -> ApiResult<Response> {

@@ -66,6 +66,13 @@ pub(super) fn t(lang: Language, key: &str) -> &'static str {
         "this_instance" => ("questa", "this one"),
         "queue_size" => ("In coda", "Queued"),
         "pending_receipts" => ("Ricevute attese", "Receipts pending"),
+        "skipped" => ("Messaggi lasciati sul server del gestore", "Messages left on the provider's server"),
+        "skipped_help" => (
+            "pecgate non può prenderli (troppo grandi, trasferimento senza fine, tre tentativi falliti): restano intatti sul server. Dopo aver alzato il limite:",
+            "pecgate cannot take them (too big, a transfer that never ends, three failed tries): they stay untouched on the server. After raising the limit:",
+        ),
+        "reason" => ("Motivo", "Reason"),
+        "since" => ("Dal", "Since"),
         "never" => ("mai", "never"),
         "no_pop3" => ("nessun POP3", "no POP3"),
         "next_attempt" => ("Prossimo tentativo", "Next attempt"),

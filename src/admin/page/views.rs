@@ -302,12 +302,45 @@ pub(super) async fn mailboxes_view(State(state): State<Arc<AdminState>>, headers
         );
     }
     body.push_str("</div>");
+    match state.store.skipped(None).await {
+        Ok(list) => body.push_str(&skipped_table(lang, &list)),
+        Err(e) => return api_error(ctx, e.into()),
+    }
     match api::cluster_view(&state).await {
         Ok(c) => body.push_str(&instances_table(lang, &c)),
         Err(e) => return api_error(ctx, e),
     }
     let doc = layout(&ctx, "mailboxes", t(lang, "mailboxes"), &body);
     html(ctx, StatusCode::OK, doc)
+}
+
+/// Fetched messages pecgate left on the server, with the command that takes one back.
+fn skipped_table(lang: Language, list: &[crate::store::Skipped]) -> String {
+    if list.is_empty() {
+        return String::new();
+    }
+    let mut out = format!(
+        "<h2>{}</h2><p>{} <code>pecgate fetch --config FILE --mailbox ID --retry UIDL</code></p><div class=\"table-wrap\"><table class=\"skipped\"><thead><tr><th>{}</th><th>UIDL</th><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>",
+        t(lang, "skipped"),
+        t(lang, "skipped_help"),
+        t(lang, "mailbox"),
+        t(lang, "size"),
+        t(lang, "reason"),
+        t(lang, "since"),
+    );
+    for s in list {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&s.mailbox_id),
+            esc(&s.uidl),
+            s.size.map(size).unwrap_or_default(),
+            esc(&s.reason),
+            when(lang, Some(s.at)),
+        );
+    }
+    out.push_str("</tbody></table></div>");
+    out
 }
 
 /// Which instances share the store, whether they beat, and what each holds.
