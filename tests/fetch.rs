@@ -201,11 +201,15 @@ async fn retention_delete_removes_only_after_commit() {
     assert!(first.is_err(), "a dropped RETR fails the poll");
     assert_eq!(mailstore_len(&env, LEGAL), 2, "nothing deleted before QUIT");
     let report = env.poll("legal").await;
-    assert_eq!((report.fetched, report.deleted), (2, 0), "not deleted before the injection reached the corporate server");
+    assert_eq!(report.fetched, 2);
+    // A message whose injection completed while the poll went on may go in the
+    // same session; never one the corporate server does not have yet.
+    let early = report.deleted;
+    assert!(early <= env.capture.bag.len(), "deleted {early} before the corporate server had them");
     env.corporate_messages(2).await;
     wait_injected(&env, 2).await;
     let report = env.poll("legal").await;
-    assert_eq!((report.fetched, report.deleted), (0, 2));
+    assert_eq!((report.fetched, report.deleted), (0, 2 - early));
     assert_eq!(mailstore_len(&env, LEGAL), 0);
     assert_eq!(env.capture.bag.len(), 2, "each message injected exactly once");
 }

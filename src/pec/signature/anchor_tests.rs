@@ -114,3 +114,17 @@ fn rfc822_constraints_of_a_test_ca() {
     let tls_only = leaf("posta@a.pec.example.it", rcgen::ExtendedKeyUsagePurpose::ServerAuth);
     assert!(constraints::usage_problem(&tls_only).is_some_and(|w| w.contains("e-mail protection")));
 }
+
+#[test]
+fn the_sender_domain_of_a_from_value() {
+    let cases = [
+        ("\"Per conto di: altea.l@namirialpec.it\" <posta-certificata@sicurezzapostale.it>", Some("sicurezzapostale.it")),
+        ("posta-certificata@PEC.Aruba.it", Some("pec.aruba.it")),
+        ("<a@b.it.>", Some("b.it")),
+        ("nessuno", None),
+        ("", None),
+    ];
+    for (from, want) in cases {
+        assert_eq!(super::sender_domain(from).as_deref(), want, "{from}");
+    }
+}

@@ -288,13 +288,41 @@ fn check(raw: &[u8], trust: &TrustStore, at: Option<DateTime<FixedOffset>>, repo
                 return Err((Verdict::Invalid, problem));
             }
             let anchor = path.last().map(|c| chain::subject(c)).unwrap_or_default();
-            Ok((Verdict::Valid, format!("signature valid{note}, signer chains to trusted CA {anchor}, certificates valid at {at_label}")))
+            // A provider's own certificate over mail that claims another provider as its sender: still the provider's
+            // signature, so the verdict stands, but the reader is told.
+            let mismatch = sender_domain(mime::header(&headers, "From").unwrap_or_default())
+                .filter(|d| {
+                    let emails = constraints::emails(signer);
+                    !emails.is_empty() && !emails.iter().any(|e| e.rsplit_once('@').is_some_and(|(_, h)| h.eq_ignore_ascii_case(d)))
+                })
+                .map(|d| {
+                    format!(
+                        "; note: the signer's address {} is not at the sender's domain {d}",
+                        report.signer_address.as_deref().unwrap_or("")
+                    )
+                })
+                .unwrap_or_default();
+            Ok((
+                Verdict::Valid,
+                format!("signature valid{note}, signer chains to trusted CA {anchor}, certificates valid at {at_label}{mismatch}"),
+            ))
         }
         Chain::Untrusted(why) => {
             let extra = validity_problem(signer, at_utc, &at_label).map(|p| format!("; signer certificate also {p}")).unwrap_or_default();
             Ok((Verdict::ValidUntrustedSigner, format!("signature valid{note}, but {why}{extra}")))
         }
     }
+}
+
+/// The domain of the address in a From value (`"Per conto di: x@y" <posta-certificata@z>` → `z`).
+fn sender_domain(from: &str) -> Option<String> {
+    let addr = match (from.rfind('<'), from.rfind('>')) {
+        (Some(open), Some(close)) if open < close => &from[open + 1..close],
+        _ => from,
+    };
+    let (_, domain) = addr.trim().rsplit_once('@')?;
+    let domain = domain.trim().trim_end_matches('.');
+    (!domain.is_empty()).then(|| domain.to_ascii_lowercase())
 }
 
 /// `"expired at ..."` / `"not yet valid at ..."` when `cert` is not valid at `at`.

@@ -474,3 +474,20 @@ fn unsupported_algorithms_are_malformed() {
     let r = check(&m, at(DATICERT_TIME), Verdict::Malformed);
     assert!(r.detail.contains("unsupported signature algorithm"), "{}", r.detail);
 }
+
+/// The signer's address is compared with the sender's domain (the top-level
+/// From, outside the signature): a mismatch is told, the verdict stands.
+#[test]
+fn a_signer_at_another_domain_is_noted() {
+    let r = check(valid_message(), at(DATICERT_TIME), Verdict::Valid);
+    assert!(
+        r.detail.ends_with("; note: the signer's address posta-certificata@pec.sim.invalid is not at the sender's domain pec.example"),
+        "{}",
+        r.detail
+    );
+    let own =
+        String::from_utf8_lossy(valid_message()).replacen("<posta-certificata@pec.example>", "<posta-certificata@pec.sim.invalid>", 1);
+    let r = check(own.as_bytes(), at(DATICERT_TIME), Verdict::Valid);
+    assert!(!r.detail.contains("note:"), "{}", r.detail);
+    assert_eq!(r.signer_address.as_deref(), Some("posta-certificata@pec.sim.invalid"));
+}
