@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod app;
 pub mod cli;
+pub mod cli_args;
 pub mod clock;
 pub mod cluster;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod control;
 pub mod correlate;
 pub mod demo;
 pub mod directory;
+pub mod docgen;
 pub mod enqueue;
 pub mod fetch;
 pub mod listener;
