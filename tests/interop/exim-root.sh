@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Called by exim.sh in a private mount namespace: $1 the run's directory
-# (upper, work, root, the guide's router and transport), $2 Exim's port for
-# users, $3 its port for what pecgate injects.
+# Called by mta.sh exim in a private mount namespace: $1 the run's directory
+# (upper, work, root, the guide's code blocks), $2 Exim's port for users, $3
+# its port for what pecgate injects. Writes $1/expected (messages the
+# provider should get) and $1/summary.
 set -euo pipefail
 T=$1 EX_PORT=$2 INJ_PORT=$3
 R="$T/root"
@@ -43,8 +44,12 @@ dc_mailname_in_oh='true'
 dc_localdelivery='mail_spool'
 CONF
 echo mx.azienda.example >"$R/etc/mailname"
-cp "$T/160_local_pecgate" "$R/etc/exim4/conf.d/router/160_local_pecgate"
-cp "$T/30_local_pecgate" "$R/etc/exim4/conf.d/transport/30_local_pecgate"
+# The router and transport exactly as the guide writes them, with this run's ports.
+router=$(guide_block "pecgate:")
+[[ "$router" == *"127.0.0.1::2525"* && "$router" == *"{10026}"* ]] || fail "the guide's router changed: $router"
+printf '%s\n' "$router" | sed "s/::2525/::$GW_PORT/; s/{10026}/{$INJ_PORT}/" >"$R/etc/exim4/conf.d/router/160_local_pecgate"
+guide_block "pecgate_smtp:" >"$R/etc/exim4/conf.d/transport/30_local_pecgate"
+grep -q "{$INJ_PORT}" "$R/etc/exim4/conf.d/router/160_local_pecgate" || fail "port substitution"
 in_root update-exim4.conf || fail "update-exim4.conf"
 in_root exim4 -bP router pecgate | grep -q 'driver = manualroute' || fail "exim4 -bP router pecgate"
 in_root exim4 -bP transport pecgate_smtp | grep -q 'allow_localhost' || fail "exim4 -bP transport pecgate_smtp"
@@ -78,3 +83,5 @@ grep -q '=> mario@azienda.example R=pecgate T=pecgate_smtp' "$log" || fail "lowe
 grep -q 'in arrivo' "$R/var/mail/mario" || fail "the injected message was not delivered to /var/mail/mario"
 if grep 'someone@example.org' "$log" | grep -q 'R=pecgate'; then fail "untagged mail went to pecgate"; fi
 echo "exim interop: $(grep -m1 '=> ufficio@pec.fornitore.example' "$log" | cut -d' ' -f4-)"
+echo 2 >"$T/expected"
+echo "Debian's Exim with the guide's router and transport: tagged mail reached the provider through pecgate, a lower-case tag to a local user too, untagged did not, [PEC] on the injection port delivered locally" >"$T/summary"
