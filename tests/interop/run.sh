@@ -294,7 +294,11 @@ sed -e "s/listen = \"127.0.0.1:$GW_PORT\"/listen = \"127.0.0.1:$GW2_PORT\"/" \
     -e "s/listen = \"127.0.0.1:$ADMIN_PORT\"/listen = \"127.0.0.1:$ADMIN2_PORT\"/" \
     -e "s#path = \"state/pecgate.db\"#path = \"state2/pecgate.db\"#" -e "s#spool_dir = \"state/spool\"#spool_dir = \"state2/spool\"#" \
     "$T/pecgate.toml" >"$T/pecgate-in.toml"
+# Its own control socket: the default (var/pecgate.sock next to the
+# configuration) is the first instance's, and a second one refuses to start there.
 cat >>"$T/pecgate-in.toml" <<TOML
+[control]
+socket = "state2/pecgate.sock"
 [mailbox.pop3]
 host = "127.0.0.1"
 port = $POP_PORT
