@@ -1,12 +1,13 @@
 //! pecgate: a gateway between a company's mail server and Italian certified
-//! e-mail (PEC) providers. See DESIGN.md for the data flow; each module
-//! below owns one stage of it (the module map is in README.md, "Layout").
+//! e-mail (PEC) providers. Each module
+//! below owns one stage of the data flow (the module map is in README.md, "Layout").
 #![forbid(unsafe_code)]
 #![deny(unused_must_use)]
 
 pub mod admin;
 pub mod app;
 pub mod cli;
+pub mod cli_args;
 pub mod clock;
 pub mod cluster;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod control;
 pub mod correlate;
 pub mod demo;
 pub mod directory;
+pub mod docgen;
 pub mod enqueue;
 pub mod fetch;
 pub mod listener;

@@ -5,151 +5,15 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow};
-use clap::{Parser, Subcommand};
 
+use pecgate::cli_args::{Command, Invocation, QueueAction, Tool, TrustAction};
 use pecgate::config::{self, Config, LogFormat};
 
-#[derive(Parser)]
-#[command(name = "pecgate", version, about = "PEC gateway: your mail server in, the PEC provider out")]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run the gateway.
-    Run {
-        #[arg(long, short, env = "PECGATE_CONFIG")]
-        config: PathBuf,
-    },
-    /// Validate a configuration and print it with secrets masked; exit 1 on errors.
-    CheckConfig {
-        #[arg(long, short, env = "PECGATE_CONFIG")]
-        config: PathBuf,
-    },
-    /// Make the running gateway re-read its configuration (like SIGHUP) and
-    /// print what changed; exit 1 if it refused the new configuration.
-    Reload {
-        /// The configuration the gateway runs with (names its control socket).
-        #[arg(long, short, env = "PECGATE_CONFIG")]
-        config: PathBuf,
-    },
-    /// Run the simulated PEC provider for the mailboxes of a configuration
-    /// (writes its CA certificate to each mailbox's smtp.ca_file).
-    Sim {
-        #[arg(long, short)]
-        config: PathBuf,
-        /// Keep a copy of every accepted message here.
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
-    /// Gateway + simulated provider + capture server for the corporate side, on loopback.
-    Demo {
-        /// Where the demo keeps its database, spool and captured mail.
-        #[arg(long, default_value = "var/demo")]
-        dir: PathBuf,
-        /// Port of the gateway's SMTP listener (0 = any free port).
-        #[arg(long, default_value_t = 2525)]
-        port: u16,
-    },
-    /// Per mailbox: queue, oldest waiting message, receipts still pending.
-    Status {
-        #[arg(long, short, env = "PECGATE_CONFIG")]
-        config: PathBuf,
-    },
-    /// Inspect and act on the queue (works next to a running gateway).
-    Queue {
-        /// The configuration (may also follow the action: `queue list --config F`).
-        #[arg(long, short, env = "PECGATE_CONFIG", global = true)]
-        config: Option<PathBuf>,
-        #[command(subcommand)]
-        action: QueueAction,
-    },
-    /// Messages left on the providers' servers because pecgate cannot take
-    /// them (too large, a transfer that never ended); `--retry` fetches one again.
-    Fetch {
-        #[arg(long, short, env = "PECGATE_CONFIG")]
-        config: PathBuf,
-        /// The id (POP3 UIDL) of a skipped message to fetch again at the next poll.
-        #[arg(long)]
-        retry: Option<String>,
-        /// The mailbox of `--retry` (needed only if the id is skipped in several).
-        #[arg(long)]
-        mailbox: Option<String>,
-    },
-    /// Check a mailbox end to end without sending: DNS, TCP, TLS, AUTH on the
-    /// provider's SMTP (then QUIT), POP3 login and STAT.
-    TestMailbox {
-        #[arg(long, short, env = "PECGATE_CONFIG")]
-        config: PathBuf,
-        /// Only this mailbox id (default: all).
-        #[arg(long)]
-        mailbox: Option<String>,
-    },
-    /// Classify PEC messages and receipts (.eml files): kind, references, daticert.
-    Classify {
-        /// One JSON object per line (the stable contract) instead of a table.
-        #[arg(long)]
-        json: bool,
-        /// PEM bundle of PEC provider CAs trusted for the signature check, on
-        /// top of the built-in AgID CA1 (`pecgate trust show`).
-        #[arg(long)]
-        trust_store: Option<PathBuf>,
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-    },
-    /// The trust anchors for provider signatures.
-    Trust {
-        #[command(subcommand)]
-        action: TrustAction,
-    },
-    /// Send a test message over plain SMTP (to try the demo without swaks).
-    Send {
-        #[arg(long, default_value = "127.0.0.1:2525")]
-        server: String,
-        #[arg(long)]
-        from: String,
-        #[arg(long, required = true)]
-        to: Vec<String>,
-        #[arg(long, default_value = "")]
-        cc: Vec<String>,
-        #[arg(long, default_value = "[PEC] prova")]
-        subject: String,
-        #[arg(long, default_value = "Messaggio di prova inviato con pecgate send.")]
-        body: String,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-enum TrustAction {
-    /// List the anchors in use: subject, SHA-256 fingerprint, validity, source.
-    Show {
-        /// What this configuration trusts (default: the built-in anchors only).
-        #[arg(long, short, env = "PECGATE_CONFIG")]
-        config: Option<PathBuf>,
-    },
-}
-
-#[derive(Subcommand)]
-enum QueueAction {
-    /// Messages waiting, oldest first.
-    List,
-    /// One message: recipients, every event, linked receipts.
-    Show { id: String },
-    /// Make a waiting message due now.
-    Retry { id: String },
-    /// Give up a waiting message (recorded with who did it).
-    Drop {
-        id: String,
-        /// Required: dropping cannot be undone.
-        #[arg(long)]
-        yes: bool,
-    },
-}
-
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let command = match pecgate::cli_args::parse() {
+        Invocation::Command(command) => command,
+        Invocation::Tool(tool) => return generate(tool),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -157,11 +21,33 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(dispatch(cli.command)) {
+    match runtime.block_on(dispatch(command)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("pecgate: {e:#}");
             ExitCode::from(1)
+        }
+    }
+}
+
+/// `pecgate generate-man DIR`, `pecgate completions SHELL` (hidden).
+fn generate(tool: Tool) -> ExitCode {
+    match tool {
+        Tool::GenerateMan { dir } => match pecgate::docgen::write_man_pages(&dir) {
+            Ok(pages) => {
+                for page in pages {
+                    println!("{}", page.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("pecgate: cannot write manual pages to {}: {e}", dir.display());
+                ExitCode::from(1)
+            }
+        },
+        Tool::Completions { shell } => {
+            pecgate::docgen::write_completions(shell, &mut std::io::stdout());
+            ExitCode::SUCCESS
         }
     }
 }
