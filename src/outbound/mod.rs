@@ -20,6 +20,7 @@
 
 pub mod client;
 pub mod rate;
+pub mod replies;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
