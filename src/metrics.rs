@@ -114,6 +114,7 @@ pub fn init_mailbox(id: &str) {
             counter!("pecgate_receipts_total", "mailbox" => mb.clone(), "kind" => *kind).increment(0);
         }
         counter!("pecgate_receipts_unmatched_total", "mailbox" => mb.clone()).increment(0);
+        counter!("pecgate_receipts_duplicate_total", "mailbox" => mb.clone()).increment(0);
         for kind in INBOUND_KINDS {
             counter!("pecgate_inbound_messages_total", "mailbox" => mb.clone(), "kind" => *kind).increment(0);
         }
@@ -171,6 +172,10 @@ fn describe() {
     describe_gauge!("pecgate_last_send_timestamp_seconds", "unix time of the last successful submission");
     describe_counter!("pecgate_receipts_total", "receipts fetched, by kind");
     describe_counter!("pecgate_receipts_unmatched_total", "receipts for messages not sent through pecgate");
+    describe_counter!(
+        "pecgate_receipts_duplicate_total",
+        "receipts fetched again (same provider identifier and kind for the same message): recorded, not delivered twice"
+    );
     describe_counter!("pecgate_inbound_messages_total", "PEC envelopes, anomalies and ordinary mail fetched");
     describe_histogram!("pecgate_receipt_latency_seconds", "submission to receipt (provider time)");
     describe_gauge!("pecgate_recipients", "recipients of sent messages by state");
