@@ -425,6 +425,10 @@ pub struct MailboxConfig {
     /// A preavviso di mancata consegna whose errore-esteso is `5.x.x` is final
     /// (an errore-consegna): some providers (Namirial) send no other receipt.
     pub final_preavviso_5xx: bool,
+    /// The provider's size limit for this mailbox, checked at end of DATA.
+    pub max_message_bytes: Option<u64>,
+    /// `max_message_bytes` is divided by the number of recipients (Aruba).
+    pub size_per_recipient: bool,
     pub smtp: MailboxSmtpConfig,
     pub pop3: Option<MailboxPop3Config>,
     #[serde(rename = "user")]
@@ -462,6 +466,8 @@ impl Default for MailboxConfig {
             password_max_age_days: None,
             password_changed: None,
             final_preavviso_5xx: false,
+            max_message_bytes: None,
+            size_per_recipient: false,
             smtp: MailboxSmtpConfig::default(),
             pop3: None,
             users: Vec::new(),
