@@ -58,6 +58,7 @@ pub struct App {
     pub enqueue: Arc<Enqueue>,
     pub fetchers: Arc<Fetchers>,
     pub watchdog: Arc<Watchdog>,
+    pub outbound: Arc<Outbound>,
     pub cluster: Arc<Cluster>,
     /// The current runtime snapshot.
     pub live: Arc<Live>,
@@ -158,7 +159,8 @@ impl App {
             kick.clone(),
             cluster.clone(),
         ));
-        let mut tasks = vec![tokio::spawn(outbound.run(shutdown_rx.clone())), tokio::spawn(cluster.clone().run(shutdown_rx.clone()))];
+        let mut tasks =
+            vec![tokio::spawn(outbound.clone().run(shutdown_rx.clone())), tokio::spawn(cluster.clone().run(shutdown_rx.clone()))];
 
         let ingest = Arc::new(Ingest::new(store.clone(), spool.clone(), enqueue.clone(), clock.clone()));
         let fetchers = Arc::new(Fetchers::new(live.clone(), ingest, store.clone(), clock.clone(), cluster.clone()));
@@ -193,7 +195,7 @@ impl App {
         tasks.push(tokio::spawn(follow_reloads(live.clone(), admin_state, shutdown_rx.clone())));
 
         tracing::info!(smtp = %smtp_addr, admin = %admin_addr, control = %control_socket.display(), mailboxes, instance = %instance, "pecgate started");
-        Ok(App { smtp_addr, admin_addr, store, spool, enqueue, fetchers, watchdog, cluster, live, reloader, shutdown, tasks })
+        Ok(App { smtp_addr, admin_addr, store, spool, enqueue, fetchers, watchdog, outbound, cluster, live, reloader, shutdown, tasks })
     }
 
     /// Re-reads the configuration file and swaps the snapshot (SIGHUP, `pecgate reload`).

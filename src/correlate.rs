@@ -5,6 +5,13 @@
 //! `not_accepted` ends everything. A state never goes back, so duplicates
 //! are no-ops and out-of-order arrival (a delivery receipt before the
 //! acceptance) ends in the same place as in-order arrival.
+//!
+//! Two exceptions to "no-op when nothing rises": each preavviso (the
+//! provider warns at 12 h and again at 24 h) is put on the recipient's
+//! timeline, even if it is already `warned`; and with the mailbox's
+//! `final_preavviso_5xx`, a preavviso whose `errore-esteso` is a permanent
+//! status (`5.x.x`; Namirial sends `5.4.1` that way and no final receipt
+//! follows) counts as the errore-consegna it really is.
 
 use crate::pec::{Classification, Kind};
 use crate::store::{MessageState, ReceiptUpdate, Recipient, RecipientState};
@@ -31,9 +38,28 @@ fn message_rank(s: MessageState) -> u8 {
     }
 }
 
+/// Per-mailbox choices of how receipts are read.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// A preavviso with a `5.` errore-esteso is final (`[[mailbox]] final_preavviso_5xx`).
+    pub final_preavviso_5xx: bool,
+}
+
+/// True for a preavviso whose errore-esteso is a permanent status (`5.4.1 ...`).
+pub fn is_final_preavviso(c: &Classification) -> bool {
+    c.kind == Kind::PreavvisoErroreConsegna
+        && c.daticert.as_ref().and_then(|d| d.errore_esteso.as_deref()).is_some_and(|e| e.trim_start().starts_with("5."))
+}
+
 /// What receipt `c` changes on a sent message with these recipients.
 /// `None` when the kind is not a receipt.
-pub fn correlate(c: &Classification, message: &str, current: MessageState, recipients: &[Recipient]) -> Option<ReceiptUpdate> {
+pub fn correlate(
+    c: &Classification,
+    message: &str,
+    current: MessageState,
+    recipients: &[Recipient],
+    options: Options,
+) -> Option<ReceiptUpdate> {
     if !c.kind.is_receipt() {
         return None;
     }
@@ -73,7 +99,17 @@ pub fn correlate(c: &Classification, message: &str, current: MessageState, recip
         }
         Kind::AvvenutaConsegna => recipients.iter().filter(|r| target(r)).for_each(|r| raise(r, RecipientState::Delivered)),
         Kind::ErroreConsegna => recipients.iter().filter(|r| target(r)).for_each(|r| raise(r, RecipientState::DeliveryError)),
-        Kind::PreavvisoErroreConsegna => recipients.iter().filter(|r| target(r)).for_each(|r| raise(r, RecipientState::Warned)),
+        Kind::PreavvisoErroreConsegna if options.final_preavviso_5xx && is_final_preavviso(c) => {
+            recipients.iter().filter(|r| target(r)).for_each(|r| raise(r, RecipientState::DeliveryError));
+            update.event_kind = Kind::ErroreConsegna.as_str().to_owned();
+            update.event_detail.push_str(" (read as final: final_preavviso_5xx)");
+        }
+        Kind::PreavvisoErroreConsegna => {
+            // Recorded again while still warned (the 24 h preavviso after the 12 h one).
+            for r in recipients.iter().filter(|r| target(r) && rank(r.state) <= rank(RecipientState::Warned)) {
+                update.recipients.push((r.address.clone(), RecipientState::Warned));
+            }
+        }
         Kind::RilevazioneVirus => {
             // About one recipient when daticert names it, else about all of them.
             let any = recipients.iter().any(&target);
@@ -125,7 +161,7 @@ mod tests {
     }
 
     fn apply(recipients: &mut [Recipient], msg: &mut MessageState, c: &Classification) {
-        let u = correlate(c, "Q", *msg, recipients).unwrap();
+        let u = correlate(c, "Q", *msg, recipients, Options::default()).unwrap();
         for (addr, state) in u.recipients {
             recipients.iter_mut().find(|r| r.address == addr).unwrap().state = state;
         }
@@ -182,14 +218,50 @@ mod tests {
         assert_eq!(m, MessageState::NotAccepted, "a late acceptance does not undo a refusal");
     }
 
+    fn preavviso(errore_esteso: &str) -> Classification {
+        let mut p = BuildParams::sample(Kind::PreavvisoErroreConsegna);
+        p.destinatari = vec![DRecipient::new("a@pec.x.it", "certificato")];
+        p.consegna = Some("a@pec.x.it".into());
+        p.errore = "altro".into();
+        p.errore_esteso = Some(errore_esteso.into());
+        classify(&build_message(&p))
+    }
+
+    #[test]
+    fn a_second_preavviso_is_recorded_again() {
+        let warned = [rcpt("a@pec.x.it", RecipientState::Warned)];
+        let u = correlate(&preavviso("superamento dei tempi"), "Q", MessageState::Accepted, &warned, Options::default()).unwrap();
+        assert_eq!(u.recipients, vec![("a@pec.x.it".to_owned(), RecipientState::Warned)]);
+        let delivered = [rcpt("a@pec.x.it", RecipientState::Delivered)];
+        let u = correlate(&preavviso("superamento dei tempi"), "Q", MessageState::Accepted, &delivered, Options::default()).unwrap();
+        assert!(u.recipients.is_empty(), "a late preavviso leaves a delivery alone");
+    }
+
+    #[test]
+    fn preavviso_5xx_is_final_only_when_the_mailbox_says_so() {
+        let accepted = [rcpt("a@pec.x.it", RecipientState::Accepted)];
+        let on = Options { final_preavviso_5xx: true };
+        let cases = [
+            ("5.4.1 - host non raggiungibile", Options::default(), RecipientState::Warned, "preavviso-errore-consegna"),
+            ("5.4.1 - host non raggiungibile", on, RecipientState::DeliveryError, "errore-consegna"),
+            ("4.4.1 - timeout", on, RecipientState::Warned, "preavviso-errore-consegna"),
+            ("superamento dei tempi massimi", on, RecipientState::Warned, "preavviso-errore-consegna"),
+        ];
+        for (esteso, options, want, event) in cases {
+            let u = correlate(&preavviso(esteso), "Q", MessageState::Accepted, &accepted, options).unwrap();
+            assert_eq!(u.recipients, vec![("a@pec.x.it".to_owned(), want)], "{esteso} {options:?}");
+            assert_eq!(u.event_kind, event, "{esteso} {options:?}");
+        }
+    }
+
     #[test]
     fn envelopes_are_not_receipts() {
-        assert!(correlate(&receipt(Kind::PostaCertificata, None), "Q", MessageState::Submitted, &[]).is_none());
+        assert!(correlate(&receipt(Kind::PostaCertificata, None), "Q", MessageState::Submitted, &[], Options::default()).is_none());
     }
 
     #[test]
     fn acceptance_records_the_provider_id() {
-        let u = correlate(&receipt(Kind::Accettazione, None), "Q", MessageState::Submitted, &[]).unwrap();
+        let u = correlate(&receipt(Kind::Accettazione, None), "Q", MessageState::Submitted, &[], Options::default()).unwrap();
         assert_eq!(u.provider_id.as_deref(), Some("opec210.20261123101500.1234.01.1.1@pec.example.it"));
         assert!(u.event_detail.starts_with("accettazione at 2026-11-23T10:15:00+01:00 by Gestore Esempio"), "{}", u.event_detail);
     }

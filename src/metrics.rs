@@ -108,11 +108,13 @@ pub fn init_mailbox(id: &str) {
         }
         counter!("pecgate_provider_submitted_total", "mailbox" => mb.clone()).increment(0);
         counter!("pecgate_provider_failed_total", "mailbox" => mb.clone()).increment(0);
+        counter!("pecgate_provider_throttled_total", "mailbox" => mb.clone()).increment(0);
         gauge!("pecgate_last_send_timestamp_seconds", "mailbox" => mb.clone()).increment(0.0);
         for kind in RECEIPT_KINDS {
             counter!("pecgate_receipts_total", "mailbox" => mb.clone(), "kind" => *kind).increment(0);
         }
         counter!("pecgate_receipts_unmatched_total", "mailbox" => mb.clone()).increment(0);
+        counter!("pecgate_receipts_duplicate_total", "mailbox" => mb.clone()).increment(0);
         for kind in INBOUND_KINDS {
             counter!("pecgate_inbound_messages_total", "mailbox" => mb.clone(), "kind" => *kind).increment(0);
         }
@@ -162,10 +164,18 @@ fn describe() {
     describe_counter!("pecgate_delivery_attempts_total", "delivery attempts by outcome class");
     describe_counter!("pecgate_provider_submitted_total", "recipients submitted to the PEC provider (250)");
     describe_counter!("pecgate_provider_failed_total", "recipients refused for good by the provider or given up");
+    describe_counter!(
+        "pecgate_provider_throttled_total",
+        "provider replies meaning 'too fast from this mailbox' (e.g. Legalmail's 550 Class Of Service); the message is kept and the rate lowered"
+    );
     describe_histogram!("pecgate_provider_submission_duration_seconds", "one submission transaction to the provider");
     describe_gauge!("pecgate_last_send_timestamp_seconds", "unix time of the last successful submission");
     describe_counter!("pecgate_receipts_total", "receipts fetched, by kind");
     describe_counter!("pecgate_receipts_unmatched_total", "receipts for messages not sent through pecgate");
+    describe_counter!(
+        "pecgate_receipts_duplicate_total",
+        "receipts fetched again (same provider identifier and kind for the same message): recorded, not delivered twice"
+    );
     describe_counter!("pecgate_inbound_messages_total", "PEC envelopes, anomalies and ordinary mail fetched");
     describe_histogram!("pecgate_receipt_latency_seconds", "submission to receipt (provider time)");
     describe_gauge!("pecgate_recipients", "recipients of sent messages by state");

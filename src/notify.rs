@@ -364,6 +364,34 @@ pub fn mailbox_notice(n: &MailboxNotice<'_>) -> (Vec<u8>, String) {
     })
 }
 
+/// Like [`mailbox_notice`], for a mailbox that cannot send: the messages wait in the queue.
+pub fn mailbox_send_notice(n: &MailboxNotice<'_>) -> (Vec<u8>, String) {
+    let MailboxNotice { from, to, mailbox_address, problem, hostname, language, date_unix, id } = *n;
+    let (subject, body) = match language {
+        Language::It => (
+            format!("Problema di invio dalla casella PEC {mailbox_address}"),
+            format!(
+                "Il gestore rifiuta gli invii dalla casella PEC {mailbox_address}:\r\n\r\n  {problem}\r\n\r\nI messaggi restano in coda e partono quando il problema e' risolto; questo avviso non viene ripetuto finche' il problema persiste.\r\n"
+            ),
+        ),
+        Language::En => (
+            format!("Cannot send from PEC mailbox {mailbox_address}"),
+            format!(
+                "The provider refuses to send from PEC mailbox {mailbox_address}:\r\n\r\n  {problem}\r\n\r\nThe messages stay in the queue and go out once it is fixed; this notice is not repeated while the problem lasts.\r\n"
+            ),
+        ),
+    };
+    simple_notice(&SimpleNotice {
+        from,
+        to,
+        subject: &subject,
+        body: &body,
+        kind: "mailbox-notice",
+        message_id: &format!("{id}.mailbox@{hostname}"),
+        date_unix,
+    })
+}
+
 #[cfg(test)]
 mod wrap_tests {
     use super::*;

@@ -124,7 +124,55 @@ async fn out_of_order_and_duplicate_receipts_end_in_the_same_state() {
     let states: Vec<RecipientState> = env.app().store.recipients(&qid).await.unwrap().into_iter().map(|r| r.state).collect();
     assert_eq!(states, [RecipientState::Delivered, RecipientState::DeliveryError, RecipientState::Warned]);
     assert_eq!(env.app().store.message(&qid).await.unwrap().unwrap().state, MessageState::Accepted);
-    env.corporate_messages(8).await;
+    // Each receipt delivered once; every copy recorded (its UIDL is known), duplicates without an injection.
+    wait_injected(&env, 4).await;
+    let injections = env.app().store.list_messages(1000).await.unwrap();
+    assert_eq!(injections.iter().filter(|m| m.kind == pecgate::store::MessageKind::Injection).count(), 4);
+    let linked = env.app().store.fetched_for(&qid).await.unwrap();
+    assert_eq!(linked.len(), 8);
+    assert_eq!(linked.iter().filter(|r| r.injection.is_none()).count(), 4);
+    // Byte-identical copies are not stored twice.
+    let stored = linked.iter().filter(|r| env.dir.path().join("spool/fetched").join(format!("{}.eml", r.id)).exists()).count();
+    assert_eq!(stored, 4);
+    let events = env.app().store.events(&qid).await.unwrap();
+    assert_eq!(events.iter().filter(|e| e.kind == "duplicate-receipt").count(), 4);
+    let (_, metrics) = http_get(env.app().admin_addr, "/metrics").await;
+    assert!(metric_value(&metrics, "pecgate_receipts_duplicate_total{mailbox=\"legal\"}").unwrap_or(0.0) >= 4.0, "{metrics}");
+    assert_eq!(env.poll("legal").await.fetched, 0, "duplicates are not fetched again");
+    assert_eq!(env.capture.bag.len(), 4);
+}
+
+#[tokio::test]
+async fn preavvisi_at_12_and_24_hours_are_recorded_and_a_5xx_one_is_final_when_configured() {
+    let env = TestEnv::start_fetching(
+        |t| *t = t.replacen("receipt_type = \"breve\"\n", "receipt_type = \"breve\"\nfinal_preavviso_5xx = true\n", 1),
+        pecgate::clock::system(),
+    )
+    .await;
+    assert!(env.config().mailboxes[0].final_preavviso_5xx, "the tweak did not apply");
+    env.provider.retrieval.set_behavior(Behavior { preavviso_twice: true, ..Default::default() });
+    let qid = send_and_submit(
+        &env,
+        &["preavviso-c@pec.x.it", "preavviso541-d@pec.x.it"],
+        &pec_message("preavviso-c@pec.x.it, preavviso541-d@pec.x.it", None, "Preavvisi"),
+    )
+    .await;
+    assert_eq!(mailstore_len(&env, LEGAL), 5, "acceptance and two preavvisi per recipient");
+    assert_eq!(env.poll("legal").await.fetched, 5);
+    let states: Vec<RecipientState> = env.app().store.recipients(&qid).await.unwrap().into_iter().map(|r| r.state).collect();
+    assert_eq!(states, [RecipientState::Warned, RecipientState::DeliveryError]);
+    let events = env.app().store.events(&qid).await.unwrap();
+    let warned_c = events.iter().filter(|e| e.rcpt.as_deref() == Some("preavviso-c@pec.x.it") && e.kind == "warned").count();
+    assert_eq!(warned_c, 2, "both preavvisi on the timeline: {events:?}");
+    let final_d: Vec<_> =
+        events.iter().filter(|e| e.rcpt.as_deref() == Some("preavviso541-d@pec.x.it") && e.kind == "delivery_error").collect();
+    assert_eq!(final_d.len(), 1, "once final, the second preavviso changes nothing: {final_d:?}");
+    assert!(final_d[0].detail.starts_with("errore-consegna"), "{final_d:?}");
+    // The raw receipts are kept and delivered as they came.
+    wait_injected(&env, 5).await;
+    let linked = env.app().store.fetched_for(&qid).await.unwrap();
+    assert_eq!(linked.iter().filter(|r| r.kind == "preavviso-errore-consegna").count(), 4);
+    assert!(linked.iter().all(|r| r.injection.is_some()));
 }
 
 #[tokio::test]

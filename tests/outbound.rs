@@ -227,3 +227,104 @@ async fn crash_after_the_provider_accepted_sends_again_and_says_so() {
     let events: Vec<String> = env.app().store.events(&qid).await.unwrap().into_iter().map(|e| e.kind).collect();
     assert_eq!(events.iter().filter(|k| *k == "recovered").count(), 1, "{events:?}");
 }
+
+fn pec(n: usize) -> String {
+    message("\"Luca Verdi\" <luca.verdi@azienda.it>", "ufficio@pec.fornitore.it", None, &format!("[PEC] Fattura {n}"), "")
+}
+
+async fn states(env: &TestEnv, ids: &[String]) -> Vec<MessageState> {
+    let mut out = Vec::new();
+    for id in ids {
+        out.push(env.app().store.message(id).await.unwrap().unwrap().state);
+    }
+    out
+}
+
+#[tokio::test]
+async fn class_of_service_550_slows_down_and_delivers_everything() {
+    use pecgate::clock::{Clock, ManualClock};
+    let clock = ManualClock::new(1_800_000_000_000);
+    let env = TestEnv::start_with_clock(|_| {}, clock.clone()).await;
+    // Legalmail: about 6 a minute, the excess answered with a permanent-looking 550.
+    env.provider.throttle.set(6, clock.clone());
+    let mut ids = Vec::new();
+    for n in 0..20 {
+        let reply = env.send(LUCA, &["ufficio@pec.fornitore.it"], &pec(n)).await;
+        assert!(reply.starts_with("250 "), "{reply}");
+        ids.push(queue_id(&reply));
+    }
+    let start = clock.now_ms();
+    // Step simulated time 5 s at a time once a dispatch pass has seen the new
+    // time and nothing is in flight; bounded by 15 simulated minutes.
+    loop {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let now_states = loop {
+            let s = states(&env, &ids).await;
+            if env.app().outbound.last_pass() >= clock.now_ms() && !s.contains(&MessageState::Sending) {
+                break s;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "deliveries never finished");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        };
+        assert!(!now_states.contains(&MessageState::Failed), "a throttled message failed: {now_states:?}");
+        if now_states.iter().all(|s| *s == MessageState::Submitted) {
+            break;
+        }
+        assert!(clock.now_ms() - start < 15 * 60_000, "not all delivered after 15 simulated minutes: {now_states:?}");
+        clock.advance(5_000);
+        env.app().enqueue.kick();
+    }
+    let minutes = (clock.now_ms() - start) as f64 / 60_000.0;
+    eprintln!("20 throttled messages delivered in {minutes:.1} simulated minutes, {} refusals", env.provider.throttle.refused());
+    assert_eq!(env.provider_messages(20).await.len(), 20);
+    assert!(env.provider.throttle.refused() > 0, "the simulator never throttled: the test proves nothing");
+    assert!(env.capture.bag.is_empty(), "nobody is told anything failed: {:?}", env.capture.bag.all().first().map(|c| c.text()));
+    let (_, metrics) = http_get(env.app().admin_addr, "/metrics").await;
+    let throttled = metric_value(&metrics, "pecgate_provider_throttled_total{mailbox=\"legal\"}").unwrap_or(0.0);
+    assert!(throttled > 0.0, "{metrics}");
+    for id in &ids {
+        let rcpts = env.app().store.recipients(id).await.unwrap();
+        assert!(rcpts.iter().all(|r| r.state == RecipientState::Submitted), "{rcpts:?}");
+    }
+}
+
+#[tokio::test]
+async fn sender_not_owned_tells_the_admin_once_and_keeps_the_messages() {
+    use pecgate::proto::Reply;
+    let env = TestEnv::start().await;
+    let refusal = Reply::parsed(553, Some("5.7.1".into()), vec![format!("<{LEGAL}>: Sender address rejected: not owned by user {LEGAL}")]);
+    env.provider.faults.add(Stage::Mail, FaultAction::Reply(refusal), 10_000);
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        ids.push(queue_id(&env.send(LUCA, &["ufficio@pec.fornitore.it"], &pec(n)).await));
+    }
+    // Several refusals each (backoff 1-2 s in the test config), still one notice.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let mut attempts = Vec::new();
+        for id in &ids {
+            attempts.push(env.app().store.message(id).await.unwrap().unwrap().attempts);
+        }
+        if attempts.iter().all(|a| *a >= 3) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not retried: {attempts:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let notices = env.corporate_messages(1).await;
+    assert_eq!(env.capture.bag.len(), 1, "one notice per incident");
+    assert_eq!(notices[0].rcpts, vec![MARIO.to_owned()], "the mailbox admin");
+    assert_eq!(notices[0].header("X-Pecgate-Kind").as_deref(), Some("mailbox-notice"));
+    let text = notices[0].text().replace("=\r\n", ""); // quoted-printable soft breaks
+    assert!(
+        text.contains(&format!("the provider login {LEGAL} does not own address {LEGAL}: check username and address of mailbox legal")),
+        "{text}"
+    );
+    assert!(states(&env, &ids).await.iter().all(|s| matches!(s, MessageState::Queued | MessageState::Sending)));
+    env.provider.faults.clear();
+    for id in &ids {
+        env.wait_state(id, MessageState::Submitted).await;
+    }
+    assert_eq!(env.provider_messages(3).await.len(), 3);
+    assert_eq!(env.capture.bag.len(), 1, "no failure notice to the sender");
+}

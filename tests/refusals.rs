@@ -71,3 +71,24 @@ async fn an_early_talker_is_refused() {
     let (_, metrics) = http_get(env.app().admin_addr, "/metrics").await;
     assert!(metrics.contains("pecgate_smtp_early_talkers_total 1\n"), "{metrics}");
 }
+
+#[tokio::test]
+async fn the_mailbox_size_limit_is_divided_by_the_recipients() {
+    // Aruba-style: the provider's limit divided by the recipient count (30 000 / 3 = 10 000 bytes).
+    let env = TestEnv::start_with(|t| {
+        *t = t.replacen("receipt_type = \"breve\"\n", "receipt_type = \"breve\"\nmax_message_bytes = 30000\nsize_per_recipient = true\n", 1)
+    })
+    .await;
+    assert_eq!(env.config().mailboxes[0].max_message_bytes, Some(30_000), "the tweak did not apply");
+    let rcpts = ["a@pec.x.it", "b@pec.x.it", "c@pec.x.it"];
+    let body = "riga di testo per arrivare alla dimensione voluta\r\n".repeat(250); // about 13 KB
+    let message = format!("From: {LUCA}\r\nTo: {}\r\nSubject: [PEC] Allegato grande\r\n\r\n{body}", rcpts.join(", "));
+    let reply = env.send(LUCA, &rcpts, &message).await;
+    assert!(reply.starts_with("552 5.3.4"), "{reply}");
+    assert!(reply.contains("10000 bytes") && reply.contains("3 recipient(s)") && reply.contains(LEGAL), "{reply}");
+    assert!(env.app().store.message_ids().await.unwrap().is_empty(), "nothing queued");
+    // The same message to one recipient fits its 30 000 bytes.
+    let one = format!("From: {LUCA}\r\nTo: a@pec.x.it\r\nSubject: [PEC] Allegato grande\r\n\r\n{body}");
+    let reply = env.send(LUCA, &["a@pec.x.it"], &one).await;
+    assert!(reply.starts_with("250 "), "{reply}");
+}

@@ -21,6 +21,7 @@ static MAILBOXES: LazyLock<Vec<MailboxRules>> = LazyLock::new(|| {
         max_recipients: 50,
         receipt_type: "completa".into(),
         users: vec![UserRule { address: user.into(), send: true }],
+        size: Default::default(),
     };
     vec![
         mailbox("legal", "legal@pec.azienda.example", "mario.rossi@azienda.example"),

@@ -422,6 +422,13 @@ pub struct MailboxConfig {
     pub password_max_age_days: Option<u32>,
     /// The day the password was last changed (`2026-12-02`).
     pub password_changed: Option<String>,
+    /// A preavviso di mancata consegna whose errore-esteso is `5.x.x` is final
+    /// (an errore-consegna): some providers (Namirial) send no other receipt.
+    pub final_preavviso_5xx: bool,
+    /// The provider's size limit for this mailbox, checked at end of DATA.
+    pub max_message_bytes: Option<u64>,
+    /// `max_message_bytes` is divided by the number of recipients (Aruba).
+    pub size_per_recipient: bool,
     pub smtp: MailboxSmtpConfig,
     pub pop3: Option<MailboxPop3Config>,
     #[serde(rename = "user")]
@@ -458,6 +465,9 @@ impl Default for MailboxConfig {
             password_expires: None,
             password_max_age_days: None,
             password_changed: None,
+            final_preavviso_5xx: false,
+            max_message_bytes: None,
+            size_per_recipient: false,
             smtp: MailboxSmtpConfig::default(),
             pop3: None,
             users: Vec::new(),

@@ -162,6 +162,30 @@ fn no_sender_is_a_warning() {
     assert!(loaded.warnings.iter().any(|w| w.message.contains("no user has send = true")));
 }
 
+#[test]
+fn final_preavviso_without_pop3_is_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = minimal(dir.path()).replacen("[mailbox.smtp]", "final_preavviso_5xx = true\n[mailbox.smtp]", 1);
+    let loaded = load_str(&text, Some(dir.path())).unwrap();
+    assert!(loaded.config.mailboxes[0].final_preavviso_5xx);
+    assert!(
+        loaded.warnings.iter().any(|w| w.key.starts_with("mailbox[0].final_preavviso_5xx") && w.message.contains("without [mailbox.pop3]")),
+        "{:?}",
+        loaded.warnings
+    );
+}
+
+#[test]
+fn size_per_recipient_needs_max_message_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = minimal(dir.path()).replacen("[mailbox.smtp]", "size_per_recipient = true\n[mailbox.smtp]", 1);
+    assert!(problems(&text, dir.path()).iter().any(|p| p.contains("size_per_recipient") && p.contains("needs max_message_bytes")));
+    let zero = minimal(dir.path()).replacen("[mailbox.smtp]", "max_message_bytes = 0\n[mailbox.smtp]", 1);
+    assert!(problems(&zero, dir.path()).iter().any(|p| p.contains("max_message_bytes") && p.contains("greater than 0")));
+    let ok = minimal(dir.path()).replacen("[mailbox.smtp]", "max_message_bytes = 100000000\nsize_per_recipient = true\n[mailbox.smtp]", 1);
+    assert!(load_str(&ok, Some(dir.path())).is_ok());
+}
+
 /// `minimal` plus listener AUTH with one account acting as the mailbox's sending user.
 fn with_auth(dir: &Path, auth: &str, account: &str) -> String {
     write(dir, "listener.pw", "listener-pw\n");

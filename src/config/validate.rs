@@ -347,6 +347,15 @@ impl Config {
             if !m.users.iter().any(|u| u.send) {
                 v.warning(key.at("user"), "no user has send = true: this mailbox can only receive");
             }
+            if m.max_message_bytes == Some(0) {
+                v.error(key.at("max_message_bytes"), "must be greater than 0 (leave it out for no mailbox limit)");
+            }
+            if m.size_per_recipient && m.max_message_bytes.is_none() {
+                v.error(key.at("size_per_recipient"), "needs max_message_bytes (the size to divide by the recipients)");
+            }
+            if m.final_preavviso_5xx && m.pop3.is_none() {
+                v.warning(key.at("final_preavviso_5xx"), "has no effect without [mailbox.pop3]: receipts are not fetched");
+            }
             match m.users.iter().filter(|u| u.admin).count() {
                 1 => {}
                 0 => v.error(key.at("user"), "no user has admin = true; mark exactly one user as the mailbox admin (gets error notices)"),

@@ -113,7 +113,8 @@ impl Ingest {
             match self.store.find_sent(&mailbox.id, &ids, identificativo.as_deref()).await? {
                 Some(m) => {
                     let recipients = self.store.recipients(&m.id).await?;
-                    let update = correlate(c, &m.id, m.state, &recipients);
+                    let options = crate::correlate::Options { final_preavviso_5xx: mailbox.final_preavviso_5xx };
+                    let update = correlate(c, &m.id, m.state, &recipients, options);
                     let status: Vec<String> = recipients
                         .iter()
                         .map(|r| {
@@ -132,6 +133,16 @@ impl Ingest {
         } else {
             (None, None, Vec::new())
         };
+        if let (Some(m), Some(ident)) = (&sent, &identificativo)
+            && let Some(first) = self
+                .store
+                .fetched_for(&m.id)
+                .await?
+                .into_iter()
+                .find(|r| r.identificativo.as_ref() == Some(ident) && r.kind == c.kind.as_str())
+        {
+            return self.commit_duplicate(mailbox, f, m, first).await;
+        }
         let members = rt.directory.members(&mailbox.id).await?;
         let to = route(c.kind, mailbox.receipts_to, &members, sent.as_ref().map(|m| m.original_sender.as_str()));
         let corp = &rt.config.corporate;
@@ -240,6 +251,61 @@ impl Ingest {
         if sent.is_none() && c.kind.is_receipt() {
             tracing::info!(mailbox = %mailbox.id, fetched_id = %f.id, "receipt for a message not sent through pecgate (webmail or unknown id); routed to the receivers");
         }
+        Ok(record)
+    }
+}
+
+impl Ingest {
+    /// A receipt already stored (providers send some twice; same provider
+    /// identifier, same message, same kind): recorded, so its UIDL is known
+    /// and retention applies, but neither correlated nor delivered again. A
+    /// byte-identical copy is not kept: the first one is the evidence.
+    async fn commit_duplicate(
+        &self,
+        mailbox: &Mailbox,
+        f: &Fetched<'_>,
+        sent: &store::Message,
+        first: FetchedRecord,
+    ) -> Result<FetchedRecord> {
+        let c = f.classification;
+        let record = FetchedRecord {
+            id: f.id.to_owned(),
+            mailbox_id: mailbox.id.clone(),
+            uidl: f.uid.to_owned(),
+            fetched_at: f.now,
+            size: f.size,
+            kind: c.kind.as_str().to_owned(),
+            subject: c.subject.clone().unwrap_or_default(),
+            message_id: c.message_id.clone(),
+            riferimento: c.riferimento_message_id.clone(),
+            identificativo: first.identificativo.clone(),
+            consegna: c.daticert.as_ref().and_then(|d| d.consegna.clone()),
+            related_message: Some(sent.id.clone()),
+            routed_to: Vec::new(),
+            injection: None,
+            signature: Some(f.signature.verdict.as_str().to_owned()),
+            signer: f.signature.signer.clone(),
+            deleted_at: None,
+            fetched_by: None,
+        };
+        self.store.commit_fetched(&record, None, &[]).await?;
+        let identical = tokio::fs::read(self.spool.fetched_path(&first.id)).await.is_ok_and(|b| b == f.raw);
+        if identical {
+            self.spool.remove_fetched(f.id).await;
+        }
+        let _ = self
+            .store
+            .add_event(
+                &sent.id,
+                None,
+                f.now,
+                "duplicate-receipt",
+                &format!("{} fetched again as {} (first {})", c.kind.as_str(), f.id, first.id),
+            )
+            .await;
+        metrics::counter!("pecgate_pop3_messages_fetched_total", "mailbox" => mailbox.id.clone()).increment(1);
+        metrics::counter!("pecgate_receipts_duplicate_total", "mailbox" => mailbox.id.clone()).increment(1);
+        tracing::info!(mailbox = %mailbox.id, fetched_id = %f.id, uidl = %f.uid, first = %first.id, identical, kind = %c.kind.as_str(), "duplicate receipt: recorded, not delivered again");
         Ok(record)
     }
 }

@@ -26,7 +26,7 @@ use crate::directory::{self, Identity};
 use crate::enqueue::{self, Enqueue};
 use crate::listener::accept::{SessionSetup, SessionSource};
 use crate::listener::session::{Backend, Envelope, Response, SessionConfig, SessionInfo};
-use crate::policy::{self, MailboxRules, Rules, Submission, UserRule};
+use crate::policy::{self, MailboxRules, Rules, SizeRule, Submission, UserRule};
 use crate::proto::reply::{self, Reply};
 use crate::queue::new_queue_id;
 use crate::queue::spool::SpoolWriter;
@@ -93,6 +93,7 @@ impl Gateway {
                 max_recipients: m.max_recipients,
                 receipt_type: m.receipt_type.as_str().to_owned(),
                 users: members.iter().map(|u| UserRule { address: u.address.clone(), send: u.rights.send }).collect(),
+                size: SizeRule { max_bytes: m.max_message_bytes, per_recipient: m.size_per_recipient },
             });
         }
         Ok(out)

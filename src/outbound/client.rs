@@ -106,11 +106,16 @@ pub enum ClientError {
 
 impl ClientError {
     /// `{Temporary|Permanent} x {Session|Message|Recipient}`: a 5xx is
-    /// permanent; I/O, TLS, timeouts and unparsable replies are temporary.
+    /// permanent unless the provider table says it means "later"
+    /// (`replies`); I/O, TLS, timeouts and unparsable replies are temporary.
     pub fn classify(&self) -> (Severity, Scope) {
         match self {
             ClientError::Rejected { command, reply, .. } => {
-                let severity = if reply.is_permanent() { Severity::Permanent } else { Severity::Temporary };
+                let severity = if reply.is_permanent() && super::replies::classify(reply).is_none() {
+                    Severity::Permanent
+                } else {
+                    Severity::Temporary
+                };
                 let scope = match command {
                     Stage::MailFrom | Stage::Data | Stage::EndOfData => Scope::Message,
                     Stage::RcptTo => Scope::Recipient,
@@ -573,12 +578,20 @@ mod tests {
     #[test]
     fn classification_table() {
         let rej = |command, code| ClientError::Rejected { endpoint: "e".into(), command, reply: Reply::new(code, None, "x") };
+        let rej_text =
+            |command, code, text: &str| ClientError::Rejected { endpoint: "e".into(), command, reply: Reply::new(code, None, text) };
         let cases = [
             (rej(Stage::RcptTo, 550), (Severity::Permanent, Scope::Recipient)),
             (rej(Stage::RcptTo, 450), (Severity::Temporary, Scope::Recipient)),
             (rej(Stage::MailFrom, 553), (Severity::Permanent, Scope::Message)),
             (rej(Stage::EndOfData, 554), (Severity::Permanent, Scope::Message)),
             (rej(Stage::EndOfData, 451), (Severity::Temporary, Scope::Message)),
+            (
+                rej_text(Stage::MailFrom, 550, "blocked \"Class Of Service\" - Too much traffic from this sender"),
+                (Severity::Temporary, Scope::Message),
+            ),
+            (rej_text(Stage::MailFrom, 553, "Sender address rejected: not owned by user x"), (Severity::Temporary, Scope::Message)),
+            (rej_text(Stage::MailFrom, 553, "Sender address rejected"), (Severity::Permanent, Scope::Message)),
             (rej(Stage::Auth, 535), (Severity::Permanent, Scope::Session)),
             (rej(Stage::Greeting, 421), (Severity::Temporary, Scope::Session)),
             (ClientError::Timeout { endpoint: "e".into(), stage: Stage::Data }, (Severity::Temporary, Scope::Session)),

@@ -7,7 +7,9 @@
 //! mailbox's `rate_limit_per_minute`. Outcomes are per recipient: 2xx ->
 //! submitted, 5xx -> failed (the sender is told by a notice through the
 //! corporate server), anything else -> deferred and retried with backoff
-//! until the maximum age. A session-level failure (connect, TLS, AUTH) never
+//! until the maximum age. A 5xx the `replies` table reads as "too fast"
+//! lowers the mailbox's rate and defers; one that says the login does not
+//! own the sender defers and tells the mailbox admin once. A session-level failure (connect, TLS, AUTH) never
 //! fails a message by itself: it is retried, because the fix (credentials,
 //! network) is on our side.
 //!
@@ -20,8 +22,9 @@
 
 pub mod client;
 pub mod rate;
+pub mod replies;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,6 +33,7 @@ use tokio::task::JoinSet;
 
 use self::client::{ClientError, Endpoint, Scope, Severity, SmtpClient, Stage};
 use self::rate::RateLimiter;
+use self::replies::Meaning;
 use crate::clock::Clock;
 use crate::cluster::Cluster;
 use crate::enqueue::Enqueue;
@@ -50,6 +54,9 @@ pub type Result<T> = std::result::Result<T, Error>;
 /// How long deliveries may finish after a shutdown request.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// How long a message refused as "too fast" waits at least (providers count per minute).
+const THROTTLE_BACKOFF_MS: i64 = 60_000;
+
 /// How long an idle connection is kept for reuse.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -60,7 +67,6 @@ struct Destination {
     /// The provider's limit is per mailbox: with a shared store it is counted
     /// in the store, across instances; otherwise here.
     rate: Arc<Mutex<RateLimiter>>,
-    rate_per_minute: u32,
     idle: Mutex<Vec<(SmtpClient, Instant)>>,
 }
 
@@ -88,7 +94,7 @@ impl Destinations {
                 }
                 None => Arc::new(Mutex::new(RateLimiter::new(rate_per_minute))),
             };
-            let d = Destination { endpoint, slots, max_connections, rate, rate_per_minute, idle: Mutex::new(Vec::new()) };
+            let d = Destination { endpoint, slots, max_connections, rate, idle: Mutex::new(Vec::new()) };
             map.insert(key, Arc::new(d));
         };
         for m in &rt.mailboxes {
@@ -162,6 +168,11 @@ pub struct Outbound {
     results: mpsc::Sender<PendingResult>,
     /// Claim leases and the instance name.
     cluster: Arc<Cluster>,
+    /// Mailboxes whose login does not own their address, admin already told
+    /// (cleared by the next submission that goes through).
+    misconfigured: Mutex<HashSet<String>>,
+    /// The clock time the last dispatch pass ran with (tests stepping a manual clock wait on it).
+    last_pass: std::sync::atomic::AtomicI64,
 }
 
 type PendingResult = (String, Attempt, oneshot::Sender<std::result::Result<(), String>>);
@@ -209,7 +220,19 @@ impl Outbound {
     ) -> Self {
         let destinations = Mutex::new(Destinations::build(&live.get(), &HashMap::new()));
         let results = GroupCommit::spawn(store.clone());
-        Self { store, spool, clock, live, destinations, enqueue, kick, results, cluster }
+        Self {
+            store,
+            spool,
+            clock,
+            live,
+            destinations,
+            enqueue,
+            kick,
+            results,
+            cluster,
+            misconfigured: Mutex::new(HashSet::new()),
+            last_pass: Default::default(),
+        }
     }
 
     /// The snapshot for this dispatch and its destinations (rebuilt after a reload).
@@ -251,6 +274,11 @@ impl Outbound {
         }
     }
 
+    /// The clock time (ms) of the last finished dispatch pass.
+    pub fn last_pass(&self) -> i64 {
+        self.last_pass.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Starts every due delivery that has a free slot; returns how long to wait.
     async fn dispatch_due(self: &Arc<Self>, inflight: &mut JoinSet<()>) -> std::result::Result<Duration, crate::store::Error> {
         let now = self.clock.now_ms();
@@ -258,7 +286,7 @@ impl Outbound {
         let due = self.store.due_messages(now, 500).await?;
         let mut wait_until = now + 30_000;
         let mut ready = Vec::new();
-        let mut rate_limited = std::collections::HashSet::new();
+        let mut rate_limited = HashSet::new();
         for m in due {
             let key = route_key(&m.route);
             if rate_limited.contains(&key) {
@@ -273,10 +301,10 @@ impl Outbound {
                 wait_until = wait_until.min(now + 1_000);
                 continue;
             };
+            // The limit in force may have been lowered by a provider's "too fast" reply.
+            let limit = lock(&dest.rate).limit();
             let slot = match m.route.mailbox() {
-                Some(mb) if dest.rate_per_minute > 0 && self.store.shared() => {
-                    self.store.take_rate_slot(mb, now, dest.rate_per_minute).await?
-                }
+                Some(mb) if limit > 0 && self.store.shared() => self.store.take_rate_slot(mb, now, limit).await?,
                 _ => lock(&dest.rate).try_take(now),
             };
             if let Err(free_at) = slot {
@@ -303,6 +331,7 @@ impl Outbound {
         if let Some(next) = self.store.next_due().await? {
             wait_until = wait_until.min(next);
         }
+        self.last_pass.store(now, std::sync::atomic::Ordering::SeqCst);
         Ok(Duration::from_millis((wait_until - now).clamp(10, 30_000) as u64))
     }
 
@@ -350,6 +379,7 @@ impl Outbound {
         let outcome = self.transact(&m, &dest, &rcpts).await;
         record_attempt_metrics(&m, &outcome, started.elapsed().as_secs_f64());
         let now = self.clock.now_ms();
+        let meaning = if m.route.mailbox().is_some() { provider_meaning(&outcome) } else { None };
         let expired = retry.expired(now, m.created_at);
         let mut outcomes = Vec::new();
         let mut error = None;
@@ -392,7 +422,27 @@ impl Outbound {
         } else {
             MessageState::Failed
         };
-        let next_attempt_at = if deferred { retry.next_attempt(now, m.attempts + 1) } else { now };
+        let mut next_attempt_at = if deferred { retry.next_attempt(now, m.attempts + 1) } else { now };
+        if let Some(mb) = m.route.mailbox() {
+            match meaning {
+                Some(Meaning::Throttled) => {
+                    let mut rate = lock(&dest.rate);
+                    rate.throttled(now);
+                    tracing::warn!(queue_id = %m.id, mailbox = %mb, limit = rate.limit(), "provider says too fast; per-minute limit lowered, message kept");
+                    metrics::counter!("pecgate_provider_throttled_total", "mailbox" => mb.to_owned()).increment(1);
+                    // The provider counts a minute: trying before it is over only earns the same reply.
+                    next_attempt_at = next_attempt_at.max(now + THROTTLE_BACKOFF_MS);
+                }
+                Some(Meaning::SenderNotOwned) => self.sender_not_owned(rt, mb, &m.id).await,
+                None if submitted => {
+                    lock(&dest.rate).succeeded();
+                    if lock(&self.misconfigured).remove(mb) {
+                        tracing::info!(mailbox = %mb, "the provider accepts this mailbox's sender again");
+                    }
+                }
+                None => {}
+            }
+        }
         let attempt = Attempt { at: now, recipients: outcomes.clone(), state, next_attempt_at, error: error.clone(), relay: relay.clone() };
         if let Err(e) = self.record(&m.id, attempt).await {
             // The provider has the message but our record does not say so: the
@@ -478,6 +528,51 @@ impl Outbound {
         }
     }
 
+    /// The provider says this mailbox's login does not own its address: the
+    /// mailbox admin is told once per incident; the messages wait in the queue.
+    async fn sender_not_owned(&self, rt: &Runtime, mailbox_id: &str, queue_id: &str) {
+        let Some(mailbox) = rt.mailbox(mailbox_id) else { return };
+        if !lock(&self.misconfigured).insert(mailbox_id.to_owned()) {
+            return;
+        }
+        let problem = format!(
+            "the provider login {} does not own address {}: check username and address of mailbox {}",
+            mailbox.username, mailbox.address, mailbox.id
+        );
+        tracing::error!(queue_id = %queue_id, mailbox = %mailbox_id, "{problem}");
+        let admin = match rt.directory.members(mailbox_id).await {
+            Ok(members) => crate::directory::admin(&members).map(|a| a.address.clone()),
+            Err(e) => {
+                tracing::error!(mailbox = %mailbox_id, error = %e, "cannot find the mailbox admin to notify");
+                None
+            }
+        };
+        let Some(admin) = admin else {
+            // Nobody told: try again with the next refusal.
+            lock(&self.misconfigured).remove(mailbox_id);
+            return;
+        };
+        let now = self.clock.now_ms();
+        let c = &rt.config.corporate;
+        let (bytes, message_id) = notify::mailbox_send_notice(&notify::MailboxNotice {
+            from: &c.from,
+            to: &admin,
+            mailbox_address: &mailbox.address,
+            problem: &problem,
+            hostname: &rt.config.smtp.hostname,
+            language: c.language,
+            date_unix: now / 1000,
+            id: &crate::queue::new_queue_id(now),
+        });
+        match self.enqueue.notice(&c.from, &admin, &bytes, message_id, &format!("sender of mailbox {mailbox_id}")).await {
+            Ok(id) => tracing::warn!(mailbox = %mailbox_id, notice = %id, to = %admin, "mailbox admin notified"),
+            Err(e) => {
+                lock(&self.misconfigured).remove(mailbox_id);
+                tracing::error!(mailbox = %mailbox_id, error = %e, "cannot queue the admin notice");
+            }
+        }
+    }
+
     async fn notify_sender(&self, rt: &Runtime, m: &Message, failed: &[FailedRecipient]) {
         let Route::Provider(mailbox_id) = &m.route else { return };
         let mailbox_address = rt.mailbox(mailbox_id).map(|mb| mb.address.as_str()).unwrap_or(mailbox_id);
@@ -551,6 +646,19 @@ fn record_outcome_metrics(m: &Message, outcomes: &[RecipientOutcome], state: Mes
             MessageState::Failed => metrics::counter!("pecgate_injections_total", "result" => "failed").increment(1),
             _ => {}
         },
+    }
+}
+
+/// The first provider reply of an attempt that the `replies` table reads otherwise than its code.
+fn provider_meaning(outcome: &std::result::Result<client::TransactionResult, ClientError>) -> Option<Meaning> {
+    match outcome {
+        Err(e) => e.reply().and_then(replies::classify),
+        Ok(r) => r
+            .data
+            .iter()
+            .filter_map(|d| d.as_ref().err())
+            .chain(r.rcpts.iter().filter_map(|(_, o)| o.as_ref().err()))
+            .find_map(|e| e.reply().and_then(replies::classify)),
     }
 }
 

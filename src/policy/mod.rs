@@ -22,6 +22,8 @@ pub enum Error {
     NullSender,
     #[error("message of {size} bytes exceeds {max}")]
     TooBig { size: u64, max: u64 },
+    #[error("message of {size} bytes exceeds mailbox {mailbox}'s {max} for {rcpts} recipients")]
+    TooBigForMailbox { mailbox: String, size: u64, max: u64, rcpts: usize },
     #[error("subject has no tag (first marker {marker})")]
     TagRequired { marker: String },
     #[error("subject tag names unknown mailbox {id}")]
@@ -51,7 +53,7 @@ impl Error {
     pub fn metric_reason(&self) -> &'static str {
         match self {
             Error::NullSender | Error::NotAUser { .. } => "unknown_sender",
-            Error::TooBig { .. } => "too_big",
+            Error::TooBig { .. } | Error::TooBigForMailbox { .. } => "too_big",
             Error::TagRequired { .. } => "tag_missing",
             Error::UnknownMailbox { .. } | Error::NoRecipients => "other",
             Error::SeveralMailboxes { .. } => "ambiguous",
@@ -67,6 +69,7 @@ impl Error {
         match self {
             Error::NullSender => reply::r550_null_sender(),
             Error::TooBig { max, .. } => reply::r552_too_big(*max),
+            Error::TooBigForMailbox { mailbox, max, rcpts, .. } => reply::r552_too_big_for_mailbox(mailbox, *max, *rcpts),
             Error::TagRequired { marker } => reply::r550_tag_required(marker),
             Error::UnknownMailbox { id } => reply::r550_unknown_mailbox(id),
             Error::SeveralMailboxes { sender, ids, example_tag } => reply::r550_several_mailboxes(sender, ids, example_tag),
@@ -98,6 +101,25 @@ pub struct MailboxRules {
     /// "completa" | "breve" | "sintetica", sent as X-TipoRicevuta.
     pub receipt_type: String,
     pub users: Vec<UserRule>,
+    pub size: SizeRule,
+}
+
+/// A provider's message size limit for one mailbox (`max_message_bytes`,
+/// `size_per_recipient`). Aruba divides 100 MB by the number of recipients:
+/// a message it would refuse is better refused here, at end of DATA, where
+/// the sender learns it at once, than bounced from the queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SizeRule {
+    pub max_bytes: Option<u64>,
+    pub per_recipient: bool,
+}
+
+impl SizeRule {
+    /// The limit for a message to `rcpts` recipients, if any.
+    pub fn limit(&self, rcpts: usize) -> Option<u64> {
+        let max = self.max_bytes?;
+        Some(if self.per_recipient { max / rcpts.max(1) as u64 } else { max })
+    }
 }
 
 impl MailboxRules {
@@ -225,6 +247,11 @@ pub fn check(rules: &Rules, sub: &Submission) -> Result<Plan> {
     }
     if rcpts.len() > mailbox.max_recipients {
         return Err(Error::TooManyRecipients { mailbox: mailbox.address.clone(), count: rcpts.len(), max: mailbox.max_recipients });
+    }
+    if let Some(max) = mailbox.size.limit(rcpts.len())
+        && sub.size > max
+    {
+        return Err(Error::TooBigForMailbox { mailbox: mailbox.address.clone(), size: sub.size, max, rcpts: rcpts.len() });
     }
     let visible: Vec<String> =
         block.fields.iter().filter(|h| h.is("To") || h.is("Cc")).flat_map(|h| addresses(h.value_bytes())).map(|a| a.address).collect();

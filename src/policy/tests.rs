@@ -13,6 +13,7 @@ fn mailbox(id: &str, active: bool, max: usize, receipt: &str, users: Vec<UserRul
         max_recipients: max,
         receipt_type: receipt.to_string(),
         users,
+        size: SizeRule::default(),
     }
 }
 
@@ -627,4 +628,51 @@ proptest! {
             prop_assert!(plan.rcpts.len() <= case.rcpts.len());
         }
     }
+}
+
+#[test]
+fn size_rule_table() {
+    let per = SizeRule { max_bytes: Some(100_000_000), per_recipient: true };
+    let flat = SizeRule { max_bytes: Some(30_000_000), per_recipient: false };
+    let cases = [
+        (per, 1, Some(100_000_000)),
+        (per, 3, Some(33_333_333)),
+        (per, 0, Some(100_000_000)),
+        (flat, 3, Some(30_000_000)),
+        (SizeRule::default(), 3, None),
+        (SizeRule { max_bytes: None, per_recipient: true }, 3, None),
+    ];
+    for (rule, rcpts, want) in cases {
+        assert_eq!(rule.limit(rcpts), want, "{rule:?} for {rcpts}");
+    }
+}
+
+#[test]
+fn mailbox_size_limit_per_recipient_refuses_with_552() {
+    let markers = markers();
+    let mut mbs = mailboxes();
+    mbs[0].size = SizeRule { max_bytes: Some(3_000), per_recipient: true };
+    let rules = Rules { markers: &markers, tag_required: true, hostname: "pecgate.x.it", max_message_size: 10_000, mailboxes: &mbs };
+    let headers = b"From: mario@x.it\r\nTo: a@y.it, b@y.it, c@y.it\r\nSubject: [PEC:legal] x\r\n\r\n".to_vec();
+    fn sub<'a>(rcpts: &'a [String], headers: &'a [u8], size: u64) -> Submission<'a> {
+        Submission {
+            mail_from: "mario@x.it",
+            rcpts,
+            headers,
+            size,
+            authenticated_user: None,
+            queue_id: "Q1",
+            date: "Mon, 1 Jan 2024 10:00:00 +0100",
+        }
+    }
+    let three: Vec<String> = ["a@y.it", "b@y.it", "c@y.it"].iter().map(|s| s.to_string()).collect();
+    assert!(check(&rules, &sub(&three, &headers, 1_000)).is_ok());
+    let err = check(&rules, &sub(&three, &headers, 1_001)).unwrap_err();
+    assert_eq!(err.metric_reason(), "too_big");
+    let reply = err.reply();
+    assert_eq!((reply.code, reply.status.as_deref()), (552, Some("5.3.4")));
+    let text = reply.to_string();
+    assert!(text.contains("1000 bytes") && text.contains("3 recipient(s)") && text.contains("legal@pec.x.it"), "{text}");
+    // Fewer recipients, a bigger share each.
+    assert!(check(&rules, &sub(&three[..1], &headers, 2_500)).is_ok());
 }

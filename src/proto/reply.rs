@@ -164,6 +164,15 @@ pub fn r552_too_big(max: u64) -> Reply {
     Reply::new(552, Some("5.3.4"), format!("message size exceeds the maximum of {max} bytes"))
 }
 
+/// The mailbox's provider limit, which may depend on the recipient count (Aruba).
+pub fn r552_too_big_for_mailbox(mailbox: &str, max: u64, rcpts: usize) -> Reply {
+    Reply::new(
+        552,
+        Some("5.3.4"),
+        format!("message size exceeds the limit of {max} bytes for {rcpts} recipient(s) of PEC mailbox {mailbox}"),
+    )
+}
+
 /// RFC 3463 5.3.4: a part of the message exceeds one of our limits (the
 /// header section, which is parsed in memory). Permanent, and it says which.
 pub fn r552_limit(what: &str) -> Reply {

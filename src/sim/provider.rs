@@ -20,6 +20,7 @@ use tokio_rustls::TlsAcceptor;
 use super::pop3::{Mailstore, Pop3Faults, Pop3Server, ServerSecurity};
 use super::receipts::{Behavior, receipts_for};
 use super::{Captured, Mailbag};
+use crate::clock::Clock;
 use crate::listener::accept::{self, ListenerConfig, SessionSetup};
 use crate::listener::session::{Backend, Envelope, Response, SessionConfig, SessionInfo};
 use crate::proto::reply::{self, Reply};
@@ -101,6 +102,52 @@ impl Faults {
     }
 }
 
+/// Legalmail's per-mailbox "Class Of Service" limit, on an injected clock:
+/// beyond `per_minute` MAIL commands in a sliding minute, the excess gets
+/// the 550 Legalmail sends (permanent-looking, but it only means "later").
+#[derive(Default)]
+pub struct Throttle {
+    state: Mutex<Option<ThrottleState>>,
+}
+
+struct ThrottleState {
+    per_minute: usize,
+    clock: Arc<dyn Clock>,
+    /// address -> times (ms) of accepted MAIL commands.
+    accepted: HashMap<String, Vec<i64>>,
+    refused: u64,
+}
+
+impl Throttle {
+    pub fn set(&self, per_minute: usize, clock: Arc<dyn Clock>) {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(ThrottleState { per_minute, clock, accepted: HashMap::new(), refused: 0 });
+    }
+
+    /// How many MAIL commands were refused as too much traffic.
+    pub fn refused(&self) -> u64 {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map_or(0, |s| s.refused)
+    }
+
+    fn check(&self, address: &str) -> Result<(), Reply> {
+        let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(s) = guard.as_mut() else { return Ok(()) };
+        let now = s.clock.now_ms();
+        let times = s.accepted.entry(address.to_ascii_lowercase()).or_default();
+        times.retain(|&t| t > now - 60_000);
+        if times.len() >= s.per_minute {
+            s.refused += 1;
+            return Err(Reply::new(
+                550,
+                None,
+                format!("MAIL from: <{address}> blocked \"Class Of Service\" - Too much traffic from this sender"),
+            ));
+        }
+        times.push(now);
+        Ok(())
+    }
+}
+
 /// username -> mailbox; the password can change while running (a provider's forced change).
 type Accounts = Arc<std::sync::RwLock<HashMap<String, SimMailbox>>>;
 
@@ -109,6 +156,7 @@ struct ProviderBackend {
     bag: Arc<Mailbag>,
     faults: Arc<Faults>,
     retrieval: Arc<Retrieval>,
+    throttle: Arc<Throttle>,
 }
 
 /// The provider's retrieval half: POP3 mailboxes and receipt generation.
@@ -193,6 +241,7 @@ impl Backend for ProviderBackend {
                 Reply::new(553, Some("5.7.1"), format!("sender {from} does not match the authenticated mailbox {}", m.address)).into()
             );
         }
+        self.throttle.check(&m.address).map_err(Response::from)?;
         Ok(())
     }
 
@@ -260,6 +309,8 @@ pub struct SimProvider {
     pub ca_pem: String,
     pub bag: Arc<Mailbag>,
     pub faults: Arc<Faults>,
+    /// Off until `throttle.set`.
+    pub throttle: Arc<Throttle>,
     pub pop3_faults: Arc<Pop3Faults>,
     pub retrieval: Arc<Retrieval>,
     accounts: Accounts,
@@ -308,8 +359,14 @@ impl SimProvider {
             seq: AtomicU64::new(1),
         });
         let accounts: Accounts = Arc::new(std::sync::RwLock::new(mailboxes.into_iter().map(|m| (m.username.clone(), m)).collect()));
-        let backend =
-            ProviderBackend { accounts: accounts.clone(), bag: bag.clone(), faults: faults.clone(), retrieval: retrieval.clone() };
+        let throttle = Arc::new(Throttle::default());
+        let backend = ProviderBackend {
+            accounts: accounts.clone(),
+            bag: bag.clone(),
+            faults: faults.clone(),
+            retrieval: retrieval.clone(),
+            throttle: throttle.clone(),
+        };
         let (tx, rx) = watch::channel(false);
         let mut session = SessionConfig::new("smtps.sim-pec.localhost");
         session.command_timeout = Duration::from_secs(60);
@@ -331,6 +388,7 @@ impl SimProvider {
             ca_pem: pki.ca_pem,
             bag,
             faults,
+            throttle,
             pop3_faults,
             retrieval,
             accounts,

@@ -10,6 +10,7 @@
 //!
 //! Recipient local parts steer outcomes in tests and the demo:
 //! `errore*` -> errore-consegna, `preavviso*` -> preavviso-errore-consegna,
+//! `preavviso541*` -> a preavviso whose errore-esteso is `5.4.1` (Namirial's final one),
 //! `virus*` -> rilevazione-virus, `silenzio*` -> no receipt at all.
 //! A domain containing "pec" (or a simulator mailbox) is certified.
 
@@ -35,6 +36,9 @@ pub struct Behavior {
     pub hold: bool,
     /// One byte of every generated message is altered after signing.
     pub tamper: bool,
+    /// Each preavviso comes twice, as providers send it at 12 h and at 24 h
+    /// (the second with its own identifier, dated 12 h later).
+    pub preavviso_twice: bool,
 }
 
 /// The simulator's signer (parsed once).
@@ -129,6 +133,7 @@ pub fn receipts_for(
         let n = i as u32 + 1;
         let local_part = r.split('@').next().unwrap_or("").to_ascii_lowercase();
         let mut p = params(Kind::AvvenutaConsegna, &sender.address, Some(r), n);
+        let mut later = None;
         if local_part.starts_with("silenzio") {
             continue;
         } else if local_part.starts_with("errore") {
@@ -138,7 +143,17 @@ pub fn receipts_for(
         } else if local_part.starts_with("preavviso") {
             p.kind = Kind::PreavvisoErroreConsegna;
             p.errore = "altro".into();
-            p.errore_esteso = Some("superamento dei tempi massimi (simulato)".into());
+            p.errore_esteso = Some(if local_part.starts_with("preavviso541") {
+                "5.4.1 - host di destinazione non raggiungibile (simulato)".into()
+            } else {
+                "superamento dei tempi massimi (simulato)".into()
+            });
+            if behavior.preavviso_twice {
+                let mut second = p.clone();
+                second.identificativo = format!("opec-sim.{seq}.{}@sim-pec.localhost", n + 500);
+                second.date = now + chrono::Duration::hours(12);
+                later = Some(second);
+            }
         } else if local_part.starts_with("virus") {
             p.kind = Kind::RilevazioneVirus;
             p.errore = "virus".into();
@@ -147,6 +162,9 @@ pub fn receipts_for(
             p.original = Some(submission.data.clone());
         }
         deliveries.push((sender.username.clone(), finish(&mut p, behavior)));
+        if let Some(mut second) = later {
+            deliveries.push((sender.username.clone(), finish(&mut second, behavior)));
+        }
         if let Some(target) = local.iter().find(|m| m.address.eq_ignore_ascii_case(r)) {
             let mut e = params(Kind::PostaCertificata, r, None, n + 1000);
             e.original = Some(submission.data.clone());

@@ -59,6 +59,11 @@ impl TestEnv {
         Self::start_full(tweak, pecgate::clock::system(), false).await
     }
 
+    /// Outbound only, on `clock` (e.g. a `ManualClock` to step rate windows).
+    pub async fn start_with_clock(tweak: impl FnOnce(&mut String), clock: Arc<dyn Clock>) -> TestEnv {
+        Self::start_full(tweak, clock, false).await
+    }
+
     /// With POP3 fetching from the simulator (explicit polls, see [`TestEnv::poll`]).
     pub async fn start_fetching(tweak: impl FnOnce(&mut String), clock: Arc<dyn Clock>) -> TestEnv {
         Self::start_full(tweak, clock, true).await
