@@ -100,6 +100,7 @@ CREATE INDEX rate_slots_mailbox ON rate_slots(mailbox_id, at);
     SKIPPED,
     SQLITE_SEARCH,
     LIST_FILTER_INDEXES,
+    SQLITE_RECIPIENT_COUNTS,
 ];
 
 /// PostgreSQL schema versions. Version 1 is the whole SQLite schema up to
@@ -275,6 +276,34 @@ CREATE INDEX fetched_search ON fetched USING gin ((subject || E'\n' || COALESCE(
     || E'\n' || COALESCE(riferimento, '') || E'\n' || COALESCE(identificativo, '')) gin_trgm_ops);
 "#;
 
+/// Recipients by (mailbox, state) of PEC sent to providers, for the
+/// `pecgate_recipients` gauge: kept by triggers in the transaction that
+/// changes a state, so a scrape reads a few rows instead of counting every
+/// recipient. Counted once from the existing rows.
+const SQLITE_RECIPIENT_COUNTS: &str = r#"
+CREATE TABLE recipient_counts (mailbox_id TEXT NOT NULL, state TEXT NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (mailbox_id, state));
+INSERT INTO recipient_counts (mailbox_id, state, n)
+    SELECT m.mailbox_id, r.state, COUNT(*) FROM recipients r JOIN messages m ON m.id = r.message_id
+    WHERE m.route = 'provider' AND m.mailbox_id IS NOT NULL GROUP BY m.mailbox_id, r.state;
+CREATE TRIGGER recipient_counts_insert AFTER INSERT ON recipients BEGIN
+    INSERT INTO recipient_counts (mailbox_id, state, n)
+    SELECT mailbox_id, NEW.state, 1 FROM messages WHERE id = NEW.message_id AND route = 'provider' AND mailbox_id IS NOT NULL
+    ON CONFLICT (mailbox_id, state) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER recipient_counts_update AFTER UPDATE OF state, message_id ON recipients
+WHEN OLD.state IS NOT NEW.state OR OLD.message_id IS NOT NEW.message_id BEGIN
+    UPDATE recipient_counts SET n = n - 1 WHERE state = OLD.state
+        AND mailbox_id = (SELECT mailbox_id FROM messages WHERE id = OLD.message_id AND route = 'provider');
+    INSERT INTO recipient_counts (mailbox_id, state, n)
+    SELECT mailbox_id, NEW.state, 1 FROM messages WHERE id = NEW.message_id AND route = 'provider' AND mailbox_id IS NOT NULL
+    ON CONFLICT (mailbox_id, state) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER recipient_counts_delete AFTER DELETE ON recipients BEGIN
+    UPDATE recipient_counts SET n = n - 1 WHERE state = OLD.state
+        AND mailbox_id = (SELECT mailbox_id FROM messages WHERE id = OLD.message_id AND route = 'provider');
+END;
+"#;
+
 /// Every filter of the admin list walks an index newest first; the status
 /// filter finds recipients by state; the same in both dialects.
 const LIST_FILTER_INDEXES: &str = r#"
@@ -382,5 +411,7 @@ mod tests {
         assert_eq!(ids(store.list_filtered(&search("opec.42")).await.unwrap()), ["F1"]);
         store.insert_message(&NewMessage { created_at: 3_000, ..message("NEW1", "Diffida pratica 4712", &["a@b.it"]) }).await.unwrap();
         assert_eq!(ids(store.list_filtered(&search("pratica 471")).await.unwrap()), ["NEW1", "OLD1"]);
+        let counts = store.recipient_state_counts().await.unwrap();
+        assert_eq!(counts, [("legal".to_owned(), "queued".to_owned(), 2)], "old recipients counted once, new ones by the trigger");
     }
 }
