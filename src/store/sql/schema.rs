@@ -321,7 +321,7 @@ impl SqlStore {
 
     /// Applies the missing versions up to `last` (tests: a database of an older schema).
     async fn migrate_upto(&self, last: i64) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let migrations = match self.c.d {
             Dialect::Sqlite => SQLITE_MIGRATIONS,
             Dialect::Postgres => {
