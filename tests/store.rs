@@ -74,6 +74,8 @@ contract!(
     fetched_is_stored_once,
     admin_list_and_search,
     instances_are_listed,
+    search_edge_cases,
+    recipient_gauges_match_recount,
 );
 
 fn new_message(id: &str, rcpts: &[&str]) -> NewMessage {
@@ -352,4 +354,125 @@ async fn instances_are_listed(b: Arc<dyn Backend>) {
     );
     assert!(c.shared() == (c.dialect() == pecgate::store::sql::Dialect::Postgres));
     assert_eq!(c.instance(), "gw-b");
+}
+
+/// Ids the admin search returns for `q`, newest first.
+async fn search(s: &SqlStore, q: &str) -> Vec<String> {
+    let f = ListFilter { q: Some(q.into()), limit: 10, ..Default::default() };
+    s.list_filtered(&f).await.unwrap().into_iter().map(|i| i.id).collect()
+}
+
+async fn search_edge_cases(b: Arc<dyn Backend>) {
+    let s = b.open("gw-a").await;
+    let mut m = new_message("S1", &["protocollo@pec.comune-città.it", "ufficio.legale@pec.esempio.it"]);
+    m.subject = "Diffida pratica n. 4711 - Società Cooperativa Città".into();
+    m.message_id = "<20260101.a-b_c+d$7@mail.corp.it>".into();
+    s.insert_message(&m).await.unwrap();
+    let mut m = new_message("S2", &["altro@pec.esempio.it"]);
+    m.subject = "Perché il contratto al 50% è scaduto".into();
+    m.created_at = 2_000;
+    s.insert_message(&m).await.unwrap();
+    let mut r = record("F1", "u-1");
+    r.subject = "CONSEGNA: Diffida pratica".into();
+    r.consegna = Some("protocollo@pec.comune-città.it".into());
+    r.identificativo = Some("opec210.20260101.xyz@pec.provider.it".into());
+    s.commit_fetched(&r, None, &[]).await.unwrap();
+    let cases: &[(&str, &[&str])] = &[
+        ("ratica n. 47", &["S1"]),
+        ("pratica", &["F1", "S1"]),
+        ("DIFFIDA", &["F1", "S1"]),
+        ("Soc", &["S1"]),
+        ("47", &["S1"]),
+        ("ufficio.legale@pec", &["S1"]),
+        ("comune-città.it", &["F1", "S1"]),
+        ("mario@corp.it", &["S2", "S1"]),
+        ("a-b_c+d$7@mail", &["S1"]),
+        ("<20260101.a-b_c+d$7@mail.corp.it>", &["S1"]),
+        ("a-b%c", &[]),
+        ("xyz@pec.provider", &["F1"]),
+        ("Società", &["S1"]),
+        ("perché", &["S2"]),
+        ("perche", &[]),
+        ("à", &["F1", "S1"]),
+        ("50% è", &["S2"]),
+        ("\"contratto\"", &[]),
+        ("contratto OR diffida", &[]),
+        ("NEAR(contratto", &[]),
+        ("contratto*", &[]),
+        ("inesistente", &[]),
+    ];
+    for (q, want) in cases {
+        assert_eq!(search(&s, q).await, *want, "search {q:?}");
+    }
+    let out = ListFilter { q: Some("pratica".into()), direction: Some("out".into()), limit: 10, ..Default::default() };
+    assert_eq!(s.list_filtered(&out).await.unwrap().iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), ["S1"]);
+}
+
+/// The recipient counts by (mailbox, state) of PEC sent to providers, recounted through the store's own reads.
+async fn recount(s: &SqlStore) -> Vec<(String, String, i64)> {
+    let mut n = std::collections::BTreeMap::<(String, String), i64>::new();
+    for id in s.message_ids().await.unwrap() {
+        if let Route::Provider(mb) = s.message(&id).await.unwrap().unwrap().route {
+            for r in s.recipients(&id).await.unwrap() {
+                *n.entry((mb.clone(), r.state.as_str().to_owned())).or_default() += 1;
+            }
+        }
+    }
+    n.into_iter().map(|((mb, st), n)| (mb, st, n)).collect()
+}
+
+async fn recipient_gauges_match_recount(b: Arc<dyn Backend>) {
+    let s = b.open("gw-a").await;
+    s.insert_message(&new_message("G1", &["a@x.it", "b@x.it", "c@x.it"])).await.unwrap();
+    s.insert_message(&new_message("G2", &["a@x.it", "d@x.it"])).await.unwrap();
+    s.insert_message(&NewMessage { route: Route::Provider("hr".into()), ..new_message("G3", &["e@x.it"]) }).await.unwrap();
+    let corporate = NewMessage { kind: MessageKind::Injection, route: Route::Corporate, ..new_message("J1", &["mario@corp.it"]) };
+    s.insert_message(&corporate).await.unwrap();
+    let mut counts = s.recipient_state_counts().await.unwrap();
+    counts.sort();
+    assert_eq!(counts, [("hr".into(), "queued".into(), 1), ("legal".into(), "queued".into(), 5)], "corporate mail is not counted");
+    let attempt = Attempt {
+        at: 2_000,
+        recipients: vec![
+            outcome("a@x.it", RecipientState::Submitted, "250 ok"),
+            outcome("b@x.it", RecipientState::Submitted, "250 ok"),
+            outcome("c@x.it", RecipientState::Failed, "550 no"),
+        ],
+        state: MessageState::Submitted,
+        next_attempt_at: 2_000,
+        error: None,
+        relay: "sim:465".into(),
+    };
+    s.record_attempt("G1", &attempt).await.unwrap();
+    // The same state again changes nothing.
+    s.record_attempt("G1", &attempt).await.unwrap();
+    let update = pecgate::store::ReceiptUpdate {
+        message: "G1".into(),
+        recipients: vec![("A@X.IT".into(), RecipientState::Accepted), ("b@x.it".into(), RecipientState::Accepted)],
+        message_state: Some(MessageState::Accepted),
+        provider_id: None,
+        event_kind: "accettazione".into(),
+        event_detail: "accepted".into(),
+    };
+    s.commit_fetched(&record("R1", "u-1"), Some(&update), &[]).await.unwrap();
+    let delivered = pecgate::store::ReceiptUpdate {
+        recipients: vec![("a@x.it".into(), RecipientState::Delivered)],
+        message_state: None,
+        ..update.clone()
+    };
+    s.commit_fetched(&record("R2", "u-2"), Some(&delivered), &[]).await.unwrap();
+    assert!(s.drop_message("G2", 3_000, "ops").await.unwrap());
+    let mut counts = s.recipient_state_counts().await.unwrap();
+    counts.sort();
+    let want: Vec<(String, String, i64)> =
+        [("hr", "queued", 1), ("legal", "accepted", 1), ("legal", "delivered", 1), ("legal", "failed", 3)]
+            .iter()
+            .map(|(m, st, n)| (m.to_string(), st.to_string(), *n))
+            .collect();
+    assert_eq!(counts, want);
+    assert_eq!(counts, recount(&s).await, "incremental counts equal a full recount");
+    // Another instance on the same database reads the same counts.
+    let mut other = b.open("gw-b").await.recipient_state_counts().await.unwrap();
+    other.sort();
+    assert_eq!(other, want);
 }

@@ -5,7 +5,7 @@
 use sqlx::Row;
 
 use super::queue::message_from_row;
-use super::{SqlStore, query};
+use super::{Dialect, SqlStore, query};
 use crate::store::{ListFilter, ListItem, Message, Result};
 
 /// A value bound to a dynamically built query.
@@ -25,8 +25,9 @@ fn push_range(w: &mut Vec<String>, binds: &mut Vec<Bind>, at: &str, id: &str, f:
         binds.push(Bind::I(until));
     }
     if let Some((c_at, c_id)) = &f.after {
-        w.push(format!("({at} < ? OR ({at} = ? AND {id} < ?))"));
-        binds.extend([Bind::I(*c_at), Bind::I(*c_at), Bind::S(c_id.clone())]);
+        // A row value, so that both backends start the index walk at the cursor.
+        w.push(format!("({at}, {id}) < (?, ?)"));
+        binds.extend([Bind::I(*c_at), Bind::S(c_id.clone())]);
     }
 }
 
@@ -42,10 +43,21 @@ fn escape_like(s: &str) -> String {
     out
 }
 
+/// An FTS5 phrase: the query as one string (its operators and quotes are text).
+fn fts_phrase(q: &str) -> String {
+    format!("\"{}\"", q.replace('"', "\"\""))
+}
+
+/// Searches of fewer characters have no trigram: they scan, as before.
+const MIN_INDEXED_CHARS: usize = 3;
+
 impl SqlStore {
     pub(super) async fn list_filtered(&self, f: &ListFilter) -> Result<Vec<ListItem>> {
         let limit = i64::from(f.limit.clamp(1, 1000));
-        let like = f.q.as_deref().filter(|q| !q.is_empty()).map(|q| format!("%{}%", escape_like(q)));
+        let q = f.q.as_deref().filter(|q| !q.is_empty());
+        let like = q.map(|q| format!("%{}%", escape_like(q)));
+        // The search index gives candidates; the LIKE below decides, as it always did.
+        let indexed = q.filter(|q| q.chars().count() >= MIN_INDEXED_CHARS);
         let mut binds: Vec<Bind> = Vec::new();
         let mut branches = Vec::new();
         if f.direction.as_deref() != Some("in") {
@@ -57,6 +69,28 @@ impl SqlStore {
             if let Some(st) = &f.status {
                 w.push("(m.state = ? OR EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id AND r.state = ?))".into());
                 binds.extend([Bind::S(st.clone()), Bind::S(st.clone())]);
+            }
+            if let (Some(q), Some(l)) = (indexed, &like) {
+                match self.c.d {
+                    Dialect::Sqlite => {
+                        w.push(
+                            "m.id IN (SELECT id FROM messages_search WHERE messages_search MATCH ?
+                              UNION ALL SELECT message_id FROM recipients_search WHERE recipients_search MATCH ?)"
+                                .into(),
+                        );
+                        binds.extend([Bind::S(fts_phrase(q)), Bind::S(fts_phrase(q))]);
+                    }
+                    // The expression of the pg_trgm index (schema.rs).
+                    Dialect::Postgres => {
+                        w.push(
+                            "m.id IN (SELECT id FROM messages
+                                WHERE (subject || E'\\n' || original_sender || E'\\n' || mail_from || E'\\n' || message_id) LIKE ? ESCAPE '\\'
+                              UNION ALL SELECT message_id FROM recipients WHERE address LIKE ? ESCAPE '\\')"
+                                .into(),
+                        );
+                        binds.extend([Bind::S(l.clone()), Bind::S(l.clone())]);
+                    }
+                }
             }
             if let Some(l) = &like {
                 w.push(
@@ -86,6 +120,22 @@ impl SqlStore {
             if let Some(st) = &f.status {
                 w.push("i.kind = ?".into());
                 binds.push(Bind::S(st.clone()));
+            }
+            if let (Some(q), Some(l)) = (indexed, &like) {
+                match self.c.d {
+                    Dialect::Sqlite => {
+                        w.push("i.id IN (SELECT id FROM fetched_search WHERE fetched_search MATCH ?)".into());
+                        binds.push(Bind::S(fts_phrase(q)));
+                    }
+                    Dialect::Postgres => {
+                        w.push(
+                            "(i.subject || E'\\n' || COALESCE(i.message_id, '') || E'\\n' || COALESCE(i.consegna, '') || E'\\n'
+                              || COALESCE(i.riferimento, '') || E'\\n' || COALESCE(i.identificativo, '')) LIKE ? ESCAPE '\\'"
+                                .into(),
+                        );
+                        binds.push(Bind::S(l.clone()));
+                    }
+                }
             }
             if let Some(l) = &like {
                 w.push(
@@ -193,13 +243,17 @@ impl SqlStore {
     }
 
     pub(super) async fn recipient_state_counts(&self) -> Result<Vec<(String, String, i64)>> {
-        let rows = query(
-            self.c.d,
-            "SELECT m.mailbox_id AS mb, r.state AS state, COUNT(*) AS n FROM recipients r JOIN messages m ON m.id = r.message_id
-             WHERE m.route = 'provider' GROUP BY m.mailbox_id, r.state",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let sql = match self.c.d {
+            // Kept by triggers (schema.rs).
+            Dialect::Sqlite => "SELECT mailbox_id AS mb, state, n FROM recipient_counts WHERE n > 0 ORDER BY mailbox_id, state",
+            // Counter rows shared by every instance would be hot rows locked
+            // in varying order by concurrent receipts (deadlocks): counted here.
+            Dialect::Postgres => {
+                "SELECT m.mailbox_id AS mb, r.state AS state, COUNT(*) AS n FROM recipients r JOIN messages m ON m.id = r.message_id
+                 WHERE m.route = 'provider' GROUP BY m.mailbox_id, r.state"
+            }
+        };
+        let rows = query(self.c.d, sql).fetch_all(&self.pool).await?;
         rows.iter().map(|r| Ok((r.try_get("mb")?, r.try_get("state")?, r.try_get("n")?))).collect()
     }
 

@@ -9,7 +9,7 @@ use crate::store::{InstanceInfo, Lease, Result};
 
 impl SqlStore {
     pub(super) async fn heartbeat(&self, info: &InstanceInfo, lease_until: i64) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         query(
             self.c.d,
             "INSERT INTO instances (id, version, started_at, heartbeat_at, smtp, admin, stopped_at) VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -86,7 +86,7 @@ impl SqlStore {
     }
 
     pub(super) async fn take_rate_slot(&self, mailbox: &str, now: i64, per_minute: u32) -> Result<std::result::Result<(), i64>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         if self.c.d == Dialect::Postgres {
             // Serialises the count-then-insert of this mailbox across instances.
             query(self.c.d, "SELECT 1 AS ok FROM (SELECT pg_advisory_xact_lock(hashtext(?))) AS l")

@@ -47,7 +47,7 @@ impl SqlStore {
     }
 
     pub(super) async fn commit_fetched(&self, r: &FetchedRecord, update: Option<&ReceiptUpdate>, injections: &[NewMessage]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         query(
             self.c.d,
             "INSERT INTO fetched (id, mailbox_id, uidl, fetched_at, size, kind, subject, message_id, riferimento, identificativo, consegna, related_message, routed_to, injection, signature, signer, deleted_at, fetched_by)
@@ -117,7 +117,7 @@ impl SqlStore {
     }
 
     pub(super) async fn mark_fetched_deleted(&self, mailbox: &str, uidls: &[String], at: i64) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         for uidl in uidls {
             query(self.c.d, "UPDATE fetched SET deleted_at = ? WHERE mailbox_id = ? AND uidl = ?")
                 .bind(at)

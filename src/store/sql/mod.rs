@@ -118,6 +118,16 @@ impl SqlStore {
         Ok(store)
     }
 
+    /// A write transaction. SQLite: IMMEDIATE takes the write lock at BEGIN,
+    /// under the busy timeout; a deferred one that read first cannot wait
+    /// for it and fails at once with "database is locked".
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, Any>> {
+        Ok(match self.c.d {
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Dialect::Postgres => self.pool.begin().await?,
+        })
+    }
+
     pub fn dialect(&self) -> Dialect {
         self.c.d
     }

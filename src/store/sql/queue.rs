@@ -129,7 +129,7 @@ pub(super) fn message_from_row(row: &AnyRow) -> Result<Message> {
 
 impl SqlStore {
     pub(super) async fn insert_message(&self, m: &NewMessage) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         insert_message_tx(&self.c, &mut tx, m).await?;
         tx.commit().await?;
         Ok(())
@@ -173,7 +173,7 @@ impl SqlStore {
             }
             // One writer at a time in SQLite: the transaction is the lock.
             Dialect::Sqlite => {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin().await?;
                 let mut claimed = Vec::with_capacity(ids.len());
                 for id in ids {
                     let done = query(
@@ -197,14 +197,14 @@ impl SqlStore {
     }
 
     pub(super) async fn record_attempt(&self, id: &str, a: &Attempt) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         record_attempt_tx(&self.c, &mut tx, id, a).await?;
         tx.commit().await?;
         Ok(())
     }
 
     pub(super) async fn record_attempts(&self, batch: &[(String, Attempt)]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         for (id, a) in batch {
             record_attempt_tx(&self.c, &mut tx, id, a).await?;
         }
@@ -213,7 +213,7 @@ impl SqlStore {
     }
 
     pub(super) async fn recover_sending(&self, now: i64, own: bool) -> Result<Vec<Recovered>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let rows = query(
             self.c.d,
             // Our own claims only at start-up: while we live, our deliveries are running.
@@ -307,7 +307,7 @@ impl SqlStore {
     }
 
     pub(super) async fn add_event(&self, id: &str, rcpt: Option<&str>, at: i64, kind: &str, detail: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         insert_event(&self.c, &mut tx, id, rcpt, at, kind, detail).await?;
         tx.commit().await?;
         Ok(())
@@ -326,7 +326,7 @@ impl SqlStore {
     }
 
     pub(super) async fn retry_now(&self, id: &str, at: i64, who: &str) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let done = query(self.c.d, "UPDATE messages SET next_attempt_at = ?, updated_at = ? WHERE id = ? AND state = 'queued'")
             .bind(at)
             .bind(at)
@@ -341,7 +341,7 @@ impl SqlStore {
     }
 
     pub(super) async fn drop_message(&self, id: &str, at: i64, who: &str) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let done =
             query(self.c.d, "UPDATE messages SET state = 'failed', last_error = ?, updated_at = ? WHERE id = ? AND state = 'queued'")
                 .bind(format!("dropped by {who}"))

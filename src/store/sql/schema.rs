@@ -98,6 +98,9 @@ CREATE INDEX rate_slots_mailbox ON rate_slots(mailbox_id, at);
     // Mail fetched from the provider is "fetched", never "inbound" (the SMTP listener's side).
     RENAME_INBOUND_TO_FETCHED,
     SKIPPED,
+    SQLITE_SEARCH,
+    LIST_FILTER_INDEXES,
+    SQLITE_RECIPIENT_COUNTS,
 ];
 
 /// PostgreSQL schema versions. Version 1 is the whole SQLite schema up to
@@ -180,6 +183,8 @@ CREATE INDEX rate_slots_mailbox ON rate_slots(mailbox_id, at);
 "#,
     RENAME_INBOUND_TO_FETCHED,
     SKIPPED,
+    POSTGRES_SEARCH,
+    LIST_FILTER_INDEXES,
 ];
 
 /// The same in both dialects: the table and its indexes take the new name.
@@ -203,10 +208,120 @@ CREATE TABLE skipped (
 );
 "#;
 
+/// Admin search is a substring match (`LIKE '%q%'`), so the index must find
+/// any part of a word: of an address, of a Message-ID. FTS5's trigram
+/// tokenizer indexes every 3 characters, which is exactly that (a word
+/// tokenizer would not find `legale@pec` in `ufficio.legale@pec.it`). The
+/// search tables hold their own copy of the text (the source rows' rowids are
+/// not stable across a VACUUM, their ids are); triggers keep them in the
+/// writing transaction. The query re-checks the LIKE on the source row, so
+/// the index only narrows (it folds case beyond ASCII, LIKE does not).
+const SQLITE_SEARCH: &str = r#"
+CREATE VIRTUAL TABLE messages_search USING fts5(id UNINDEXED, subject, original_sender, mail_from, message_id, tokenize = 'trigram');
+CREATE VIRTUAL TABLE recipients_search USING fts5(message_id UNINDEXED, address, tokenize = 'trigram');
+CREATE VIRTUAL TABLE fetched_search USING fts5(id UNINDEXED, subject, message_id, consegna, riferimento, identificativo, tokenize = 'trigram');
+INSERT INTO messages_search (rowid, id, subject, original_sender, mail_from, message_id)
+    SELECT rowid, id, subject, original_sender, mail_from, message_id FROM messages;
+INSERT INTO recipients_search (rowid, message_id, address) SELECT rowid, message_id, address FROM recipients;
+INSERT INTO fetched_search (rowid, id, subject, message_id, consegna, riferimento, identificativo)
+    SELECT rowid, id, subject, message_id, consegna, riferimento, identificativo FROM fetched;
+CREATE TRIGGER messages_search_insert AFTER INSERT ON messages BEGIN
+    INSERT INTO messages_search (rowid, id, subject, original_sender, mail_from, message_id)
+    VALUES (NEW.rowid, NEW.id, NEW.subject, NEW.original_sender, NEW.mail_from, NEW.message_id);
+END;
+CREATE TRIGGER messages_search_update AFTER UPDATE OF id, subject, original_sender, mail_from, message_id ON messages BEGIN
+    DELETE FROM messages_search WHERE rowid = OLD.rowid AND id = OLD.id;
+    INSERT INTO messages_search (rowid, id, subject, original_sender, mail_from, message_id)
+    VALUES (NEW.rowid, NEW.id, NEW.subject, NEW.original_sender, NEW.mail_from, NEW.message_id);
+END;
+CREATE TRIGGER messages_search_delete AFTER DELETE ON messages BEGIN
+    DELETE FROM messages_search WHERE rowid = OLD.rowid AND id = OLD.id;
+END;
+CREATE TRIGGER recipients_search_insert AFTER INSERT ON recipients BEGIN
+    INSERT INTO recipients_search (rowid, message_id, address) VALUES (NEW.rowid, NEW.message_id, NEW.address);
+END;
+CREATE TRIGGER recipients_search_update AFTER UPDATE OF message_id, address ON recipients BEGIN
+    DELETE FROM recipients_search WHERE rowid = OLD.rowid AND message_id = OLD.message_id;
+    INSERT INTO recipients_search (rowid, message_id, address) VALUES (NEW.rowid, NEW.message_id, NEW.address);
+END;
+CREATE TRIGGER recipients_search_delete AFTER DELETE ON recipients BEGIN
+    DELETE FROM recipients_search WHERE rowid = OLD.rowid AND message_id = OLD.message_id;
+END;
+CREATE TRIGGER fetched_search_insert AFTER INSERT ON fetched BEGIN
+    INSERT INTO fetched_search (rowid, id, subject, message_id, consegna, riferimento, identificativo)
+    VALUES (NEW.rowid, NEW.id, NEW.subject, NEW.message_id, NEW.consegna, NEW.riferimento, NEW.identificativo);
+END;
+CREATE TRIGGER fetched_search_update AFTER UPDATE OF id, subject, message_id, consegna, riferimento, identificativo ON fetched BEGIN
+    DELETE FROM fetched_search WHERE rowid = OLD.rowid AND id = OLD.id;
+    INSERT INTO fetched_search (rowid, id, subject, message_id, consegna, riferimento, identificativo)
+    VALUES (NEW.rowid, NEW.id, NEW.subject, NEW.message_id, NEW.consegna, NEW.riferimento, NEW.identificativo);
+END;
+CREATE TRIGGER fetched_search_delete AFTER DELETE ON fetched BEGIN
+    DELETE FROM fetched_search WHERE rowid = OLD.rowid AND id = OLD.id;
+END;
+"#;
+
+/// PostgreSQL: `pg_trgm` GIN indexes serve `ILIKE '%q%'` as it is written
+/// (the planner re-checks every candidate), so the search keeps its exact
+/// meaning and needs no second copy of the text; `tsvector` matches words
+/// and stems, not substrings. One index per table over its searched
+/// columns joined by a newline; the query re-checks each column.
+/// pg_trgm is a trusted extension: the database owner may create it.
+const POSTGRES_SEARCH: &str = r#"
+CREATE EXTENSION IF NOT EXISTS pg_trgm;
+CREATE INDEX messages_search ON messages
+    USING gin ((subject || E'\n' || original_sender || E'\n' || mail_from || E'\n' || message_id) gin_trgm_ops);
+CREATE INDEX recipients_search ON recipients USING gin (address gin_trgm_ops);
+CREATE INDEX fetched_search ON fetched USING gin ((subject || E'\n' || COALESCE(message_id, '') || E'\n' || COALESCE(consegna, '')
+    || E'\n' || COALESCE(riferimento, '') || E'\n' || COALESCE(identificativo, '')) gin_trgm_ops);
+"#;
+
+/// Recipients by (mailbox, state) of PEC sent to providers, for the
+/// `pecgate_recipients` gauge: kept by triggers in the transaction that
+/// changes a state, so a scrape reads a few rows instead of counting every
+/// recipient. Counted once from the existing rows.
+const SQLITE_RECIPIENT_COUNTS: &str = r#"
+CREATE TABLE recipient_counts (mailbox_id TEXT NOT NULL, state TEXT NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (mailbox_id, state));
+INSERT INTO recipient_counts (mailbox_id, state, n)
+    SELECT m.mailbox_id, r.state, COUNT(*) FROM recipients r JOIN messages m ON m.id = r.message_id
+    WHERE m.route = 'provider' AND m.mailbox_id IS NOT NULL GROUP BY m.mailbox_id, r.state;
+CREATE TRIGGER recipient_counts_insert AFTER INSERT ON recipients BEGIN
+    INSERT INTO recipient_counts (mailbox_id, state, n)
+    SELECT mailbox_id, NEW.state, 1 FROM messages WHERE id = NEW.message_id AND route = 'provider' AND mailbox_id IS NOT NULL
+    ON CONFLICT (mailbox_id, state) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER recipient_counts_update AFTER UPDATE OF state, message_id ON recipients
+WHEN OLD.state IS NOT NEW.state OR OLD.message_id IS NOT NEW.message_id BEGIN
+    UPDATE recipient_counts SET n = n - 1 WHERE state = OLD.state
+        AND mailbox_id = (SELECT mailbox_id FROM messages WHERE id = OLD.message_id AND route = 'provider');
+    INSERT INTO recipient_counts (mailbox_id, state, n)
+    SELECT mailbox_id, NEW.state, 1 FROM messages WHERE id = NEW.message_id AND route = 'provider' AND mailbox_id IS NOT NULL
+    ON CONFLICT (mailbox_id, state) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER recipient_counts_delete AFTER DELETE ON recipients BEGIN
+    UPDATE recipient_counts SET n = n - 1 WHERE state = OLD.state
+        AND mailbox_id = (SELECT mailbox_id FROM messages WHERE id = OLD.message_id AND route = 'provider');
+END;
+"#;
+
+/// Every filter of the admin list walks an index newest first; the status
+/// filter finds recipients by state; the same in both dialects.
+const LIST_FILTER_INDEXES: &str = r#"
+CREATE INDEX messages_mailbox_created ON messages(mailbox_id, created_at, id);
+CREATE INDEX recipients_state ON recipients(state, message_id);
+CREATE INDEX fetched_mailbox_newest ON fetched(mailbox_id, fetched_at, id);
+CREATE INDEX fetched_kind_newest ON fetched(kind, fetched_at, id);
+"#;
+
 impl SqlStore {
     /// Applies the schema versions this database lacks, all in one transaction.
     pub(super) async fn migrate(&self) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        self.migrate_upto(i64::MAX).await
+    }
+
+    /// Applies the missing versions up to `last` (tests: a database of an older schema).
+    async fn migrate_upto(&self, last: i64) -> Result<()> {
+        let mut tx = self.begin().await?;
         let migrations = match self.c.d {
             Dialect::Sqlite => SQLITE_MIGRATIONS,
             Dialect::Postgres => {
@@ -225,12 +340,78 @@ impl SqlStore {
         }
         for (i, sql) in migrations.iter().enumerate() {
             let version = i as i64 + 1;
-            if version > current {
+            if version > current && version <= last {
                 sqlx::raw_sql(AssertSqlSafe(*sql)).execute(&mut *tx).await?;
                 query(self.c.d, "INSERT INTO schema_version (version) VALUES (?)").bind(version).execute(&mut *tx).await?;
             }
         }
         tx.commit().await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{FetchedRecord, ListFilter, MessageKind, NewMessage, Route};
+
+    fn message(id: &str, subject: &str, rcpts: &[&str]) -> NewMessage {
+        NewMessage {
+            id: id.into(),
+            kind: MessageKind::Pec,
+            route: Route::Provider("legal".into()),
+            mail_from: "legal@pec.corp.it".into(),
+            rcpts: rcpts.iter().map(|s| s.to_string()).collect(),
+            original_sender: "mario@corp.it".into(),
+            message_id: format!("<{id}@corp.it>"),
+            subject: subject.into(),
+            size: 1,
+            created_at: 1_000,
+            origin: "test".into(),
+        }
+    }
+
+    /// A database of the schema before the search index (version 8), with
+    /// rows, upgrades in place: the new indexes cover the old rows.
+    #[tokio::test]
+    async fn upgrade_covers_existing_rows() {
+        sqlx::any::install_default_drivers();
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display());
+        let pool = sqlx::any::AnyPoolOptions::new().max_connections(1).connect(&url).await.unwrap();
+        let store = SqlStore { pool, c: super::super::Ctx { d: Dialect::Sqlite, instance: "t".into() } };
+        store.migrate_upto(8).await.unwrap();
+        store.insert_message(&message("OLD1", "Diffida pratica 4711", &["protocollo@pec.comune.it"])).await.unwrap();
+        let fetched = FetchedRecord {
+            id: "F1".into(),
+            mailbox_id: "legal".into(),
+            uidl: "u1".into(),
+            fetched_at: 2_000,
+            size: 1,
+            kind: "posta-certificata".into(),
+            subject: "POSTA CERTIFICATA: Sollecito".into(),
+            message_id: None,
+            riferimento: None,
+            identificativo: Some("opec.42@pec.provider.it".into()),
+            consegna: None,
+            related_message: None,
+            routed_to: vec![],
+            injection: None,
+            signature: None,
+            signer: None,
+            deleted_at: None,
+            fetched_by: None,
+        };
+        store.commit_fetched(&fetched, None, &[]).await.unwrap();
+        store.migrate().await.unwrap();
+        let search = |q: &str| ListFilter { q: Some(q.into()), limit: 10, ..Default::default() };
+        let ids = |v: Vec<crate::store::ListItem>| v.into_iter().map(|i| i.id).collect::<Vec<_>>();
+        assert_eq!(ids(store.list_filtered(&search("pratica 47")).await.unwrap()), ["OLD1"]);
+        assert_eq!(ids(store.list_filtered(&search("comune.it")).await.unwrap()), ["OLD1"]);
+        assert_eq!(ids(store.list_filtered(&search("opec.42")).await.unwrap()), ["F1"]);
+        store.insert_message(&NewMessage { created_at: 3_000, ..message("NEW1", "Diffida pratica 4712", &["a@b.it"]) }).await.unwrap();
+        assert_eq!(ids(store.list_filtered(&search("pratica 471")).await.unwrap()), ["NEW1", "OLD1"]);
+        let counts = store.recipient_state_counts().await.unwrap();
+        assert_eq!(counts, [("legal".to_owned(), "queued".to_owned(), 2)], "old recipients counted once, new ones by the trigger");
     }
 }
