@@ -305,10 +305,6 @@ port = $POP_PORT
 ca_file = "dovecot/ca.pem"
 interval_secs = 1
 retention = "delete"
-
-[control]
-# The first instance holds the default socket in this directory.
-socket = "state2/pecgate.sock"
 TOML
 "$PECGATE" check-config --config "$T/pecgate-in.toml" >"$T/check2.out" 2>&1 || fail "check-config (inbound): $(cat "$T/check2.out")"
 "$PECGATE" run --config "$T/pecgate-in.toml" >"$T/pecgate-in.log" 2>&1 &
