@@ -338,7 +338,7 @@ pub struct MailboxNotice<'a> {
 }
 
 pub fn mailbox_notice(n: &MailboxNotice<'_>) -> (Vec<u8>, String) {
-    let MailboxNotice { from, to, mailbox_address, problem, hostname, language, date_unix, id } = *n;
+    let MailboxNotice { mailbox_address, problem, language, .. } = *n;
     let (subject, body) = match language {
         Language::It => (
             format!("Problema con la casella PEC {mailbox_address}"),
@@ -353,20 +353,25 @@ pub fn mailbox_notice(n: &MailboxNotice<'_>) -> (Vec<u8>, String) {
             ),
         ),
     };
+    mailbox_message(n, &subject, &body)
+}
+
+/// The message of a mailbox notice (either kind), from its texts.
+fn mailbox_message(n: &MailboxNotice<'_>, subject: &str, body: &str) -> (Vec<u8>, String) {
     simple_notice(&SimpleNotice {
-        from,
-        to,
-        subject: &subject,
-        body: &body,
+        from: n.from,
+        to: n.to,
+        subject,
+        body,
         kind: "mailbox-notice",
-        message_id: &format!("{id}.mailbox@{hostname}"),
-        date_unix,
+        message_id: &format!("{}.mailbox@{}", n.id, n.hostname),
+        date_unix: n.date_unix,
     })
 }
 
 /// Like [`mailbox_notice`], for a mailbox that cannot send: the messages wait in the queue.
 pub fn mailbox_send_notice(n: &MailboxNotice<'_>) -> (Vec<u8>, String) {
-    let MailboxNotice { from, to, mailbox_address, problem, hostname, language, date_unix, id } = *n;
+    let MailboxNotice { mailbox_address, problem, language, .. } = *n;
     let (subject, body) = match language {
         Language::It => (
             format!("Problema di invio dalla casella PEC {mailbox_address}"),
@@ -381,15 +386,7 @@ pub fn mailbox_send_notice(n: &MailboxNotice<'_>) -> (Vec<u8>, String) {
             ),
         ),
     };
-    simple_notice(&SimpleNotice {
-        from,
-        to,
-        subject: &subject,
-        body: &body,
-        kind: "mailbox-notice",
-        message_id: &format!("{id}.mailbox@{hostname}"),
-        date_unix,
-    })
+    mailbox_message(n, &subject, &body)
 }
 
 #[cfg(test)]

@@ -184,24 +184,11 @@ impl Ingest {
         // A copy of the whole message: not kept through the commit.
         drop(wrapped);
         let record = FetchedRecord {
-            id: f.id.to_owned(),
-            mailbox_id: mailbox.id.clone(),
-            uidl: f.uid.to_owned(),
-            fetched_at: f.now,
-            size: f.size,
-            kind: c.kind.as_str().to_owned(),
-            subject,
-            message_id: c.message_id.clone(),
-            riferimento: c.riferimento_message_id.clone(),
             identificativo,
-            consegna: daticert.and_then(|d| d.consegna.clone()),
             related_message: sent.as_ref().map(|m| m.id.clone()),
             routed_to: to.clone(),
             injection: Some(injection.id.clone()),
-            signature: Some(f.signature.verdict.as_str().to_owned()),
-            signer: f.signature.signer.clone(),
-            deleted_at: None,
-            fetched_by: None,
+            ..f.record(&mailbox.id)
         };
         if let Err(e) = self.store.commit_fetched(&record, update.as_ref(), std::slice::from_ref(&injection)).await {
             self.spool.remove(&injection.id).await;
@@ -268,26 +255,8 @@ impl Ingest {
         first: FetchedRecord,
     ) -> Result<FetchedRecord> {
         let c = f.classification;
-        let record = FetchedRecord {
-            id: f.id.to_owned(),
-            mailbox_id: mailbox.id.clone(),
-            uidl: f.uid.to_owned(),
-            fetched_at: f.now,
-            size: f.size,
-            kind: c.kind.as_str().to_owned(),
-            subject: c.subject.clone().unwrap_or_default(),
-            message_id: c.message_id.clone(),
-            riferimento: c.riferimento_message_id.clone(),
-            identificativo: first.identificativo.clone(),
-            consegna: c.daticert.as_ref().and_then(|d| d.consegna.clone()),
-            related_message: Some(sent.id.clone()),
-            routed_to: Vec::new(),
-            injection: None,
-            signature: Some(f.signature.verdict.as_str().to_owned()),
-            signer: f.signature.signer.clone(),
-            deleted_at: None,
-            fetched_by: None,
-        };
+        let record =
+            FetchedRecord { identificativo: first.identificativo.clone(), related_message: Some(sent.id.clone()), ..f.record(&mailbox.id) };
         self.store.commit_fetched(&record, None, &[]).await?;
         let identical = tokio::fs::read(self.spool.fetched_path(&first.id)).await.is_ok_and(|b| b == f.raw);
         if identical {
@@ -320,6 +289,34 @@ struct Fetched<'a> {
     classification: &'a Classification,
     signature: &'a pec::signature::SignatureReport,
     raw: &'a [u8],
+}
+
+impl Fetched<'_> {
+    /// What is known of this message before correlation and routing: the
+    /// record as both the normal and the duplicate path store it.
+    fn record(&self, mailbox_id: &str) -> FetchedRecord {
+        let c = self.classification;
+        FetchedRecord {
+            id: self.id.to_owned(),
+            mailbox_id: mailbox_id.to_owned(),
+            uidl: self.uid.to_owned(),
+            fetched_at: self.now,
+            size: self.size,
+            kind: c.kind.as_str().to_owned(),
+            subject: c.subject.clone().unwrap_or_default(),
+            message_id: c.message_id.clone(),
+            riferimento: c.riferimento_message_id.clone(),
+            identificativo: None,
+            consegna: c.daticert.as_ref().and_then(|d| d.consegna.clone()),
+            related_message: None,
+            routed_to: Vec::new(),
+            injection: None,
+            signature: Some(self.signature.verdict.as_str().to_owned()),
+            signer: self.signature.signer.clone(),
+            deleted_at: None,
+            fetched_by: None,
+        }
+    }
 }
 
 fn record_fetch_metrics(mailbox: &str, c: &Classification, sent: Option<&store::Message>) {
