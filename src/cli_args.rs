@@ -56,6 +56,11 @@ pub enum Command {
         /// Keep a copy of every accepted message here.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Behave like this provider for every mailbox (rate-limit reply,
+        /// size rule with non-accettazione, final 5.4.1 preavviso); without
+        /// it, each mailbox behaves like its own `provider`.
+        #[arg(long, value_parser = ["aruba", "legalmail", "namirial", "postecert", "register", "custom"])]
+        profile: Option<String>,
     },
     /// Gateway + simulated provider + capture server for the corporate side, on loopback.
     Demo {

@@ -57,7 +57,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Run { config } => run(&config).await,
         Command::CheckConfig { config } => Ok(check_config(&config)),
         Command::Reload { config } => reload(&config).await,
-        Command::Sim { config, out } => sim(&config, out).await,
+        Command::Sim { config, out, profile } => sim(&config, out, profile.as_deref()).await,
         Command::Demo { dir, port } => demo(&dir, port).await,
         Command::Classify { json, files, trust_store } => {
             let mut trust = pecgate::pec::signature::TrustStore::builtin();
@@ -145,6 +145,11 @@ fn check_config(path: &Path) -> ExitCode {
             for w in &rt.warnings {
                 eprintln!("warning: {w}");
             }
+            for m in &rt.config.mailboxes {
+                for line in config::profiles::report(m) {
+                    eprintln!("{line}");
+                }
+            }
             println!("{}", rt.config.to_masked_json());
             eprintln!("{}: OK ({} mailbox(es), {} warning(s))", path.display(), rt.config.mailboxes.len(), rt.warnings.len());
             ExitCode::SUCCESS
@@ -214,7 +219,7 @@ async fn wait_for_signal() -> Signal {
 
 /// The simulator needs the config's mailboxes, but the config refers to the
 /// CA file the simulator creates: read the raw file first, write the CA, then validate.
-async fn sim(path: &Path, out: Option<PathBuf>) -> Result<ExitCode> {
+async fn sim(path: &Path, out: Option<PathBuf>, profile: Option<&str>) -> Result<ExitCode> {
     init_tracing("info", LogFormat::Text);
     let raw: Config = config::load_unvalidated(path).map_err(|e| anyhow!("{e}"))?;
     let base = path.parent().unwrap_or(Path::new("."));
@@ -247,10 +252,20 @@ async fn sim(path: &Path, out: Option<PathBuf>) -> Result<ExitCode> {
     let mut servers = Vec::new();
     for ((listen, pop3), mailboxes) in by_listen {
         let pki = pecgate::tls::TestPki { ca_pem: pki.ca_pem.clone(), server: pki.server.clone() };
-        let server = pecgate::sim::provider::SimProvider::start_with_pki(&listen, &pop3, mailboxes, out.clone(), pki)
+        let server = pecgate::sim::provider::SimProvider::start_with_pki(&listen, &pop3, mailboxes.clone(), out.clone(), pki)
             .await
             .with_context(|| format!("cannot listen on {listen} / {pop3}"))?;
         println!("simulated PEC provider: smtps://{} pop3s://{}", server.addr, server.pop3_addr);
+        for m in config.mailboxes.iter().filter(|m| mailboxes.iter().any(|s| s.username == m.username)) {
+            let provider = match profile {
+                Some(name) => serde_json::from_value(serde_json::Value::String(name.to_owned()))?,
+                None => m.provider.unwrap_or(config::profiles::Provider::Custom),
+            };
+            server.set_profile(&m.username, provider, m.max_message_bytes);
+            if provider != config::profiles::Provider::Custom {
+                println!("  mailbox {} behaves like {}", m.address, provider.as_str());
+            }
+        }
         servers.push(server);
     }
     while let Signal::Reload = wait_for_signal().await {}

@@ -505,3 +505,58 @@ async fn forged_pecgate_fields_do_not_reach_the_corporate_side_as_ours() {
     let raw = std::fs::read(env.app().spool.fetched_path(&stored[0])).unwrap();
     assert_eq!(raw, forged.as_bytes(), "the original is stored as it came");
 }
+
+#[tokio::test]
+async fn the_namirial_profile_treats_its_5_4_1_preavviso_as_final() {
+    use pecgate::config::profiles::Provider;
+    // provider = "namirial" fills final_preavviso_5xx; the simulator sends
+    // every preavviso of that mailbox with errore-esteso 5.4.1, as Namirial does.
+    let env = TestEnv::start_fetching(
+        |t| *t = t.replacen("receipt_type = \"breve\"\n", "receipt_type = \"breve\"\nprovider = \"namirial\"\n", 1),
+        pecgate::clock::system(),
+    )
+    .await;
+    assert!(env.config().mailboxes[0].final_preavviso_5xx, "the profile did not apply");
+    env.provider.set_profile(LEGAL, Provider::Namirial, None);
+    let qid = send_and_submit(&env, &["preavviso-e@pec.x.it"], &pec_message("preavviso-e@pec.x.it", None, "Namirial")).await;
+    assert_eq!(env.poll("legal").await.fetched, 2, "acceptance and the preavviso");
+    let rcpt = env.app().store.recipients(&qid).await.unwrap().remove(0);
+    assert_eq!(rcpt.state, RecipientState::DeliveryError);
+    let events = env.app().store.events(&qid).await.unwrap();
+    let final_e: Vec<_> = events.iter().filter(|e| e.kind == "delivery_error").collect();
+    assert_eq!(final_e.len(), 1, "{events:?}");
+    assert!(final_e[0].detail.starts_with("errore-consegna"), "{final_e:?}");
+    // The receipt itself is kept as the preavviso it was, with its 5.4.1.
+    let linked = env.app().store.fetched_for(&qid).await.unwrap();
+    let preavviso: Vec<_> = linked.iter().filter(|r| r.kind == "preavviso-errore-consegna").collect();
+    assert_eq!(preavviso.len(), 1, "{linked:?}");
+    let raw = std::fs::read(env.app().spool.fetched_path(&preavviso[0].id)).unwrap();
+    let daticert = pecgate::pec::classify(&raw).daticert.expect("the stored receipt has its daticert");
+    assert!(daticert.errore_esteso.as_deref().is_some_and(|e| e.starts_with("5.4.1")), "{daticert:?}");
+}
+
+#[tokio::test]
+async fn the_aruba_profile_simulator_answers_an_oversize_message_with_a_non_accettazione() {
+    use pecgate::config::profiles::Provider;
+    // The gateway's mailbox does not know the size rule (no provider set),
+    // so the message leaves; the Aruba-like provider accepts it over SMTP and
+    // then refuses it with a receipt, as Aruba does (30 000 / 3 = 10 000 bytes).
+    let env = TestEnv::start_fetching(|_| {}, pecgate::clock::system()).await;
+    env.provider.set_profile(LEGAL, Provider::Aruba, Some(30_000));
+    let rcpts = ["a@pec.x.it", "b@pec.x.it", "c@pec.x.it"];
+    let body = "riga di testo per arrivare alla dimensione voluta\r\n".repeat(250); // about 13 KB
+    let message =
+        format!("From: {LUCA}\r\nTo: {}\r\nSubject: [PEC] Grande\r\nMessage-ID: <grande@azienda.it>\r\n\r\n{body}", rcpts.join(", "));
+    let qid = send_and_submit(&env, &rcpts, &message).await;
+    assert_eq!(env.poll("legal").await.fetched, 1, "only the non-accettazione");
+    assert_eq!(env.app().store.message(&qid).await.unwrap().unwrap().state, MessageState::NotAccepted);
+    let got = env.corporate_messages(1).await;
+    assert_eq!(kind_of(&got[0]), "non-accettazione");
+    assert_eq!(got[0].rcpts, [LUCA], "the sender learns it");
+    // A small message to the same three recipients is accepted as usual.
+    let small = send_and_submit(&env, &rcpts, &pec_message(&rcpts.join(", "), None, "Piccolo")).await;
+    assert_eq!(env.poll("legal").await.fetched, 4, "acceptance and three deliveries");
+    assert_eq!(env.app().store.message(&small).await.unwrap().unwrap().state, MessageState::Accepted);
+    let states: Vec<_> = env.app().store.recipients(&small).await.unwrap().into_iter().map(|r| r.state).collect();
+    assert_eq!(states, [RecipientState::Delivered; 3]);
+}

@@ -240,13 +240,11 @@ async fn states(env: &TestEnv, ids: &[String]) -> Vec<MessageState> {
     out
 }
 
-#[tokio::test]
-async fn class_of_service_550_slows_down_and_delivers_everything() {
-    use pecgate::clock::{Clock, ManualClock};
-    let clock = ManualClock::new(1_800_000_000_000);
-    let env = TestEnv::start_with_clock(|_| {}, clock.clone()).await;
-    // Legalmail: about 6 a minute, the excess answered with a permanent-looking 550.
-    env.provider.throttle.set(6, clock.clone());
+/// Sends 20 messages at once, then steps simulated time 5 s at a time (once
+/// a dispatch pass has seen the new time and nothing is in flight) until all
+/// are submitted, bounded by 15 simulated minutes; returns the minutes taken.
+async fn send_20_and_step(env: &TestEnv, clock: &std::sync::Arc<pecgate::clock::ManualClock>) -> (Vec<String>, f64) {
+    use pecgate::clock::Clock;
     let mut ids = Vec::new();
     for n in 0..20 {
         let reply = env.send(LUCA, &["ufficio@pec.fornitore.it"], &pec(n)).await;
@@ -254,12 +252,10 @@ async fn class_of_service_550_slows_down_and_delivers_everything() {
         ids.push(queue_id(&reply));
     }
     let start = clock.now_ms();
-    // Step simulated time 5 s at a time once a dispatch pass has seen the new
-    // time and nothing is in flight; bounded by 15 simulated minutes.
     loop {
         let deadline = tokio::time::Instant::now() + WAIT;
         let now_states = loop {
-            let s = states(&env, &ids).await;
+            let s = states(env, &ids).await;
             if env.app().outbound.last_pass() >= clock.now_ms() && !s.contains(&MessageState::Sending) {
                 break s;
             }
@@ -274,18 +270,52 @@ async fn class_of_service_550_slows_down_and_delivers_everything() {
         clock.advance(5_000);
         env.app().enqueue.kick();
     }
-    let minutes = (clock.now_ms() - start) as f64 / 60_000.0;
-    eprintln!("20 throttled messages delivered in {minutes:.1} simulated minutes, {} refusals", env.provider.throttle.refused());
     assert_eq!(env.provider_messages(20).await.len(), 20);
-    assert!(env.provider.throttle.refused() > 0, "the simulator never throttled: the test proves nothing");
     assert!(env.capture.bag.is_empty(), "nobody is told anything failed: {:?}", env.capture.bag.all().first().map(|c| c.text()));
-    let (_, metrics) = http_get(env.app().admin_addr, "/metrics").await;
-    let throttled = metric_value(&metrics, "pecgate_provider_throttled_total{mailbox=\"legal\"}").unwrap_or(0.0);
-    assert!(throttled > 0.0, "{metrics}");
     for id in &ids {
         let rcpts = env.app().store.recipients(id).await.unwrap();
         assert!(rcpts.iter().all(|r| r.state == RecipientState::Submitted), "{rcpts:?}");
     }
+    (ids, (clock.now_ms() - start) as f64 / 60_000.0)
+}
+
+#[tokio::test]
+async fn class_of_service_550_slows_down_and_delivers_everything() {
+    use pecgate::clock::ManualClock;
+    let clock = ManualClock::new(1_800_000_000_000);
+    // The gateway's mailbox does not know Legalmail's limit; the simulated
+    // provider behaves like Legalmail: about 6 a minute, the excess answered
+    // with a permanent-looking 550.
+    let env = TestEnv::start_with_clock(|_| {}, clock.clone()).await;
+    env.provider.throttle.set_clock(clock.clone());
+    env.provider.set_profile(LEGAL, pecgate::config::profiles::Provider::Legalmail, None);
+    let (_, minutes) = send_20_and_step(&env, &clock).await;
+    eprintln!("20 throttled messages delivered in {minutes:.1} simulated minutes, {} refusals", env.provider.throttle.refused());
+    assert!(env.provider.throttle.refused() > 0, "the simulator never throttled: the test proves nothing");
+    let (_, metrics) = http_get(env.app().admin_addr, "/metrics").await;
+    let throttled = metric_value(&metrics, "pecgate_provider_throttled_total{mailbox=\"legal\"}").unwrap_or(0.0);
+    assert!(throttled > 0.0, "{metrics}");
+}
+
+#[tokio::test]
+async fn the_legalmail_profile_paces_submissions_so_the_provider_never_refuses() {
+    use pecgate::clock::ManualClock;
+    let clock = ManualClock::new(1_800_000_000_000);
+    // provider = "legalmail" fills the rate limit (6 a minute); the test's
+    // servers stay as written (the profile's hosts are overridden).
+    let env = TestEnv::start_with_clock(
+        |t| *t = t.replacen("receipt_type = \"breve\"\n", "receipt_type = \"breve\"\nprovider = \"legalmail\"\n", 1),
+        clock.clone(),
+    )
+    .await;
+    let m = &env.config().mailboxes[0];
+    assert_eq!((m.rate_limit_per_minute, m.smtp.host.as_str()), (6, "localhost"), "the profile did not apply");
+    env.provider.throttle.set_clock(clock.clone());
+    env.provider.set_profile(LEGAL, pecgate::config::profiles::Provider::Legalmail, None);
+    let (_, minutes) = send_20_and_step(&env, &clock).await;
+    eprintln!("20 messages at the Legalmail profile's pace: {minutes:.1} simulated minutes");
+    assert_eq!(env.provider.throttle.refused(), 0, "the profile's limit keeps under the provider's");
+    assert!(minutes >= 3.0, "20 messages at 6 a minute cannot take less than 3 minutes: {minutes}");
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use figment::Figment;
 use figment::error::{Actual, Kind};
-use figment::providers::{Env, Format, Toml};
+use figment::providers::{Env, Format, Serialized, Toml};
 
 use super::{Config, Error, Loaded, Problem, Result};
 
@@ -63,7 +63,18 @@ fn finish(figment: Figment, file: &str, base: Option<&Path>) -> Result<Loaded> {
 }
 
 fn extract(figment: Figment, file: &str) -> Result<Config> {
-    figment.extract().map_err(|e| Error::Parse { file: file.to_owned(), problems: describe(e) })
+    let parse_error = |e| Error::Parse { file: file.to_owned(), problems: describe(e) };
+    let mut tree: figment::value::Dict = figment.extract().map_err(parse_error)?;
+    let filled = super::profiles::apply(&mut tree);
+    // Without a provider profile the file is read as it is (nothing re-serialised).
+    let mut config: Config =
+        if filled.is_empty() { figment.extract() } else { Figment::from(Serialized::defaults(tree)).extract() }.map_err(parse_error)?;
+    for (i, _, values) in filled {
+        if let Some(m) = config.mailboxes.get_mut(i) {
+            m.profile_filled = values;
+        }
+    }
+    Ok(config)
 }
 
 /// One problem per figment error, in validation's key style.

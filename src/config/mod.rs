@@ -9,6 +9,7 @@
 //! [`Loaded`] configuration into what the running gateway uses.
 
 mod load;
+pub mod profiles;
 mod schema;
 mod secret;
 mod validate;

@@ -402,6 +402,11 @@ pub enum ReceiptsTo {
 pub struct MailboxConfig {
     pub id: String,
     pub address: String,
+    /// The provider whose defaults fill what this table leaves unset (see `profiles`).
+    pub provider: Option<super::profiles::Provider>,
+    /// What the provider profile filled in (not a key of the file).
+    #[serde(skip)]
+    pub profile_filled: Vec<super::profiles::Filled>,
     pub username: String,
     pub password_file: Option<PathBuf>,
     pub password_env: Option<String>,
@@ -453,6 +458,8 @@ impl Default for MailboxConfig {
         Self {
             id: String::new(),
             address: String::new(),
+            provider: None,
+            profile_filled: Vec::new(),
             username: String::new(),
             password_file: None,
             password_env: None,

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer};
 
+use super::profiles::{Login, Provider};
 use super::schema::*;
 use super::{Error, Loaded, MAX_AUTH_FIELD, Problem, Resolved, Result, Secret};
 
@@ -277,8 +278,20 @@ impl Config {
             } else if !addresses.insert(m.address.to_ascii_lowercase()) {
                 v.error(key.at("address"), format!("{:?} belongs to two mailboxes", m.address));
             }
+            let login = m.provider.and_then(|p| p.login()).map(|(login, _)| login);
             if m.username.is_empty() {
-                v.error(key.at("username"), "is empty; set the provider login (often the PEC address)");
+                match login {
+                    Some(Login::UserId) => v.error(
+                        key.at("username"),
+                        "is empty; this provider logs in with the User ID it assigned (InfoCert Legalmail), not the address: write it here",
+                    ),
+                    _ => v.error(key.at("username"), "is empty; set the provider login (often the PEC address)"),
+                }
+            } else if login == Some(Login::UserId) && m.username.contains('@') {
+                v.warning(
+                    key.at("username"),
+                    "looks like an address, but this provider logs in with the User ID it assigned (InfoCert Legalmail); check it with pecgate test-mailbox",
+                );
             }
             if let Some(p) = v.secret(&key, &m.password_file, &m.password_env, &m.password, allow_plain, Some(MAX_AUTH_FIELD)) {
                 v.resolved.secrets.mailboxes.insert(m.id.clone(), p);
@@ -304,8 +317,17 @@ impl Config {
                 ),
                 _ => {}
             }
+            // A profile that knows no server says so, instead of the generic hint.
+            let no_server = |what: &str| match m.provider {
+                Some(p) if p != Provider::Custom => {
+                    format!("is empty; provider profile {:?} has no confirmed {what} server: set it from the provider's guide", p.as_str())
+                }
+                _ => format!(
+                    "is empty; set the provider's {what} server, e.g. \"smtps.pec.aruba.it\" (or set provider = \"aruba\" and friends)"
+                ),
+            };
             if m.smtp.host.trim().is_empty() {
-                v.error(key.at("smtp.host"), "is empty; set the provider's SMTP server, e.g. \"smtps.pec.aruba.it\"");
+                v.error(key.at("smtp.host"), no_server("SMTP"));
             }
             if m.smtp.port == 0 {
                 v.error(key.at("smtp.port"), "must be a TCP port (465 for tls, 587 for starttls)");
@@ -321,7 +343,7 @@ impl Config {
             }
             if let Some(p) = &m.pop3 {
                 if p.host.trim().is_empty() {
-                    v.error(key.at("pop3.host"), "is empty; set the provider's POP3 server");
+                    v.error(key.at("pop3.host"), no_server("POP3").replace("\"smtps.pec.aruba.it\"", "\"pop3s.pec.aruba.it\""));
                 }
                 if p.security == Security::None {
                     v.error(key.at("pop3.security"), "\"none\" is not allowed for a PEC provider; use \"tls\" or \"starttls\"");

@@ -21,6 +21,7 @@ use super::pop3::{Mailstore, Pop3Faults, Pop3Server, ServerSecurity};
 use super::receipts::{Behavior, receipts_for};
 use super::{Captured, Mailbag};
 use crate::clock::Clock;
+use crate::config::profiles::Provider;
 use crate::listener::accept::{self, ListenerConfig, SessionSetup};
 use crate::listener::session::{Backend, Envelope, Response, SessionConfig, SessionInfo};
 use crate::proto::reply::{self, Reply};
@@ -103,39 +104,58 @@ impl Faults {
 }
 
 /// Legalmail's per-mailbox "Class Of Service" limit, on an injected clock:
-/// beyond `per_minute` MAIL commands in a sliding minute, the excess gets
+/// beyond the limit of MAIL commands in a sliding minute, the excess gets
 /// the 550 Legalmail sends (permanent-looking, but it only means "later").
+/// Off until `set` (every mailbox) or a profile with a limit (one mailbox).
 #[derive(Default)]
 pub struct Throttle {
-    state: Mutex<Option<ThrottleState>>,
+    state: Mutex<ThrottleState>,
 }
 
+#[derive(Default)]
 struct ThrottleState {
-    per_minute: usize,
-    clock: Arc<dyn Clock>,
+    /// For every mailbox (`set`).
+    per_minute: Option<usize>,
+    /// address -> limit, from the mailbox's profile.
+    limits: HashMap<String, usize>,
+    clock: Option<Arc<dyn Clock>>,
     /// address -> times (ms) of accepted MAIL commands.
     accepted: HashMap<String, Vec<i64>>,
     refused: u64,
 }
 
 impl Throttle {
+    /// Every mailbox gets `per_minute`, counted on `clock`.
     pub fn set(&self, per_minute: usize, clock: Arc<dyn Clock>) {
-        *self.state.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some(ThrottleState { per_minute, clock, accepted: HashMap::new(), refused: 0 });
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.per_minute = Some(per_minute);
+        s.clock = Some(clock);
+    }
+
+    /// Counts on `clock` (a test's `ManualClock`) instead of the system clock.
+    pub fn set_clock(&self, clock: Arc<dyn Clock>) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).clock = Some(clock);
+    }
+
+    /// One mailbox's limit (its profile's).
+    fn limit(&self, address: &str, per_minute: usize) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).limits.insert(address.to_ascii_lowercase(), per_minute);
     }
 
     /// How many MAIL commands were refused as too much traffic.
     pub fn refused(&self) -> u64 {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map_or(0, |s| s.refused)
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).refused
     }
 
     fn check(&self, address: &str) -> Result<(), Reply> {
         let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(s) = guard.as_mut() else { return Ok(()) };
-        let now = s.clock.now_ms();
-        let times = s.accepted.entry(address.to_ascii_lowercase()).or_default();
+        let s = &mut *guard;
+        let key = address.to_ascii_lowercase();
+        let Some(limit) = s.limits.get(&key).copied().or(s.per_minute) else { return Ok(()) };
+        let now = s.clock.get_or_insert_with(crate::clock::system).now_ms();
+        let times = s.accepted.entry(key).or_default();
         times.retain(|&t| t > now - 60_000);
-        if times.len() >= s.per_minute {
+        if times.len() >= limit {
             s.refused += 1;
             return Err(Reply::new(
                 550,
@@ -145,6 +165,32 @@ impl Throttle {
         }
         times.push(now);
         Ok(())
+    }
+}
+
+/// How a simulated mailbox behaves like its provider (`[[mailbox]] provider`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SimRules {
+    /// Legalmail: submissions per minute before the "Class Of Service" 550.
+    pub per_minute: Option<usize>,
+    /// Aruba: a message larger than this divided by its recipients is
+    /// accepted over SMTP and then answered with a non-accettazione
+    /// (eccezioni formali), not refused over SMTP.
+    pub max_bytes_per_recipients: Option<u64>,
+    /// Namirial: every preavviso carries the final-looking `5.4.1`.
+    pub preavviso_541: bool,
+}
+
+impl SimRules {
+    /// The provider's behaviour; `max_message_bytes` replaces Aruba's 100 MB
+    /// when the mailbox configures one (tests use small sizes).
+    pub fn of(provider: Provider, max_message_bytes: Option<u64>) -> SimRules {
+        match provider {
+            Provider::Legalmail => SimRules { per_minute: Some(6), ..SimRules::default() },
+            Provider::Aruba => SimRules { max_bytes_per_recipients: Some(max_message_bytes.unwrap_or(100_000_000)), ..SimRules::default() },
+            Provider::Namirial => SimRules { preavviso_541: true, ..SimRules::default() },
+            Provider::Postecert | Provider::Register | Provider::Custom => SimRules::default(),
+        }
     }
 }
 
@@ -164,6 +210,8 @@ pub struct Retrieval {
     pub mailstore: Arc<Mailstore>,
     pub behavior: Mutex<Behavior>,
     mailboxes: Vec<SimMailbox>,
+    /// username -> its provider's behaviour (`SimProvider::set_profile`).
+    rules: std::sync::RwLock<HashMap<String, SimRules>>,
     held: Mutex<Vec<(String, Vec<u8>)>>,
     seq: AtomicU64,
 }
@@ -179,9 +227,26 @@ impl Retrieval {
             }
             (b.clone(), refuse)
         };
+        let rules = self.rules.read().unwrap_or_else(|p| p.into_inner()).get(&sender.username).copied().unwrap_or_default();
+        let behavior = Behavior { preavviso_541: behavior.preavviso_541 || rules.preavviso_541, ..behavior };
+        // Aruba's size rule: accepted, then refused by a receipt (eccezioni formali).
+        let oversize = rules.max_bytes_per_recipients.and_then(|max| {
+            let limit = max / submission.rcpts.len().max(1) as u64;
+            (submission.data.len() as u64 > limit).then(|| {
+                format!(
+                    "messaggio di {} byte oltre il limite di {limit} byte per {} destinatari (simulato)",
+                    submission.data.len(),
+                    submission.rcpts.len()
+                )
+            })
+        });
+        let refusal = match oversize {
+            Some(why) => Some(why),
+            None => not_accepted.then(|| "messaggio non conforme (simulato)".to_owned()),
+        };
         let now = chrono::Local::now().fixed_offset();
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        let out = receipts_for(submission, sender, &self.mailboxes, &behavior, not_accepted, now, seq);
+        let out = receipts_for(submission, sender, &self.mailboxes, &behavior, refusal.as_deref(), now, seq);
         if behavior.hold {
             self.held.lock().unwrap_or_else(|p| p.into_inner()).extend(out);
         } else {
@@ -355,6 +420,7 @@ impl SimProvider {
             mailstore,
             behavior: Mutex::new(Behavior::default()),
             mailboxes: mailboxes.clone(),
+            rules: std::sync::RwLock::new(HashMap::new()),
             held: Mutex::new(Vec::new()),
             seq: AtomicU64::new(1),
         });
@@ -395,6 +461,16 @@ impl SimProvider {
             _pop3: pop3,
             _shutdown: tx,
         })
+    }
+
+    /// Makes mailbox `username` behave like `provider` (rate limit, size rule, receipts).
+    pub fn set_profile(&self, username: &str, provider: Provider, max_message_bytes: Option<u64>) {
+        let rules = SimRules::of(provider, max_message_bytes);
+        let address = self.accounts.read().unwrap_or_else(|p| p.into_inner()).get(username).map(|m| m.address.clone());
+        if let (Some(per_minute), Some(address)) = (rules.per_minute, address) {
+            self.throttle.limit(&address, per_minute);
+        }
+        self.retrieval.rules.write().unwrap_or_else(|p| p.into_inner()).insert(username.to_owned(), rules);
     }
 
     /// Changes a login's password for SMTP and POP3, as a provider's forced

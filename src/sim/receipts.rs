@@ -10,7 +10,8 @@
 //!
 //! Recipient local parts steer outcomes in tests and the demo:
 //! `errore*` -> errore-consegna, `preavviso*` -> preavviso-errore-consegna,
-//! `preavviso541*` -> a preavviso whose errore-esteso is `5.4.1` (Namirial's final one),
+//! `preavviso541*` -> a preavviso whose errore-esteso is `5.4.1` (Namirial's final one;
+//! every preavviso, for a mailbox in the Namirial profile),
 //! `virus*` -> rilevazione-virus, `silenzio*` -> no receipt at all.
 //! A domain containing "pec" (or a simulator mailbox) is certified.
 
@@ -39,6 +40,8 @@ pub struct Behavior {
     /// Each preavviso comes twice, as providers send it at 12 h and at 24 h
     /// (the second with its own identifier, dated 12 h later).
     pub preavviso_twice: bool,
+    /// Every preavviso carries errore-esteso `5.4.1`, final in fact (Namirial).
+    pub preavviso_541: bool,
 }
 
 /// The simulator's signer (parsed once).
@@ -88,7 +91,7 @@ pub fn receipts_for(
     sender: &SimMailbox,
     local: &[SimMailbox],
     behavior: &Behavior,
-    not_accepted: bool,
+    not_accepted: Option<&str>,
     now: DateTime<FixedOffset>,
     seq: u64,
 ) -> Vec<(String, Vec<u8>)> {
@@ -117,10 +120,10 @@ pub fn receipts_for(
         signature_content_type: "application/pkcs7-signature",
         signature: b"placeholder: the pecgate simulator does not sign".to_vec(),
     };
-    if not_accepted {
+    if let Some(why) = not_accepted {
         let mut p = params(Kind::NonAccettazione, &sender.address, None, 0);
         p.errore = "altro".into();
-        p.errore_esteso = Some("messaggio non conforme (simulato)".into());
+        p.errore_esteso = Some(why.to_owned());
         return vec![(sender.username.clone(), finish(&mut p, behavior))];
     }
     let acceptance = (sender.username.clone(), finish(&mut params(Kind::Accettazione, &sender.address, None, 0), behavior));
@@ -143,7 +146,7 @@ pub fn receipts_for(
         } else if local_part.starts_with("preavviso") {
             p.kind = Kind::PreavvisoErroreConsegna;
             p.errore = "altro".into();
-            p.errore_esteso = Some(if local_part.starts_with("preavviso541") {
+            p.errore_esteso = Some(if behavior.preavviso_541 || local_part.starts_with("preavviso541") {
                 "5.4.1 - host di destinazione non raggiungibile (simulato)".into()
             } else {
                 "superamento dei tempi massimi (simulato)".into()
@@ -209,7 +212,7 @@ mod tests {
         };
         let now = DateTime::parse_from_rfc3339("2026-11-23T10:00:00+01:00").unwrap();
         let local = [sender.clone(), other.clone()];
-        let out = receipts_for(&sub, &sender, &local, &Behavior::default(), false, now, 7);
+        let out = receipts_for(&sub, &sender, &local, &Behavior::default(), None, now, 7);
         let kinds: Vec<(String, Kind)> = out.iter().map(|(u, b)| (u.clone(), classify(b).kind)).collect();
         assert_eq!(
             kinds,
@@ -232,7 +235,7 @@ mod tests {
         let bad = tamper(out[0].1.clone());
         assert_ne!(bad, out[0].1);
         assert_eq!(crate::pec::signature::verify(&bad, &trust, at).verdict.as_str(), "invalid");
-        let refused = receipts_for(&sub, &sender, &local, &Behavior::default(), true, now, 8);
+        let refused = receipts_for(&sub, &sender, &local, &Behavior::default(), Some("messaggio non conforme (simulato)"), now, 8);
         assert_eq!(refused.len(), 1);
         assert_eq!(classify(&refused[0].1).kind, Kind::NonAccettazione);
     }
