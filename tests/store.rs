@@ -243,13 +243,13 @@ async fn named_leases(b: Arc<dyn Backend>) {
 async fn rate_slots_are_shared(b: Arc<dyn Backend>) {
     let a = b.open("gw-a").await;
     let c = b.open("gw-b").await;
-    assert_eq!(a.take_rate_slot("legal", 1_000, 3).await.unwrap(), Ok(()));
-    assert_eq!(c.take_rate_slot("legal", 2_000, 3).await.unwrap(), Ok(()));
-    assert_eq!(a.take_rate_slot("legal", 3_000, 3).await.unwrap(), Ok(()));
-    assert_eq!(c.take_rate_slot("legal", 4_000, 3).await.unwrap(), Err(61_000), "three per minute across both");
-    assert_eq!(c.take_rate_slot("hr", 4_000, 3).await.unwrap(), Ok(()), "per mailbox");
-    assert_eq!(a.take_rate_slot("legal", 61_001, 3).await.unwrap(), Ok(()), "the first slot left the window");
-    assert_eq!(a.take_rate_slot("legal", 61_002, 3).await.unwrap(), Err(62_000));
+    assert_eq!(a.take_rate_slot("legal", 1_000, 3, 60_000).await.unwrap(), Ok(()));
+    assert_eq!(c.take_rate_slot("legal", 2_000, 3, 60_000).await.unwrap(), Ok(()));
+    assert_eq!(a.take_rate_slot("legal", 3_000, 3, 60_000).await.unwrap(), Ok(()));
+    assert_eq!(c.take_rate_slot("legal", 4_000, 3, 60_000).await.unwrap(), Err(61_000), "three per minute across both");
+    assert_eq!(c.take_rate_slot("hr", 4_000, 3, 60_000).await.unwrap(), Ok(()), "per mailbox");
+    assert_eq!(a.take_rate_slot("legal", 61_001, 3, 60_000).await.unwrap(), Ok(()), "the first slot left the window");
+    assert_eq!(a.take_rate_slot("legal", 61_002, 3, 60_000).await.unwrap(), Err(62_000));
 }
 
 fn record(id: &str, uidl: &str) -> FetchedRecord {

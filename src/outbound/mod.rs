@@ -304,7 +304,7 @@ impl Outbound {
             // The limit in force may have been lowered by a provider's "too fast" reply.
             let limit = lock(&dest.rate).limit();
             let slot = match m.route.mailbox() {
-                Some(mb) if limit > 0 && self.store.shared() => self.store.take_rate_slot(mb, now, limit).await?,
+                Some(mb) if limit > 0 && self.store.shared() => self.store.take_rate_slot(mb, now, limit, rate::SLOT_MS).await?,
                 _ => lock(&dest.rate).try_take(now),
             };
             if let Err(free_at) = slot {

@@ -15,6 +15,10 @@ pub const DEFAULT_PER_MINUTE: u32 = 6;
 /// Successes at the reduced limit before it grows by one.
 pub const RECOVER_AFTER: u32 = 10;
 const WINDOW_MS: i64 = 60_000;
+/// How long a submission keeps its slot: the provider's minute plus the
+/// time between taking the slot and the provider seeing MAIL (connect, TLS,
+/// AUTH), so a limit equal to the provider's never goes over it.
+pub const SLOT_MS: i64 = WINDOW_MS + 5_000;
 
 #[derive(Debug)]
 pub struct RateLimiter {
@@ -82,7 +86,7 @@ impl RateLimiter {
     /// Takes a slot at `now` (ms) if one is free; otherwise returns when the next one frees.
     /// Sends are recorded even without a limit, so a later reduction sees the last minute.
     pub fn try_take(&mut self, now: i64) -> Result<(), i64> {
-        while self.sent.front().is_some_and(|&t| t <= now - WINDOW_MS) {
+        while self.sent.front().is_some_and(|&t| t <= now - SLOT_MS) {
             self.sent.pop_front();
         }
         let limit = self.limit();
@@ -92,7 +96,7 @@ impl RateLimiter {
         } else {
             // The slot frees when the oldest send that keeps us at the limit leaves the window.
             let idx = self.sent.len() - limit as usize;
-            Err(self.sent.get(idx).map_or(now, |&t| t + WINDOW_MS))
+            Err(self.sent.get(idx).map_or(now, |&t| t + SLOT_MS))
         }
     }
 }
@@ -106,9 +110,10 @@ mod tests {
         let mut r = RateLimiter::new(2);
         assert_eq!(r.try_take(0), Ok(()));
         assert_eq!(r.try_take(10), Ok(()));
-        assert_eq!(r.try_take(20), Err(60_000));
-        assert_eq!(r.try_take(60_000), Ok(()));
-        assert_eq!(r.try_take(60_001), Err(60_010));
+        assert_eq!(r.try_take(20), Err(SLOT_MS));
+        assert_eq!(r.try_take(SLOT_MS - 1), Err(SLOT_MS), "a slot is held a little longer than the provider's minute");
+        assert_eq!(r.try_take(SLOT_MS), Ok(()));
+        assert_eq!(r.try_take(SLOT_MS + 1), Err(SLOT_MS + 10));
         let mut unlimited = RateLimiter::new(0);
         assert!((0..1000).all(|i| unlimited.try_take(i).is_ok()));
     }
@@ -139,8 +144,8 @@ mod tests {
         }
         r.throttled(10);
         // Six sends in the window, limit 3: the slot frees when the 4th-newest leaves.
-        assert_eq!(r.try_take(20), Err(60_003));
-        assert_eq!(r.try_take(60_005), Ok(()));
+        assert_eq!(r.try_take(20), Err(SLOT_MS + 3));
+        assert_eq!(r.try_take(SLOT_MS + 5), Ok(()));
     }
 
     #[test]

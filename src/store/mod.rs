@@ -461,7 +461,8 @@ pub trait Store: Send + Sync {
     /// Gives a lease up (clean shutdown), if this instance holds it.
     async fn release_lease(&self, name: &str) -> Result<()>;
     async fn leases(&self) -> Result<Vec<Lease>>;
-    /// A submission slot in the mailbox's one-minute window, shared by every
-    /// instance; `Err(t)`: none free until `t` (ms).
-    async fn take_rate_slot(&self, mailbox: &str, now: i64, per_minute: u32) -> Result<std::result::Result<(), i64>>;
+    /// A submission slot in the mailbox's window, shared by every instance:
+    /// at most `per_minute` slots taken within `hold_ms` (a minute plus a
+    /// margin); `Err(t)`: none free until `t` (ms).
+    async fn take_rate_slot(&self, mailbox: &str, now: i64, per_minute: u32, hold_ms: i64) -> Result<std::result::Result<(), i64>>;
 }

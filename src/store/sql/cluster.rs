@@ -85,7 +85,13 @@ impl SqlStore {
             .collect()
     }
 
-    pub(super) async fn take_rate_slot(&self, mailbox: &str, now: i64, per_minute: u32) -> Result<std::result::Result<(), i64>> {
+    pub(super) async fn take_rate_slot(
+        &self,
+        mailbox: &str,
+        now: i64,
+        per_minute: u32,
+        hold_ms: i64,
+    ) -> Result<std::result::Result<(), i64>> {
         let mut tx = self.begin().await?;
         if self.c.d == Dialect::Postgres {
             // Serialises the count-then-insert of this mailbox across instances.
@@ -96,7 +102,7 @@ impl SqlStore {
         }
         query(self.c.d, "DELETE FROM rate_slots WHERE mailbox_id = ? AND at <= ?")
             .bind(mailbox)
-            .bind(now - 60_000)
+            .bind(now - hold_ms)
             .execute(&mut *tx)
             .await?;
         let taken: Vec<i64> =
@@ -105,7 +111,7 @@ impl SqlStore {
             query(self.c.d, "INSERT INTO rate_slots (mailbox_id, at) VALUES (?, ?)").bind(mailbox).bind(now).execute(&mut *tx).await?;
             Ok(())
         } else {
-            Err(taken.first().map_or(now, |t| t + 60_000))
+            Err(taken.first().map_or(now, |t| t + hold_ms))
         };
         tx.commit().await?;
         Ok(result)

@@ -320,8 +320,8 @@ impl Store for SqlStore {
         self.leases().await
     }
 
-    async fn take_rate_slot(&self, mailbox: &str, now: i64, per_minute: u32) -> Result<std::result::Result<(), i64>> {
-        self.take_rate_slot(mailbox, now, per_minute).await
+    async fn take_rate_slot(&self, mailbox: &str, now: i64, per_minute: u32, hold_ms: i64) -> Result<std::result::Result<(), i64>> {
+        self.take_rate_slot(mailbox, now, per_minute, hold_ms).await
     }
 }
 
