@@ -75,11 +75,19 @@ async fn an_early_talker_is_refused() {
 #[tokio::test]
 async fn the_mailbox_size_limit_is_divided_by_the_recipients() {
     // Aruba-style: the provider's limit divided by the recipient count (30 000 / 3 = 10 000 bytes).
-    let env = TestEnv::start_with(|t| {
-        *t = t.replacen("receipt_type = \"breve\"\n", "receipt_type = \"breve\"\nmax_message_bytes = 30000\nsize_per_recipient = true\n", 1)
-    })
-    .await;
-    assert_eq!(env.config().mailboxes[0].max_message_bytes, Some(30_000), "the tweak did not apply");
+    size_rule_refuses_at_the_listener("max_message_bytes = 30000\nsize_per_recipient = true\n").await;
+}
+
+#[tokio::test]
+async fn the_aruba_profile_brings_the_size_rule() {
+    // provider = "aruba" sets size_per_recipient (and 100 MB, lowered here to keep the test small).
+    size_rule_refuses_at_the_listener("provider = \"aruba\"\nmax_message_bytes = 30000\n").await;
+}
+
+async fn size_rule_refuses_at_the_listener(keys: &str) {
+    let env = TestEnv::start_with(|t| *t = t.replacen("receipt_type = \"breve\"\n", &format!("receipt_type = \"breve\"\n{keys}"), 1)).await;
+    let m = &env.config().mailboxes[0];
+    assert_eq!((m.max_message_bytes, m.size_per_recipient), (Some(30_000), true), "the tweak did not apply");
     let rcpts = ["a@pec.x.it", "b@pec.x.it", "c@pec.x.it"];
     let body = "riga di testo per arrivare alla dimensione voluta\r\n".repeat(250); // about 13 KB
     let message = format!("From: {LUCA}\r\nTo: {}\r\nSubject: [PEC] Allegato grande\r\n\r\n{body}", rcpts.join(", "));
