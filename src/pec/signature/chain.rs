@@ -1,7 +1,7 @@
 //! Trust store and a small certification path check (x509-cert does no path
 //! validation): issuer/subject name match, each certificate's signature by its
 //! issuer's RSA key, basicConstraints CA on issuers, validity at a given time.
-//! No revocation (CRL/OCSP) checking.
+//! Revocation is checked on the path found, in `revocation` (CRL).
 
 use chrono::{DateTime, Utc};
 use der::{Decode, Encode};

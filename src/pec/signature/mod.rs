@@ -16,6 +16,9 @@ mod ber;
 mod chain;
 mod constraints;
 mod mime;
+pub mod revocation;
+#[cfg(test)]
+mod revocation_tests;
 mod sign;
 #[cfg(test)]
 mod tests;
@@ -29,6 +32,7 @@ use x509_cert::Certificate;
 use x509_cert::ext::pkix::SubjectKeyIdentifier;
 
 pub use chain::{AnchorInfo, TrustStore};
+pub use revocation::{CrlSource, Revocation};
 pub use sign::{Digest, TestSigner};
 
 use chain::{Chain, HashAlg};
@@ -105,6 +109,10 @@ pub struct SignatureReport {
     pub signer_address: Option<String>,
     /// Subjects from the signer up to the trust anchor, when a path was found.
     pub chain: Vec<String>,
+    /// The signer certificate's CRL distribution points (what a cache should fetch).
+    pub crl_urls: Vec<String>,
+    /// The signer certificate's revocation status at the signing time.
+    pub revocation: Revocation,
     /// One line: why.
     pub detail: String,
 }
@@ -120,6 +128,8 @@ impl SignatureReport {
             signer_cert_der: None,
             signer_address: None,
             chain: Vec::new(),
+            crl_urls: Vec::new(),
+            revocation: Revocation::NotChecked("revocation not asked".into()),
             detail: detail.into(),
         }
     }
@@ -133,14 +143,21 @@ fn malformed(detail: impl Into<String>) -> (Verdict, String) {
 
 /// Verifies the S/MIME signature of a raw RFC 5322 message. `at` is the time
 /// at which certificate validity is checked (the daticert time); `None`
-/// means now. Never panics.
+/// means now. Never panics. Revocation is not checked (see [`verify_with`]).
 pub fn verify(raw: &[u8], trust: &TrustStore, at: Option<DateTime<FixedOffset>>) -> SignatureReport {
+    verify_with(raw, trust, at, None)
+}
+
+/// [`verify`], and with `crls` the signer's revocation from the CRLs it
+/// holds: revoked at or before `at` makes the verdict `invalid`; a CRL
+/// missing, stale or badly signed leaves the verdict and says `unknown`.
+pub fn verify_with(raw: &[u8], trust: &TrustStore, at: Option<DateTime<FixedOffset>>, crls: Option<&dyn CrlSource>) -> SignatureReport {
     // The checks below are written not to panic (and are fuzzed); the
     // catch_unwind is defence in depth against a panic inside a dependency's
     // decoder (with panic = "abort" it does nothing).
     let run = std::panic::AssertUnwindSafe(|| {
         let mut report = SignatureReport::new(Verdict::Malformed, "");
-        let (verdict, detail) = match check(raw, trust, at, &mut report) {
+        let (verdict, detail) = match check(raw, trust, at, crls, &mut report) {
             Ok(v) | Err(v) => v,
         };
         report.verdict = verdict;
@@ -151,7 +168,13 @@ pub fn verify(raw: &[u8], trust: &TrustStore, at: Option<DateTime<FixedOffset>>)
         .unwrap_or_else(|_| SignatureReport::new(Verdict::Malformed, "internal error while decoding the signature"))
 }
 
-fn check(raw: &[u8], trust: &TrustStore, at: Option<DateTime<FixedOffset>>, report: &mut SignatureReport) -> Outcome {
+fn check(
+    raw: &[u8],
+    trust: &TrustStore,
+    at: Option<DateTime<FixedOffset>>,
+    crls: Option<&dyn CrlSource>,
+    report: &mut SignatureReport,
+) -> Outcome {
     // --- MIME: the exact signed bytes and the signature part.
     let headers = mime::parse_headers(raw);
     let ct = mime::parse_content_type(mime::header(&headers, "Content-Type").unwrap_or_default());
@@ -215,6 +238,7 @@ fn check(raw: &[u8], trust: &TrustStore, at: Option<DateTime<FixedOffset>>, repo
     report.not_after = not_after;
     report.signer_cert_der = signer.to_der().ok();
     report.signer_address = constraints::emails(signer).into_iter().next();
+    report.crl_urls = revocation::crl_urls(signer);
 
     // --- Algorithms.
     let digest_oid = signer_info.digest_alg.oid.to_string();
@@ -287,6 +311,13 @@ fn check(raw: &[u8], trust: &TrustStore, at: Option<DateTime<FixedOffset>>, repo
             if let Some(problem) = constraints::usage_problem(signer).or_else(|| constraints::name_problem(&path)) {
                 return Err((Verdict::Invalid, problem));
             }
+            report.revocation = match crls {
+                Some(source) => revocation::check_path(&path, source, at_utc, now),
+                None => Revocation::NotChecked("revocation checking is off".into()),
+            };
+            if let Revocation::Revoked { detail, .. } = &report.revocation {
+                return Err((Verdict::Invalid, format!("signer certificate {} {detail}", chain::subject(signer))));
+            }
             let anchor = path.last().map(|c| chain::subject(c)).unwrap_or_default();
             // A provider's own certificate over mail that claims another provider as its sender: still the provider's
             // signature, so the verdict stands, but the reader is told.
@@ -308,6 +339,7 @@ fn check(raw: &[u8], trust: &TrustStore, at: Option<DateTime<FixedOffset>>, repo
             ))
         }
         Chain::Untrusted(why) => {
+            report.revocation = Revocation::NotChecked("no chain to a trust anchor".into());
             let extra = validity_problem(signer, at_utc, &at_label).map(|p| format!("; signer certificate also {p}")).unwrap_or_default();
             Ok((Verdict::ValidUntrustedSigner, format!("signature valid{note}, but {why}{extra}")))
         }

@@ -18,7 +18,7 @@ use super::{Error, Result};
 
 pub(super) const CA_PEM: &str = include_str!("../testdata/TEST_ONLY_ca.crt.pem");
 const SIGNER_CERT_PEM: &str = include_str!("../testdata/TEST_ONLY_signer.crt.pem");
-const SIGNER_KEY_PEM: &str = include_str!("../testdata/TEST_ONLY_signer.key.pem");
+pub(super) const SIGNER_KEY_PEM: &str = include_str!("../testdata/TEST_ONLY_signer.key.pem");
 
 /// Digest for [`TestSigner::sign_detached`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -42,11 +42,11 @@ fn at(s: &str) -> Option<DateTime<FixedOffset>> {
     Some(DateTime::parse_from_rfc3339(s).expect("rfc3339"))
 }
 
-const DATICERT_TIME: &str = "2026-11-23T10:15:00+01:00";
+pub(super) const DATICERT_TIME: &str = "2026-11-23T10:15:00+01:00";
 
 /// A PEC-like signed first part (multipart/mixed with text and daticert.xml),
 /// CRLF line ends, with `extra` lines appended to the text.
-fn pec_content(extra: &str) -> Vec<u8> {
+pub(super) fn pec_content(extra: &str) -> Vec<u8> {
     let daticert = base64::engine::general_purpose::STANDARD.encode(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<postacert tipo=\"posta-certificata\" errore=\"nessuno\"><dati><data zona=\"+0100\"><giorno>23/11/2026</giorno><ora>10:15:00</ora></data></dati></postacert>\n",
     );
@@ -93,7 +93,7 @@ fn message(content: &[u8], p7s: Option<&[u8]>, sig_type: &str, micalg: &str) -> 
     m
 }
 
-fn signed_message(s: &TestSigner, content: &[u8], digest: Digest, sig_type: &str) -> Vec<u8> {
+pub(super) fn signed_message(s: &TestSigner, content: &[u8], digest: Digest, sig_type: &str) -> Vec<u8> {
     let p7s = s.sign_detached(content, digest).expect("sign");
     let micalg = if digest == Digest::Sha1 { "sha1" } else { "sha-256" };
     message(content, Some(&p7s), sig_type, micalg)
