@@ -158,7 +158,7 @@ fn pem_or_der(bytes: &[u8]) -> Option<Vec<u8>> {
     let text = std::str::from_utf8(bytes).ok()?;
     let start = text.find("-----BEGIN X509 CRL-----")? + "-----BEGIN X509 CRL-----".len();
     let end = start + text[start..].find("-----END X509 CRL-----")?;
-    let der = super::mime::base64_decode_lenient(text[start..end].as_bytes());
+    let der = super::mime::base64_decode_lenient(&text.as_bytes()[start..end]);
     (!der.is_empty()).then_some(der)
 }
 

@@ -144,8 +144,8 @@ fn a_revoked_signer_makes_the_verdict_invalid_and_a_missing_crl_leaves_it() {
     let signer = TestSigner::from_pem(&p.ca_pem, &p.leaf_pem, sign::SIGNER_KEY_PEM).expect("signer");
     let trust = TrustStore::from_pem(&p.ca_pem).unwrap();
     let raw = signed_message(&signer, &pec_content(""), Digest::Sha256, "application/pkcs7-signature");
-    let at = Some(DateTime::parse_from_rfc3339(DATICERT_TIME).unwrap());
-    let signed_at = at.unwrap().with_timezone(&Utc);
+    let daticert = DateTime::parse_from_rfc3339(DATICERT_TIME).unwrap();
+    let (at, signed_at) = (Some(daticert), daticert.with_timezone(&Utc));
     // The CRL must be current now: a window around the test run.
     let today = Utc::now().date_naive();
     let ymd = |d: chrono::NaiveDate| {
