@@ -146,6 +146,7 @@ impl App {
         let control_socket = config.control.socket.clone();
         let admin_token = rt.secrets.admin_token.clone();
         let mailboxes = rt.mailboxes.len();
+        let crls = open_crl_cache(config);
         let live = Live::new(rt);
         let reloader = Arc::new(Reloader::new(live.clone(), file, clock.clone()));
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -162,7 +163,10 @@ impl App {
         let mut tasks =
             vec![tokio::spawn(outbound.clone().run(shutdown_rx.clone())), tokio::spawn(cluster.clone().run(shutdown_rx.clone()))];
 
-        let ingest = Arc::new(Ingest::new(store.clone(), spool.clone(), enqueue.clone(), clock.clone()));
+        if let Some(crls) = &crls {
+            tasks.push(tokio::spawn(refresh_crls(crls.clone(), shutdown_rx.clone())));
+        }
+        let ingest = Arc::new(Ingest::new(store.clone(), spool.clone(), enqueue.clone(), clock.clone(), crls));
         let fetchers = Arc::new(Fetchers::new(live.clone(), ingest, store.clone(), clock.clone(), cluster.clone()));
         fetchers.sync(&live.get()).await;
         tasks.push(fetchers.clone().spawn(shutdown_rx.clone()));
@@ -238,6 +242,40 @@ impl App {
 
 /// What a new snapshot needs besides the subsystems that read it per
 /// session, delivery or poll: metrics series for new mailboxes, the admin token.
+/// The CRL cache for revocation checks (`[pec]`); a cache that cannot be
+/// opened leaves every revocation answer `unknown`, logged once here.
+fn open_crl_cache(config: &config::Config) -> Option<Arc<crate::crl::CrlCache>> {
+    let p = &config.pec;
+    let mode = match &p.crl_dir {
+        Some(dir) => crate::crl::Mode::Offline { dir: dir.clone() },
+        None => crate::crl::Mode::Online {
+            cache_dir: p.crl_cache_dir.clone().unwrap_or_else(|| config.store.spool_dir.join("crl")),
+            timeout: Duration::from_secs(p.crl_timeout_secs),
+        },
+    };
+    match crate::crl::CrlCache::open(mode) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::warn!(error = %e, "CRL cache not available: revocation answers will be unknown");
+            None
+        }
+    }
+}
+
+/// Fetches the CRLs held again every hour, so they are current before their
+/// nextUpdate (CAs publish well before it).
+async fn refresh_crls(crls: Arc<crate::crl::CrlCache>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+            _ = shutdown.changed() => return,
+        }
+        for e in crls.refresh_all(&[]).await {
+            tracing::warn!(error = %e, "CRL refresh failed; the copy held stays until its nextUpdate");
+        }
+    }
+}
+
 async fn follow_reloads(live: Arc<Live>, admin: Arc<crate::admin::AdminState>, mut shutdown: watch::Receiver<bool>) {
     let mut generation = live.subscribe();
     let mut registered: HashSet<String> = live.get().mailboxes.iter().map(|m| m.id.clone()).collect();

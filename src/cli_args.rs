@@ -117,6 +117,15 @@ pub enum Command {
         /// top of the built-in AgID CA1 (`pecgate trust show`).
         #[arg(long)]
         trust_store: Option<PathBuf>,
+        /// Check the signer's revocation against the CRL files in this
+        /// directory (offline).
+        #[arg(long, conflicts_with = "fetch_crls")]
+        crl_dir: Option<PathBuf>,
+        /// Check the signer's revocation by fetching the CRLs its certificate
+        /// names (HTTP, 10 s each). Without this or --crl-dir, revocation
+        /// reads "not-checked".
+        #[arg(long)]
+        fetch_crls: bool,
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },

@@ -13,6 +13,7 @@ pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod correlate;
+pub mod crl;
 pub mod demo;
 pub mod directory;
 pub mod docgen;

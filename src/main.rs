@@ -59,13 +59,35 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Reload { config } => reload(&config).await,
         Command::Sim { config, out, profile } => sim(&config, out, profile.as_deref()).await,
         Command::Demo { dir, port } => demo(&dir, port).await,
-        Command::Classify { json, files, trust_store } => {
+        Command::Classify { json, files, trust_store, crl_dir, fetch_crls } => {
             let mut trust = pecgate::pec::signature::TrustStore::builtin();
             if let Some(p) = &trust_store {
                 let pem = std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
                 trust.extend(pecgate::pec::signature::TrustStore::from_pem(&pem).map_err(|e| anyhow!("{}: {e}", p.display()))?);
             }
-            Ok(classify(&files, json, &trust))
+            let crls = match (crl_dir, fetch_crls) {
+                (Some(dir), _) => Some(pecgate::crl::CrlCache::open(pecgate::crl::Mode::Offline { dir })?),
+                (None, true) => {
+                    let cache_dir = std::env::temp_dir().join(format!("pecgate-classify-crl-{}", std::process::id()));
+                    let mode = pecgate::crl::Mode::Online { cache_dir: cache_dir.clone(), timeout: std::time::Duration::from_secs(10) };
+                    let cache = pecgate::crl::CrlCache::open(mode)?;
+                    // First pass for the URLs, then fetch them all, bounded.
+                    let mut urls = Vec::new();
+                    for file in &files {
+                        if let Ok(raw) = std::fs::read(file) {
+                            urls.extend(pecgate::pec::signature::verify(&raw, &trust, None).crl_urls);
+                        }
+                    }
+                    for e in cache.refresh_all(&urls).await {
+                        eprintln!("pecgate classify: {e}");
+                    }
+                    let _ = std::fs::remove_dir_all(&cache_dir);
+                    Some(cache)
+                }
+                (None, false) => None,
+            };
+            let crls = crls.as_deref().map(|c| c as &dyn pecgate::pec::signature::CrlSource);
+            Ok(classify(&files, json, &trust, crls))
         }
         Command::Trust { action: TrustAction::Show { config } } => {
             let trust = match &config {
@@ -366,7 +388,12 @@ async fn test_mailbox(path: &Path, only: Option<&str>) -> Result<ExitCode> {
 }
 
 /// Exit 2 if any file could not be read; the others are still classified.
-fn classify(files: &[PathBuf], json: bool, trust: &pecgate::pec::signature::TrustStore) -> ExitCode {
+fn classify(
+    files: &[PathBuf],
+    json: bool,
+    trust: &pecgate::pec::signature::TrustStore,
+    crls: Option<&dyn pecgate::pec::signature::CrlSource>,
+) -> ExitCode {
     use std::io::Write;
     let mut failed = false;
     let stdout = std::io::stdout();
@@ -377,10 +404,15 @@ fn classify(files: &[PathBuf], json: bool, trust: &pecgate::pec::signature::Trus
             Ok(raw) => {
                 let c = pecgate::pec::classify(&raw);
                 let at = c.daticert.as_ref().and_then(|d| d.data);
-                let sig = pecgate::pec::signature::verify(&raw, trust, at);
+                let sig = pecgate::pec::signature::verify_with(&raw, trust, at, crls);
                 let line = if json {
                     let mut v = pecgate::pec::classify_json(&name, &c);
-                    v["signature"] = serde_json::json!({ "verdict": sig.verdict.as_str(), "signer": sig.signer, "digest": sig.digest, "signer_address": sig.signer_address, "chain": sig.chain, "detail": sig.detail });
+                    v["signature"] = serde_json::json!({
+                        "verdict": sig.verdict.as_str(), "signer": sig.signer, "digest": sig.digest,
+                        "signer_address": sig.signer_address, "chain": sig.chain, "detail": sig.detail,
+                        "crl_urls": sig.crl_urls,
+                        "revocation": { "status": sig.revocation.as_str(), "detail": sig.revocation.detail() },
+                    });
                     v.to_string()
                 } else {
                     format!("{}  signature={}", pecgate::pec::classify_line(&name, &c), sig.verdict.as_str())

@@ -323,12 +323,39 @@ pub struct PecConfig {
     pub trust_store: Option<PathBuf>,
     /// Trust the anchors built into pecgate (AgID CA1): `pecgate trust show`.
     pub builtin_anchors: bool,
+    /// Check the provider signer's revocation: `crl` (default) or `off`.
+    pub revocation: RevocationMode,
+    /// Air-gapped hosts: read CRL files from this directory instead of
+    /// fetching them (read at start).
+    pub crl_dir: Option<PathBuf>,
+    /// Where fetched CRLs are kept until their nextUpdate; default
+    /// `<store.spool_dir>/crl` (read at start).
+    pub crl_cache_dir: Option<PathBuf>,
+    /// Bound on one CRL download.
+    pub crl_timeout_secs: u64,
 }
 
 impl Default for PecConfig {
     fn default() -> Self {
-        Self { trust_store: None, builtin_anchors: true }
+        Self {
+            trust_store: None,
+            builtin_anchors: true,
+            revocation: RevocationMode::Crl,
+            crl_dir: None,
+            crl_cache_dir: None,
+            crl_timeout_secs: 10,
+        }
     }
+}
+
+/// `[pec] revocation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RevocationMode {
+    /// The CRL of the signer's issuer, from its distribution point (or `crl_dir`).
+    Crl,
+    /// Not checked: every verdict says `revocation: not-checked`.
+    Off,
 }
 
 /// `[watchdog]`: what nobody watches by hand (PEC.md: 12 h / 24 h timeouts).

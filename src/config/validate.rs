@@ -97,6 +97,8 @@ impl Config {
         fix_opt(&mut self.store.password_file);
         fix_opt(&mut self.admin.token_file);
         fix_opt(&mut self.pec.trust_store);
+        fix_opt(&mut self.pec.crl_dir);
+        fix_opt(&mut self.pec.crl_cache_dir);
         fix(&mut self.control.socket);
         for a in &mut self.smtp.accounts {
             fix_opt(&mut a.password_file);
@@ -246,6 +248,17 @@ impl Config {
             v.warning("pec.trust_store", w);
         }
         v.resolved.trust_store = Some(std::sync::Arc::new(trust));
+        if let Some(dir) = &self.pec.crl_dir
+            && !dir.is_dir()
+        {
+            v.error(
+                "pec.crl_dir",
+                format!("{} is not a directory; put the CA's CRL files there, or remove the key to fetch them", dir.display()),
+            );
+        }
+        if self.pec.crl_timeout_secs == 0 {
+            v.error("pec.crl_timeout_secs", "must be at least 1 (seconds for one CRL download)");
+        }
         let w = &self.watchdog;
         if w.interval_secs == 0 || w.acceptance_timeout_minutes == 0 || w.queue_stuck_minutes == 0 || w.poll_stale_minutes == 0 {
             v.error("watchdog", "times must be at least 1");

@@ -11,8 +11,10 @@ use super::{Error, FetchSource, Listed, Result};
 use crate::clock::Clock;
 use crate::config::InjectMode;
 use crate::correlate::correlate;
+use crate::crl::CrlCache;
 use crate::enqueue::{self, Enqueue};
 use crate::notify::{self, Delivery};
+use crate::pec::signature::{NoCrls, SignatureReport};
 use crate::pec::{self, Classification};
 use crate::queue::spool::Spool;
 use crate::route::route;
@@ -24,11 +26,34 @@ pub struct Ingest {
     spool: Spool,
     enqueue: Arc<Enqueue>,
     clock: Arc<dyn Clock>,
+    /// The CRLs for revocation checks; `None` when the cache could not be opened.
+    crls: Option<Arc<CrlCache>>,
 }
 
 impl Ingest {
-    pub fn new(store: Arc<dyn Store>, spool: Spool, enqueue: Arc<Enqueue>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, spool, enqueue, clock }
+    pub fn new(store: Arc<dyn Store>, spool: Spool, enqueue: Arc<Enqueue>, clock: Arc<dyn Clock>, crls: Option<Arc<CrlCache>>) -> Self {
+        Self { store, spool, enqueue, clock, crls }
+    }
+
+    /// The signature check, with revocation from the CRLs held now; the
+    /// CRLs that were missing are fetched in the background.
+    fn verify(&self, rt: &Runtime, mailbox: &str, raw: &[u8], at: Option<chrono::DateTime<chrono::FixedOffset>>) -> SignatureReport {
+        use crate::config::RevocationMode;
+        let report = match (rt.config.pec.revocation, &self.crls) {
+            (RevocationMode::Off, _) => pec::signature::verify(raw, &rt.trust, at),
+            (RevocationMode::Crl, Some(crls)) => pec::signature::verify_with(raw, &rt.trust, at, Some(crls.as_ref())),
+            (RevocationMode::Crl, None) => pec::signature::verify_with(raw, &rt.trust, at, Some(&NoCrls)),
+        };
+        if let Some(crls) = &self.crls
+            && rt.config.pec.revocation == RevocationMode::Crl
+        {
+            crls.want(&report.crl_urls);
+        }
+        if report.verdict == pec::signature::Verdict::Valid || matches!(report.revocation, pec::signature::Revocation::Revoked { .. }) {
+            metrics::counter!("pecgate_signature_revocation_total", "mailbox" => mailbox.to_owned(), "result" => report.revocation.as_str())
+                .increment(1);
+        }
+        report
     }
 
     /// Retrieves `item` into the spool and takes it all the way to a commit.
@@ -58,7 +83,7 @@ impl Ingest {
         // Classification works on a copy in memory; the stored file is never touched again.
         let raw = tokio::fs::read(self.spool.fetched_path(&id)).await.map_err(Error::Spool)?;
         let c = pec::classify(&raw);
-        let sig = pec::signature::verify(&raw, &rt.trust, c.daticert.as_ref().and_then(|d| d.data));
+        let sig = self.verify(rt, &mailbox.id, &raw, c.daticert.as_ref().and_then(|d| d.data));
         let fetched = Fetched { id: &id, uid: &item.uid, size, now, origin, classification: &c, signature: &sig, raw: &raw };
         match self.route_and_commit(rt, mailbox, &fetched).await {
             Ok(r) => Ok(r),

@@ -32,7 +32,7 @@ use x509_cert::Certificate;
 use x509_cert::ext::pkix::SubjectKeyIdentifier;
 
 pub use chain::{AnchorInfo, TrustStore};
-pub use revocation::{CrlSource, Revocation};
+pub use revocation::{CrlSource, NoCrls, Revocation};
 pub use sign::{Digest, TestSigner};
 
 use chain::{Chain, HashAlg};

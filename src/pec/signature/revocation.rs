@@ -25,8 +25,10 @@ use super::chain::{self, HashAlg};
 
 /// CRL bytes by distribution-point URL, as the caller has them now.
 pub trait CrlSource: Send + Sync {
-    /// The DER (or PEM) of the CRL last fetched from `url`, if any.
-    fn crl(&self, url: &str) -> Option<Arc<[u8]>>;
+    /// The CRLs (DER or PEM) that may answer for `url`: the one last fetched
+    /// from it, or, from a directory of CRL files, every file (those of other
+    /// issuers are skipped).
+    fn crls(&self, url: &str) -> Vec<Arc<[u8]>>;
 }
 
 /// The revocation answer for a signer certificate.
@@ -140,15 +142,29 @@ pub(super) fn check_path(path: &[&Certificate], source: &dyn CrlSource, at: Date
     }
     let mut reasons = Vec::new();
     for url in &urls {
-        match source.crl(url) {
-            Some(bytes) => match check_crl(&bytes, issuer, signer, at, now, url) {
+        let mut candidates = source.crls(url);
+        // Only the issuer's own CRLs speak for it (a directory holds others too).
+        if candidates.len() > 1 {
+            candidates.retain(|c| issued_by(c, issuer));
+        }
+        if candidates.is_empty() {
+            reasons.push(format!("CRL {url}: not fetched yet"));
+        }
+        for bytes in candidates {
+            match check_crl(&bytes, issuer, signer, at, now, url) {
                 Revocation::Unknown(why) => reasons.push(why),
                 decided => return decided,
-            },
-            None => reasons.push(format!("CRL {url}: not fetched yet")),
+            }
         }
     }
     Revocation::Unknown(reasons.join("; "))
+}
+
+/// Whether `crl` names `issuer` as its issuer (signature not checked here).
+fn issued_by(crl: &[u8], issuer: &Certificate) -> bool {
+    pem_or_der(crl)
+        .and_then(|der| CertificateList::from_der(&der).ok())
+        .is_some_and(|l| l.tbs_cert_list.issuer == issuer.tbs_certificate.subject)
 }
 
 fn pem_or_der(bytes: &[u8]) -> Option<Vec<u8>> {
@@ -174,7 +190,7 @@ fn fmt(t: Option<DateTime<Utc>>) -> String {
 pub struct NoCrls;
 
 impl CrlSource for NoCrls {
-    fn crl(&self, _url: &str) -> Option<Arc<[u8]>> {
-        None
+    fn crls(&self, _url: &str) -> Vec<Arc<[u8]>> {
+        Vec::new()
     }
 }
