@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod notify;
 pub mod outbound;
 pub mod pec;
+pub mod pin;
 pub mod policy;
 pub mod pop3;
 pub mod proto;

@@ -13,7 +13,7 @@ use mail_parser::{Address, HeaderValue};
 
 use crate::proto::reply::{self, Reply};
 pub use headers::{Header, HeaderBlock, RawText};
-pub use tag::{TagMatch, decode_subject, strip_tag};
+pub use tag::{Pin, TagMatch, decode_subject, strip_tag};
 
 /// Why a submission is refused; [`Error::reply`] gives what the client is told.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
