@@ -219,7 +219,7 @@ fn refusals() {
 
 fn accept(case: &Case) -> Plan {
     match case.run() {
-        Verdict::Accept(plan) => plan,
+        Verdict::Accept(plan) => *plan,
         Verdict::Reject(reply) => panic!("{}: rejected {reply}", case.name),
     }
 }
