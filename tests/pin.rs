@@ -18,27 +18,32 @@ const PIN: &str = "739184620573";
 const OTHER_PIN: &str = "481516234200";
 
 /// Every log line of this test binary, at debug (installed before the
-/// common test subscriber, which then leaves it in place).
+/// common test subscriber, which then leaves it in place); with
+/// `PECGATE_TEST_LOG` set (CI's secret grep) also copied to stderr.
 fn log_buffer() -> Arc<Mutex<Vec<u8>>> {
     static BUF: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
     BUF.get_or_init(|| {
         let buf = Arc::new(Mutex::new(Vec::new()));
         let sink = buf.clone();
+        let tee = std::env::var_os("PECGATE_TEST_LOG").is_some();
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new("debug"))
             .with_ansi(false)
-            .with_writer(move || LogSink(sink.clone()))
+            .with_writer(move || LogSink(sink.clone(), tee))
             .try_init();
         buf
     })
     .clone()
 }
 
-struct LogSink(Arc<Mutex<Vec<u8>>>);
+struct LogSink(Arc<Mutex<Vec<u8>>>, bool);
 
 impl Write for LogSink {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(b);
+        if self.1 {
+            std::io::stderr().write_all(b)?;
+        }
         Ok(b.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
