@@ -231,3 +231,62 @@ async fn lockout_after_max_failures_and_admin_told_once() {
     let notices = env.app().store.list_messages(20).await.unwrap().into_iter().filter(|m| m.kind == MessageKind::Notice).count();
     assert_eq!(notices, 1, "told once");
 }
+
+/// `pecgate pin set|list|remove` on the store of a configuration: the PIN
+/// comes from standard input (no terminal), never an argument, and neither
+/// it nor its hash is printed.
+#[test]
+fn pin_commands() {
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pw"), "x\n").unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path().join("pw"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let config = dir.path().join("pecgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\npath = \"pecgate.db\"\nspool_dir = \"spool\"\n\n[[mailbox]]\nid = \"legal\"\naddress = \"{LEGAL}\"\nusername = \"{LEGAL}\"\npassword_file = \"pw\"\nrequire_pin = true\n[mailbox.smtp]\nhost = \"smtps.pec.example.it\"\n[[mailbox.user]]\naddress = \"{MARIO}\"\nadmin = true\n[[mailbox.user]]\naddress = \"{LUCA}\"\n"
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str], stdin: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pecgate"))
+            .args(["pin"])
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .env_remove("PECGATE_CONFIG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(!text.contains(PIN) && !text.contains("$argon2"), "{text}");
+        (out.status.code(), text)
+    };
+    let (code, text) = run(&["set", "--mailbox", "legal", "--user", "Mario.Rossi@azienda.it"], &format!("{PIN}\n"));
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains(&format!("PIN set for {MARIO} on mailbox legal")), "{text}");
+    let (code, text) = run(&["set", "--mailbox", "legal", "--user", LUCA], "12ab\n");
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("a PIN is 4 to 12 digits"), "{text}");
+    let (code, text) = run(&["set", "--mailbox", "nope", "--user", LUCA], "123456\n");
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("no mailbox \"nope\""), "{text}");
+    let (code, text) = run(&["list"], "");
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains(MARIO) && text.contains(&format!("mailbox legal requires a PIN; without one: {LUCA}")), "{text}");
+    let (code, text) = run(&["remove", "--mailbox", "legal", "--user", MARIO], "");
+    assert_eq!(code, Some(0), "{text}");
+    let (code, text) = run(&["remove", "--mailbox", "legal", "--user", MARIO], "");
+    assert_eq!(code, Some(2), "{text}");
+    let (_, text) = run(&["list", "--mailbox", "legal"], "");
+    assert!(!text.contains(&format!("legal            {MARIO}")), "{text}");
+}
