@@ -19,6 +19,7 @@ pub mod docgen;
 pub mod enqueue;
 pub mod fetch;
 pub mod listener;
+pub mod mailbox_alarms;
 pub mod metrics;
 pub mod notify;
 pub mod outbound;
