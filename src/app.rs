@@ -162,6 +162,7 @@ impl App {
         ));
         let mut tasks =
             vec![tokio::spawn(outbound.clone().run(shutdown_rx.clone())), tokio::spawn(cluster.clone().run(shutdown_rx.clone()))];
+        crate::mailbox_alarms::check_senders(&live.get(), &enqueue, clock.as_ref()).await;
 
         if let Some(crls) = &crls {
             tasks.push(tokio::spawn(refresh_crls(crls.clone(), shutdown_rx.clone())));
@@ -196,7 +197,7 @@ impl App {
         tasks.push(admin_task);
         let control = Arc::new(crate::control::Targets { reloader: reloader.clone(), fetchers: fetchers.clone() });
         tasks.push(crate::control::spawn(&control_socket, control, shutdown_rx.clone()).await?);
-        tasks.push(tokio::spawn(follow_reloads(live.clone(), admin_state, shutdown_rx.clone())));
+        tasks.push(tokio::spawn(follow_reloads(live.clone(), admin_state, enqueue.clone(), clock.clone(), shutdown_rx.clone())));
 
         tracing::info!(smtp = %smtp_addr, admin = %admin_addr, control = %control_socket.display(), mailboxes, instance = %instance, "pecgate started");
         Ok(App { smtp_addr, admin_addr, store, spool, enqueue, fetchers, watchdog, outbound, cluster, live, reloader, shutdown, tasks })
@@ -240,8 +241,6 @@ impl App {
     }
 }
 
-/// What a new snapshot needs besides the subsystems that read it per
-/// session, delivery or poll: metrics series for new mailboxes, the admin token.
 /// The CRL cache for revocation checks (`[pec]`); a cache that cannot be
 /// opened leaves every revocation answer `unknown`, logged once here.
 fn open_crl_cache(config: &config::Config) -> Option<Arc<crate::crl::CrlCache>> {
@@ -276,7 +275,16 @@ async fn refresh_crls(crls: Arc<crate::crl::CrlCache>, mut shutdown: watch::Rece
     }
 }
 
-async fn follow_reloads(live: Arc<Live>, admin: Arc<crate::admin::AdminState>, mut shutdown: watch::Receiver<bool>) {
+
+/// What a new snapshot needs besides the subsystems that read it per
+/// session, delivery or poll: metrics series for new mailboxes, the admin token.
+async fn follow_reloads(
+    live: Arc<Live>,
+    admin: Arc<crate::admin::AdminState>,
+    enqueue: Arc<Enqueue>,
+    clock: Arc<dyn Clock>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut generation = live.subscribe();
     let mut registered: HashSet<String> = live.get().mailboxes.iter().map(|m| m.id.clone()).collect();
     loop {
@@ -292,6 +300,7 @@ async fn follow_reloads(live: Arc<Live>, admin: Arc<crate::admin::AdminState>, m
                     }
                 }
                 admin.auth.set_token(rt.secrets.admin_token.as_ref());
+                crate::mailbox_alarms::check_senders(&rt, &enqueue, clock.as_ref()).await;
             }
             _ = shutdown.changed() => return,
         }

@@ -28,6 +28,68 @@ pub enum Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// `pecgate pin set`: checks mailbox and user against the configuration and
+/// stores the Argon2id hash of `pin` (read by the caller, never an argument).
+pub async fn pin_set(config: &Config, store: &dyn Store, mailbox: &str, user: &str, pin: &str, now: i64) -> Result<String> {
+    let m = pin_mailbox(config, mailbox)?;
+    if !m.users.iter().any(|u| u.address.eq_ignore_ascii_case(user)) {
+        // A directory (LDAP) may know more users than the file: say so, but allow it.
+        tracing::warn!(mailbox = %mailbox, user = %user, "not a [[mailbox.user]] of this mailbox in the file");
+    }
+    let hash = tokio::task::spawn_blocking({
+        let pin = pin.to_owned();
+        move || crate::pin::hash(&pin)
+    })
+    .await
+    .map_err(|e| Error::Usage(e.to_string()))?
+    .map_err(|e| Error::Usage(e.to_string()))?;
+    store.set_pin(&m.id, user, &hash, now).await?;
+    let note = if m.require_pin { "" } else { " (this mailbox has require_pin = false: the PIN is not asked yet)" };
+    Ok(format!("PIN set for {} on mailbox {}{note}\n", user.to_ascii_lowercase(), m.id))
+}
+
+/// `pecgate pin remove`.
+pub async fn pin_remove(config: &Config, store: &dyn Store, mailbox: &str, user: &str) -> Result<String> {
+    let m = pin_mailbox(config, mailbox)?;
+    if store.remove_pin(&m.id, user).await? {
+        Ok(format!("PIN removed for {} on mailbox {}\n", user.to_ascii_lowercase(), m.id))
+    } else {
+        Err(Error::NotFound(format!("PIN of {user} on mailbox {}", m.id)))
+    }
+}
+
+/// `pecgate pin list`: mailbox, user, when set; never a hash.
+pub async fn pin_list(config: &Config, store: &dyn Store, mailbox: Option<&str>) -> Result<String> {
+    if let Some(m) = mailbox {
+        pin_mailbox(config, m)?;
+    }
+    let pins = store.pins(mailbox).await?;
+    let mut out = String::new();
+    let _ = writeln!(out, "{:<16} {:<40} SET", "MAILBOX", "USER");
+    for p in &pins {
+        let _ = writeln!(out, "{:<16} {:<40} {}", p.mailbox, p.user, when(p.set_at));
+    }
+    for m in config.mailboxes.iter().filter(|m| m.require_pin && mailbox.is_none_or(|x| x == m.id)) {
+        let missing: Vec<&str> = m
+            .users
+            .iter()
+            .filter(|u| u.send && !pins.iter().any(|p| p.mailbox == m.id && p.user.eq_ignore_ascii_case(&u.address)))
+            .map(|u| u.address.as_str())
+            .collect();
+        if !missing.is_empty() {
+            let _ = writeln!(out, "mailbox {} requires a PIN; without one: {}", m.id, missing.join(", "));
+        }
+    }
+    Ok(out)
+}
+
+fn pin_mailbox<'c>(config: &'c Config, id: &str) -> Result<&'c crate::config::MailboxConfig> {
+    config.mailboxes.iter().find(|m| m.id == id).ok_or_else(|| {
+        let ids: Vec<&str> = config.mailboxes.iter().map(|m| m.id.as_str()).collect();
+        Error::Usage(format!("no mailbox {id:?} in the configuration (mailboxes: {})", ids.join(", ")))
+    })
+}
+
 /// Opens the gateway's store; events written by operator commands name `cli@<instance>`.
 pub async fn open_store(config: &Config, secrets: &Secrets) -> Result<SqlStore> {
     Ok(crate::store::open(&config.store, secrets.store_url.as_ref(), &format!("cli@{}", config.cluster.instance_id)).await?)

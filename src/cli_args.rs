@@ -98,6 +98,15 @@ pub enum Command {
         #[arg(long)]
         mailbox: Option<String>,
     },
+    /// Sending PINs of `require_pin` mailboxes (Argon2id hashes in the store;
+    /// the PIN is read from the terminal without echo, never from arguments).
+    Pin {
+        /// The configuration (may also follow the action: `pin list --config F`).
+        #[arg(long, short, env = "PECGATE_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: PinAction,
+    },
     /// Check a mailbox end to end without sending: DNS, TCP, TLS, AUTH on the
     /// provider's SMTP (then QUIT), POP3 login and STAT.
     TestMailbox {
@@ -175,6 +184,33 @@ pub enum QueueAction {
         /// Required: dropping cannot be undone.
         #[arg(long)]
         yes: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum PinAction {
+    /// Set or replace a user's PIN (4 to 12 digits): asked twice on the
+    /// terminal without echo; without a terminal, one line of standard input.
+    Set {
+        /// The mailbox id, e.g. legal.
+        #[arg(long)]
+        mailbox: String,
+        /// The user's company address, e.g. mario.rossi@azienda.it.
+        #[arg(long)]
+        user: String,
+    },
+    /// Remove a user's PIN (a require_pin mailbox then refuses the user).
+    Remove {
+        #[arg(long)]
+        mailbox: String,
+        #[arg(long)]
+        user: String,
+    },
+    /// Who has a PIN, and since when (never the hashes).
+    List {
+        /// Only this mailbox id.
+        #[arg(long)]
+        mailbox: Option<String>,
     },
 }
 

@@ -51,6 +51,10 @@ impl Enqueue {
         Self { store, spool, clock, kick }
     }
 
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
     pub fn spool(&self) -> &Spool {
         &self.spool
     }

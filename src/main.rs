@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow};
 
-use pecgate::cli_args::{Command, Invocation, QueueAction, Tool, TrustAction};
+use pecgate::cli_args::{Command, Invocation, PinAction, QueueAction, Tool, TrustAction};
 use pecgate::config::{self, Config, LogFormat};
 
 fn main() -> ExitCode {
@@ -109,6 +109,11 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Queue { config: Some(config), action } => queue(&config, action).await,
         Command::Queue { config: None, .. } => {
             eprintln!("pecgate queue: --config FILE is required");
+            Ok(ExitCode::from(2))
+        }
+        Command::Pin { config: Some(config), action } => pin(&config, action).await,
+        Command::Pin { config: None, .. } => {
+            eprintln!("pecgate pin: --config FILE is required");
             Ok(ExitCode::from(2))
         }
         Command::TestMailbox { config, mailbox } => test_mailbox(&config, mailbox.as_deref()).await,
@@ -336,6 +341,31 @@ async fn queue(path: &Path, action: QueueAction) -> Result<ExitCode> {
         }
         Err(e @ (pecgate::cli::Error::NotFound(_) | pecgate::cli::Error::Usage(_))) => {
             eprintln!("pecgate queue: {e}");
+            Ok(ExitCode::from(2))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn pin(path: &Path, action: PinAction) -> Result<ExitCode> {
+    let loaded = load(path)?;
+    let store = pecgate::cli::open_store(&loaded.config, &loaded.resolved.secrets).await?;
+    let config = &loaded.config;
+    let result = match action {
+        PinAction::Set { mailbox, user } => match pecgate::pin::read_new_pin() {
+            Ok(pin) => pecgate::cli::pin_set(config, &store, &mailbox, &user, &pin, now()).await,
+            Err(e) => Err(pecgate::cli::Error::Usage(e.to_string())),
+        },
+        PinAction::Remove { mailbox, user } => pecgate::cli::pin_remove(config, &store, &mailbox, &user).await,
+        PinAction::List { mailbox } => pecgate::cli::pin_list(config, &store, mailbox.as_deref()).await,
+    };
+    match result {
+        Ok(text) => {
+            println!("{}", text.trim_end());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e @ (pecgate::cli::Error::NotFound(_) | pecgate::cli::Error::Usage(_))) => {
+            eprintln!("pecgate pin: {e}");
             Ok(ExitCode::from(2))
         }
         Err(e) => Err(e.into()),

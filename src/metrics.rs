@@ -12,8 +12,21 @@ use std::sync::OnceLock;
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-pub const REJECT_REASONS: &[&str] =
-    &["not_allowed", "unknown_sender", "ambiguous", "bcc", "too_many_recipients", "inactive", "tag_missing", "too_big", "storage", "other"];
+pub const REJECT_REASONS: &[&str] = &[
+    "not_allowed",
+    "unknown_sender",
+    "ambiguous",
+    "bcc",
+    "too_many_recipients",
+    "inactive",
+    "tag_missing",
+    "too_big",
+    "pin",
+    "storage",
+    "other",
+];
+/// `reason` of `pecgate_pin_failures_total`.
+pub const PIN_FAILURE_REASONS: &[&str] = &["wrong", "missing", "locked"];
 pub const RECEIPT_KINDS: &[&str] = &[
     "accettazione",
     "non-accettazione",
@@ -100,6 +113,9 @@ pub fn init_mailbox(id: &str) {
     {
         let mb = id.to_owned();
         counter!("pecgate_smtp_messages_accepted_total", "mailbox" => mb.clone()).increment(0);
+        for reason in PIN_FAILURE_REASONS {
+            counter!("pecgate_pin_failures_total", "mailbox" => mb.clone(), "reason" => *reason).increment(0);
+        }
         gauge!("pecgate_queue_size", "destination" => "provider", "mailbox" => mb.clone()).increment(0.0);
         gauge!("pecgate_queue_oldest_age_seconds", "destination" => "provider", "mailbox" => mb.clone()).increment(0.0);
         for result in ATTEMPT_RESULTS {
@@ -155,6 +171,7 @@ fn describe() {
     describe_counter!("pecgate_smtp_messages_received_total", "messages whose DATA completed on the listener");
     describe_counter!("pecgate_smtp_messages_accepted_total", "messages queued for a PEC mailbox (answered 250)");
     describe_counter!("pecgate_smtp_messages_rejected_total", "messages refused at the end of DATA, by reason");
+    describe_counter!("pecgate_pin_failures_total", "PIN checks failed on require_pin mailboxes (wrong, missing, locked)");
     describe_histogram!("pecgate_smtp_accept_duration_seconds", "end of DATA to the reply (policy, fsync, commit)");
     describe_counter!("pecgate_smtp_tls_handshake_failures_total", "failed STARTTLS handshakes on the listener");
     describe_counter!("pecgate_smtp_early_talkers_total", "connections refused because the client sent data before the greeting");

@@ -369,6 +369,48 @@ fn mailbox_message(n: &MailboxNotice<'_>, subject: &str, body: &str) -> (Vec<u8>
     })
 }
 
+/// To the mailbox admin, once per lockout: `user` typed too many wrong PINs
+/// (`problem` says how many and until when). Never contains a PIN.
+pub fn pin_lockout_notice(n: &MailboxNotice<'_>, user: &str) -> (Vec<u8>, String) {
+    let MailboxNotice { mailbox_address, problem, language, .. } = *n;
+    let (subject, body) = match language {
+        Language::It => (
+            format!("PIN errati per la casella PEC {mailbox_address}"),
+            format!(
+                "{user} ha scritto troppi PIN errati per inviare dalla casella PEC {mailbox_address}:\r\n\r\n  {problem}\r\n\r\nSe non e' stato {user}, qualcuno prova a indovinare il PIN. Per un nuovo PIN: pecgate pin set.\r\n"
+            ),
+        ),
+        Language::En => (
+            format!("Wrong PINs for PEC mailbox {mailbox_address}"),
+            format!(
+                "{user} typed too many wrong PINs to send from PEC mailbox {mailbox_address}:\r\n\r\n  {problem}\r\n\r\nIf it was not {user}, someone is guessing the PIN. For a new PIN: pecgate pin set.\r\n"
+            ),
+        ),
+    };
+    mailbox_message(n, &subject, &body)
+}
+
+/// To the mailbox admin, once until it changes: nobody may send from the
+/// mailbox (GPec's non-blocking alarm; `problem` says why).
+pub fn no_sender_notice(n: &MailboxNotice<'_>) -> (Vec<u8>, String) {
+    let MailboxNotice { mailbox_address, problem, language, .. } = *n;
+    let (subject, body) = match language {
+        Language::It => (
+            format!("Nessun utente puo' inviare dalla casella PEC {mailbox_address}"),
+            format!(
+                "Nessun utente ha il permesso di invio sulla casella PEC {mailbox_address}:\r\n\r\n  {problem}\r\n\r\nLa casella riceve normalmente; questo avviso non viene ripetuto finche' la situazione non cambia.\r\n"
+            ),
+        ),
+        Language::En => (
+            format!("Nobody may send from PEC mailbox {mailbox_address}"),
+            format!(
+                "No user has the send permission on PEC mailbox {mailbox_address}:\r\n\r\n  {problem}\r\n\r\nThe mailbox still receives; this notice is not repeated until that changes.\r\n"
+            ),
+        ),
+    };
+    mailbox_message(n, &subject, &body)
+}
+
 /// Like [`mailbox_notice`], for a mailbox that cannot send: the messages wait in the queue.
 pub fn mailbox_send_notice(n: &MailboxNotice<'_>) -> (Vec<u8>, String) {
     let MailboxNotice { mailbox_address, problem, language, .. } = *n;

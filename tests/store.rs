@@ -76,6 +76,7 @@ contract!(
     instances_are_listed,
     search_edge_cases,
     recipient_gauges_match_recount,
+    pins_failures_and_alarms,
 );
 
 fn new_message(id: &str, rcpts: &[&str]) -> NewMessage {
@@ -475,4 +476,46 @@ async fn recipient_gauges_match_recount(b: Arc<dyn Backend>) {
     let mut other = b.open("gw-b").await.recipient_state_counts().await.unwrap();
     other.sort();
     assert_eq!(other, want);
+}
+
+/// PIN hashes per (mailbox, user), shared by every instance; wrong PINs kept
+/// for the lockout; alarms raised once across instances until cleared.
+async fn pins_failures_and_alarms(b: Arc<dyn Backend>) {
+    use pecgate::store::PinEntry;
+    let a = b.open("gw-a").await;
+    let c = b.open("gw-b").await;
+    assert_eq!(a.pin_hash("legal", "mario@corp.it").await.unwrap(), None);
+    a.set_pin("legal", "Mario@Corp.it", "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA", 1_000).await.unwrap();
+    a.set_pin("hr", "anna@corp.it", "$argon2id$second", 2_000).await.unwrap();
+    assert_eq!(
+        c.pin_hash("legal", "mario@corp.it").await.unwrap().as_deref(),
+        Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA"),
+        "another instance sees it; the user is compared in lower case"
+    );
+    assert_eq!(c.pin_hash("hr", "mario@corp.it").await.unwrap(), None, "per mailbox");
+    let entry = |m: &str, u: &str, at| PinEntry { mailbox: m.into(), user: u.into(), set_at: at };
+    assert_eq!(c.pins(None).await.unwrap(), [entry("hr", "anna@corp.it", 2_000), entry("legal", "mario@corp.it", 1_000)]);
+    assert_eq!(c.pins(Some("legal")).await.unwrap(), [entry("legal", "mario@corp.it", 1_000)]);
+
+    assert_eq!(a.add_pin_failure("legal", "mario@corp.it", 10_000, 0).await.unwrap(), [10_000]);
+    assert_eq!(c.add_pin_failure("legal", "MARIO@corp.it", 11_000, 0).await.unwrap(), [10_000, 11_000]);
+    assert_eq!(a.add_pin_failure("hr", "mario@corp.it", 11_500, 0).await.unwrap(), [11_500], "per mailbox");
+    assert_eq!(a.add_pin_failure("legal", "mario@corp.it", 20_000, 10_500).await.unwrap(), [11_000, 20_000], "old ones forgotten");
+    assert_eq!(c.pin_failures("legal", "mario@corp.it", 15_000).await.unwrap(), [20_000]);
+    a.clear_pin_failures("legal", "mario@corp.it").await.unwrap();
+    assert_eq!(c.pin_failures("legal", "mario@corp.it", 0).await.unwrap(), Vec::<i64>::new());
+    a.add_pin_failure("legal", "mario@corp.it", 30_000, 0).await.unwrap();
+    a.set_pin("legal", "mario@corp.it", "$argon2id$new", 31_000).await.unwrap();
+    assert_eq!(c.pin_failures("legal", "mario@corp.it", 0).await.unwrap(), Vec::<i64>::new(), "a new PIN starts afresh");
+    assert_eq!(c.pin_hash("legal", "mario@corp.it").await.unwrap().as_deref(), Some("$argon2id$new"));
+    assert!(c.remove_pin("legal", "mario@corp.it").await.unwrap());
+    assert!(!a.remove_pin("legal", "mario@corp.it").await.unwrap());
+    assert_eq!(a.pins(None).await.unwrap(), [entry("hr", "anna@corp.it", 2_000)]);
+
+    assert!(a.raise_alarm("no-sender:legal", 5_000).await.unwrap(), "first raise tells");
+    assert!(!c.raise_alarm("no-sender:legal", 6_000).await.unwrap(), "raised already, by another instance");
+    assert_eq!(c.alarms().await.unwrap(), [("no-sender:legal".to_owned(), 5_000)]);
+    assert!(c.clear_alarm("no-sender:legal").await.unwrap());
+    assert!(!a.clear_alarm("no-sender:legal").await.unwrap());
+    assert!(a.raise_alarm("no-sender:legal", 7_000).await.unwrap(), "raised again after it cleared");
 }

@@ -25,6 +25,8 @@ pub struct Config {
     pub log: LogConfig,
     pub cluster: ClusterConfig,
     pub control: ControlConfig,
+    /// `[pin]`: the lockout of mailboxes with `require_pin = true`.
+    pub pin: PinConfig,
     /// Accept literal `password = "..."` keys in this file (not recommended).
     pub allow_plaintext_secrets: bool,
     #[serde(rename = "mailbox")]
@@ -358,6 +360,24 @@ pub enum RevocationMode {
     Off,
 }
 
+/// `[pin]`: wrong PINs on a `require_pin` mailbox lock the user out of it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PinConfig {
+    /// This many wrong PINs ...
+    pub max_failures: u32,
+    /// ... within this many seconds ...
+    pub window_secs: u64,
+    /// ... lock the user out of the mailbox for this long.
+    pub lockout_secs: u64,
+}
+
+impl Default for PinConfig {
+    fn default() -> Self {
+        Self { max_failures: 5, window_secs: 900, lockout_secs: 1800 }
+    }
+}
+
 /// `[watchdog]`: what nobody watches by hand (PEC.md: 12 h / 24 h timeouts).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -461,6 +481,8 @@ pub struct MailboxConfig {
     pub max_message_bytes: Option<u64>,
     /// `max_message_bytes` is divided by the number of recipients (Aruba).
     pub size_per_recipient: bool,
+    /// Each sender must write its PIN in the subject tag (`[PEC:legal:482913]`).
+    pub require_pin: bool,
     pub smtp: MailboxSmtpConfig,
     pub pop3: Option<MailboxPop3Config>,
     #[serde(rename = "user")]
@@ -502,6 +524,7 @@ impl Default for MailboxConfig {
             final_preavviso_5xx: false,
             max_message_bytes: None,
             size_per_recipient: false,
+            require_pin: false,
             smtp: MailboxSmtpConfig::default(),
             pop3: None,
             users: Vec::new(),

@@ -100,6 +100,10 @@ fn every_problem_names_its_key() {
             "password_env (legal): environment variable PECGATE_TEST_NO_SUCH_VAR",
         ),
         (base.replace("id = \"legal\"", "id = \"le gal\""), "mailbox[0].id"),
+        (base.replace("id = \"legal\"", "id = \"482913\""), "mailbox[0].id: \"482913\" is all digits, which a subject tag reads as a PIN"),
+        (format!("{base}\n[pin]\nmax_failures = 0\n"), "pin.max_failures: must be at least 1"),
+        (format!("{base}\n[pin]\nwindow_secs = 0\n"), "pin.window_secs: must be at least 1"),
+        (format!("{base}\n[pin]\nlockout_secs = 0\n"), "pin.lockout_secs: must be at least 1"),
         (
             base.replace("address = \"legal@pec.corp.it\"", "address = \"legal\""),
             "mailbox[0].address (legal): \"legal\" is not an e-mail address",

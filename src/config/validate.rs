@@ -270,6 +270,15 @@ impl Config {
             v.error("log.level", format!("{:?} is not a filter such as \"info\" or \"pecgate=debug,info\"", self.log.level));
         }
 
+        if self.pin.max_failures == 0 {
+            v.error("pin.max_failures", "must be at least 1 (e.g. 5 wrong PINs before a lockout)");
+        }
+        if self.pin.window_secs == 0 {
+            v.error("pin.window_secs", "must be at least 1 (e.g. 900: 5 wrong PINs in 15 minutes)");
+        }
+        if self.pin.lockout_secs == 0 {
+            v.error("pin.lockout_secs", "must be at least 1 (e.g. 1800: locked out for 30 minutes)");
+        }
         if self.mailboxes.is_empty() {
             v.warning("mailbox", "no [[mailbox]] is configured: every message will be refused");
         }
@@ -281,6 +290,14 @@ impl Config {
                 v.error(
                     key.at("id"),
                     format!("{:?} must be a short name of letters, digits, '.', '_' or '-' (used in [PEC:id] tags and metrics)", m.id),
+                );
+            } else if m.id.bytes().all(|b| b.is_ascii_digit()) {
+                v.error(
+                    key.at("id"),
+                    format!(
+                        "{:?} is all digits, which a subject tag reads as a PIN ([PEC:123456]); add a letter, e.g. \"m{}\"",
+                        m.id, m.id
+                    ),
                 );
             } else if !ids.insert(m.id.clone()) {
                 v.error(key.at("id"), format!("{:?} is used by two mailboxes; ids must be unique", m.id));

@@ -46,6 +46,9 @@ pub struct Rights {
 pub struct Member {
     pub address: String,
     pub rights: Rights,
+    /// The user's sending PIN as an Argon2 PHC string, when the directory
+    /// holds it (an LDAP attribute); None: the store's `pecgate pin set` hash.
+    pub pin_hash: Option<String>,
 }
 
 /// The company user a listener AUTH login acts as.

@@ -25,6 +25,7 @@ use crate::clock::Clock;
 use crate::directory::{self, Identity};
 use crate::enqueue::{self, Enqueue};
 use crate::listener::accept::{SessionSetup, SessionSource};
+use crate::listener::pin_check::{self, PinCheck};
 use crate::listener::session::{Backend, Envelope, Response, SessionConfig, SessionInfo};
 use crate::policy::{self, MailboxRules, Rules, SizeRule, Submission, UserRule};
 use crate::proto::reply::{self, Reply};
@@ -240,6 +241,27 @@ impl Gateway {
                 return r.into();
             }
         };
+        if let Some(mailbox) = self.rt.mailbox(&plan.mailbox_id)
+            && mailbox.require_pin
+        {
+            let tag = plan.tag.as_ref();
+            let check = PinCheck {
+                rt: &self.rt,
+                enqueue: &self.enqueue,
+                clock: &self.clock,
+                mailbox,
+                user: &plan.original_sender,
+                marker: tag.map_or(policy::tag::DEFAULT_MARKERS[0], |t| t.marker.as_str()),
+                pin: tag.and_then(|t| t.pin.as_ref()),
+                queue_id: &id,
+            };
+            if let Err(r) = pin_check::check(&check).await {
+                let reason = if r.code == 550 { "pin" } else { "storage" };
+                metrics::counter!("pecgate_smtp_messages_rejected_total", "reason" => reason).increment(1);
+                self.enqueue.spool().remove(&id).await;
+                return r.into();
+            }
+        }
         let env = enqueue::Envelope {
             kind: MessageKind::Pec,
             route: Route::Provider(plan.mailbox_id.clone()),

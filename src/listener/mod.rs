@@ -9,4 +9,5 @@ pub mod accept;
 pub mod auth;
 pub mod command;
 pub mod gateway;
+pub mod pin_check;
 pub mod session;

@@ -13,7 +13,7 @@ use mail_parser::{Address, HeaderValue};
 
 use crate::proto::reply::{self, Reply};
 pub use headers::{Header, HeaderBlock, RawText};
-pub use tag::{TagMatch, decode_subject, strip_tag};
+pub use tag::{Pin, TagMatch, decode_subject, strip_tag};
 
 /// Why a submission is refused; [`Error::reply`] gives what the client is told.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -169,7 +169,7 @@ pub struct Submission<'a> {
 /// The decision on a submission.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
-    Accept(Plan),
+    Accept(Box<Plan>),
     Reject(Reply),
 }
 
@@ -200,7 +200,7 @@ pub struct Plan {
 /// Decides on a submission; see [`check`] for the rules.
 pub fn evaluate(rules: &Rules, sub: &Submission) -> Verdict {
     match check(rules, sub) {
-        Ok(plan) => Verdict::Accept(plan),
+        Ok(plan) => Verdict::Accept(Box::new(plan)),
         Err(e) => Verdict::Reject(e.reply()),
     }
 }

@@ -4,6 +4,18 @@
 //! subject (RFC 2047) because of one accented letter, so the tag has to be
 //! found in the decoded text; but when it sits in plain text we cut only
 //! those bytes, to leave the rest of the subject exactly as the client wrote it.
+//!
+//! Grammar of a tag, for a marker `[PEC]` (any marker ending in `]`; ASCII case ignored):
+//!
+//! ```text
+//! tag     = "[PEC" [ ":" id ] [ ( ":" / " " ) pin ] "]"   ; or ":" pin alone
+//! id      = 1*( ALPHA / DIGIT / "." / "_" / "-" )          ; not all digits (config rule)
+//! pin     = 1*64DIGIT                                      ; a valid PIN has 4 to 12
+//! ```
+//!
+//! `[PEC]`, `[PEC:legal]`, `[PEC:legal:482913]`, `[PEC:legal 482913]`, `[PEC 482913]`,
+//! `[PEC:482913]`. A field of digits only is always the PIN (mailbox ids may not be all
+//! digits), so a PIN of the wrong length is still cut out with the tag, and refused.
 
 use std::ops::Range;
 
@@ -19,6 +31,46 @@ const MAX_WORD_LEN: usize = 75;
 /// Bytes per "=?UTF-8?B?...?=" word: 12 chars of framing leave 63, i.e. 60 base64 chars.
 const WORD_PAYLOAD: usize = (MAX_WORD_LEN - "=?UTF-8?B??=".len()) / 4 * 3;
 
+/// Most digits taken as a PIN field (a valid PIN has [`PIN_MIN`] to [`PIN_MAX`]).
+const PIN_FIELD_MAX: usize = 64;
+/// Shortest valid PIN.
+pub const PIN_MIN: usize = 4;
+/// Longest valid PIN.
+pub const PIN_MAX: usize = 12;
+
+/// A PIN typed in the subject tag. Its `Debug` never shows the digits, so a
+/// logged [`TagMatch`] or plan cannot leak it; [`Pin::expose`] is for the
+/// hash check only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Pin(String);
+
+impl Pin {
+    pub fn new(digits: impl Into<String>) -> Pin {
+        Pin(digits.into())
+    }
+
+    /// The digits, for verification against the stored hash.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether it has the PIN shape: [`PIN_MIN`] to [`PIN_MAX`] ASCII digits.
+    pub fn well_formed(&self) -> bool {
+        is_pin(&self.0)
+    }
+}
+
+impl std::fmt::Debug for Pin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pin(<redacted>)")
+    }
+}
+
+/// Whether `s` is a valid PIN: [`PIN_MIN`] to [`PIN_MAX`] ASCII digits.
+pub fn is_pin(s: &str) -> bool {
+    (PIN_MIN..=PIN_MAX).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// A tag found in the subject.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TagMatch {
@@ -26,6 +78,8 @@ pub struct TagMatch {
     pub marker: String,
     /// Mailbox id from a "[PEC:id]" tag.
     pub mailbox: Option<String>,
+    /// PIN from a "[PEC:id:123456]" or "[PEC 123456]" tag.
+    pub pin: Option<Pin>,
 }
 
 /// [`DEFAULT_MARKERS`] as owned strings, for configuration defaults.
@@ -187,26 +241,68 @@ fn decode_word(word: &[u8]) -> Option<String> {
     MessageStream::new(word).decode_rfc2047()
 }
 
-/// Bytes of `text` (ASCII-insensitively) matching a marker at `at`: length and mailbox id.
-fn match_at(text: &[u8], at: usize, marker: &[u8]) -> Option<(usize, Option<String>)> {
+/// What a marker matched at one position: its length, mailbox id and PIN.
+type Matched = (usize, Option<String>, Option<Pin>);
+
+/// Bytes of `text` (ASCII-insensitively) matching a marker at `at` (grammar in the module doc).
+fn match_at(text: &[u8], at: usize, marker: &[u8]) -> Option<Matched> {
     let rest = text.get(at..)?;
     if marker.is_empty() {
         return None;
     }
     if rest.get(..marker.len())?.eq_ignore_ascii_case(marker) {
-        return Some((marker.len(), None));
+        return Some((marker.len(), None, None));
     }
     let prefix = marker.strip_suffix(b"]")?;
-    if prefix.is_empty() || !rest.get(..prefix.len())?.eq_ignore_ascii_case(prefix) || rest.get(prefix.len()) != Some(&b':') {
+    if prefix.is_empty() || !rest.get(..prefix.len())?.eq_ignore_ascii_case(prefix) {
         return None;
     }
-    let id_start = prefix.len() + 1;
-    let id_len = rest.get(id_start..)?.iter().take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')).count();
-    if id_len == 0 || rest.get(id_start + id_len) != Some(&b']') {
+    let field = |from: usize| {
+        rest.get(from..).map_or(0, |r| r.iter().take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')).count())
+    };
+    let digits = |from: usize| rest.get(from..).map_or(0, |r| r.iter().take_while(|b| b.is_ascii_digit()).count());
+    let text_of = |r: Range<usize>| String::from_utf8_lossy(&rest[r]).into_owned();
+    let mut at = prefix.len();
+    let (mut mailbox, mut pin) = (None, None);
+    match rest.get(at) {
+        Some(b':') => {
+            let len = field(at + 1);
+            if len == 0 {
+                return None;
+            }
+            let value = text_of(at + 1..at + 1 + len);
+            if value.bytes().all(|b| b.is_ascii_digit()) {
+                if len > PIN_FIELD_MAX {
+                    return None;
+                }
+                pin = Some(Pin(value));
+            } else {
+                mailbox = Some(value);
+            }
+            at += 1 + len;
+            if mailbox.is_some() && matches!(rest.get(at), Some(b':' | b' ')) {
+                let len = digits(at + 1);
+                if len == 0 || len > PIN_FIELD_MAX {
+                    return None;
+                }
+                pin = Some(Pin(text_of(at + 1..at + 1 + len)));
+                at += 1 + len;
+            }
+        }
+        Some(b' ') => {
+            let len = digits(at + 1);
+            if len == 0 || len > PIN_FIELD_MAX {
+                return None;
+            }
+            pin = Some(Pin(text_of(at + 1..at + 1 + len)));
+            at += 1 + len;
+        }
+        _ => return None,
+    }
+    if rest.get(at) != Some(&b']') {
         return None;
     }
-    let id = String::from_utf8_lossy(&rest[id_start..id_start + id_len]).into_owned();
-    Some((id_start + id_len + 1, Some(id)))
+    Some((at + 1, mailbox, pin))
 }
 
 /// The first tag in decoded text; at equal positions the first configured marker wins.
@@ -214,8 +310,8 @@ fn find_tag(text: &str, markers: &[String]) -> Option<(Range<usize>, TagMatch)> 
     let bytes = text.as_bytes();
     (0..bytes.len()).filter(|&i| text.is_char_boundary(i)).find_map(|i| {
         markers.iter().find_map(|marker| {
-            let (len, mailbox) = match_at(bytes, i, marker.as_bytes())?;
-            let tag = TagMatch { marker: marker.clone(), mailbox };
+            let (len, mailbox, pin) = match_at(bytes, i, marker.as_bytes())?;
+            let tag = TagMatch { marker: marker.clone(), mailbox, pin };
             Some((i..i + len, tag))
         })
     })
@@ -274,7 +370,59 @@ mod tests {
     use proptest::prelude::*;
 
     fn tag(marker: &str, mailbox: Option<&str>) -> TagMatch {
-        TagMatch { marker: marker.to_string(), mailbox: mailbox.map(str::to_string) }
+        TagMatch { marker: marker.to_string(), mailbox: mailbox.map(str::to_string), pin: None }
+    }
+
+    fn pin_tag(marker: &str, mailbox: Option<&str>, pin: &str) -> TagMatch {
+        TagMatch { pin: Some(Pin::new(pin)), ..tag(marker, mailbox) }
+    }
+
+    #[test]
+    fn pin_grammar() {
+        let markers = default_markers();
+        let cases: &[(&str, Option<TagMatch>, &str)] = &[
+            ("[PEC:legal:739184620573] Diffida", Some(pin_tag("[PEC]", Some("legal"), "739184620573")), "Diffida"),
+            ("[PEC:legal 739184620573] Diffida", Some(pin_tag("[PEC]", Some("legal"), "739184620573")), "Diffida"),
+            ("[PEC 739184620573] Diffida", Some(pin_tag("[PEC]", None, "739184620573")), "Diffida"),
+            ("[PEC:739184620573] Diffida", Some(pin_tag("[PEC]", None, "739184620573")), "Diffida"),
+            ("Re: [gpec:hr 481516234200]", Some(pin_tag("[GPEC]", Some("hr"), "481516234200")), "Re:"),
+            // Any run of digits is the PIN field, even of the wrong length: it is cut out, and refused later.
+            ("[PEC 12] x", Some(pin_tag("[PEC]", None, "12")), "x"),
+            ("[PEC:legal:1234567890123] x", Some(pin_tag("[PEC]", Some("legal"), "1234567890123")), "x"),
+            // Encoded subject: "[PEC:legal:739184620573] Città".
+            (
+                "=?UTF-8?B?W1BFQzpsZWdhbDo3MzkxODQ2MjA1NzNdIENpdHTDoA==?=",
+                Some(pin_tag("[PEC]", Some("legal"), "739184620573")),
+                "=?UTF-8?B?Q2l0dMOg?=",
+            ),
+            // Not tags: letters in the PIN, two PINs, a space before the id, nothing after the space.
+            ("[PEC:legal:12ab] x", None, ""),
+            ("[PEC:legal:1234:5678] x", None, ""),
+            ("[PEC legal] x", None, ""),
+            ("[PEC ] x", None, ""),
+            ("[PEC:legal  1234] x", None, ""),
+        ];
+        for (raw, want_tag, want_raw) in cases {
+            let got = strip_tag(raw, &markers);
+            match want_tag {
+                None => assert_eq!(got, None, "{raw:?}"),
+                Some(want) => assert_eq!(got, Some((want.clone(), want_raw.to_string())), "{raw:?}"),
+            }
+        }
+        // The PIN leaves no trace in the stripped subject, plain or encoded.
+        for raw in ["[PEC:legal:739184620573] x", "=?UTF-8?B?W1BFQzpsZWdhbDo3MzkxODQ2MjA1NzNdIENpdHTDoA==?="] {
+            let (_, stripped) = strip_tag(raw, &markers).unwrap();
+            assert!(!decode_subject(&stripped).contains("739184620573"), "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn pin_shape_and_debug() {
+        assert!(is_pin("1234") && is_pin("739184620573"));
+        assert!(!is_pin("123") && !is_pin("1234567890123") && !is_pin("12a4") && !is_pin(""));
+        assert!(Pin::new("739184620573").well_formed());
+        let shown = format!("{:?}", pin_tag("[PEC]", Some("legal"), "739184620573"));
+        assert!(!shown.contains("739184620573"), "{shown}");
     }
 
     #[test]
@@ -400,6 +548,7 @@ mod tests {
         let piece = prop_oneof![
             Just("[PEC]".to_string()),
             Just("[pec:legal]".to_string()),
+            Just("[PEC:legal 4815]".to_string()),
             Just("[GPEC]".to_string()),
             Just(" ".to_string()),
             Just("\r\n ".to_string()),

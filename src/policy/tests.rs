@@ -219,7 +219,7 @@ fn refusals() {
 
 fn accept(case: &Case) -> Plan {
     match case.run() {
-        Verdict::Accept(plan) => plan,
+        Verdict::Accept(plan) => *plan,
         Verdict::Reject(reply) => panic!("{}: rejected {reply}", case.name),
     }
 }
@@ -308,7 +308,7 @@ fn rewrite_full() {
             message_id: "abc@corp.x.it".to_string(),
             subject: "Re: Contratto".to_string(),
             original_sender: "mario@x.it".to_string(),
-            tag: Some(TagMatch { marker: "[PEC]".to_string(), mailbox: Some("legal".to_string()) }),
+            tag: Some(TagMatch { marker: "[PEC]".to_string(), mailbox: Some("legal".to_string()), pin: None }),
             removed_bcc: true,
             removed_fields: vec!["X-TipoRicevuta".to_string()],
         }

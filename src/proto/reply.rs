@@ -221,6 +221,30 @@ pub fn r550_may_not_send(sender: &str, mailbox: &str) -> Reply {
     Reply::new(550, Some("5.7.1"), format!("{sender} may not send from PEC mailbox {mailbox}"))
 }
 
+/// A `require_pin` mailbox, and the subject tag has no PIN.
+pub fn r550_pin_missing(mailbox: &str, example_tag: &str) -> Reply {
+    Reply::new(550, Some("5.7.1"), format!("PEC mailbox {mailbox} requires your PIN in the subject tag, e.g. {example_tag}"))
+}
+
+/// The PIN in the tag does not match the user's (the PIN itself is never repeated).
+pub fn r550_pin_wrong(mailbox: &str, user: &str) -> Reply {
+    Reply::new(550, Some("5.7.1"), format!("wrong PIN for {user} on PEC mailbox {mailbox}"))
+}
+
+/// The user has no PIN on a `require_pin` mailbox.
+pub fn r550_pin_not_set(mailbox: &str, id: &str, user: &str) -> Reply {
+    Reply::new(
+        550,
+        Some("5.7.1"),
+        format!("no PIN is set for {user} on PEC mailbox {mailbox}; the admin must run: pecgate pin set --mailbox {id} --user {user}"),
+    )
+}
+
+/// Too many wrong PINs: the user may not send from the mailbox until `until`.
+pub fn r550_pin_locked(mailbox: &str, user: &str, until: &str) -> Reply {
+    Reply::new(550, Some("5.7.1"), format!("{user} is locked out of PEC mailbox {mailbox} until {until} after too many wrong PINs"))
+}
+
 /// The sender appears in no mailbox's user list.
 pub fn r550_not_a_user(sender: &str) -> Reply {
     Reply::new(550, Some("5.7.1"), format!("{sender} is not a user of any PEC mailbox"))

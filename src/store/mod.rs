@@ -368,6 +368,15 @@ pub struct ListItem {
     pub related_message: Option<String>,
 }
 
+/// A stored sending PIN, without its hash (`pecgate pin list`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PinEntry {
+    pub mailbox: String,
+    /// Lower case.
+    pub user: String,
+    pub set_at: i64,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Inserts a queued message with its recipients and `received`/`queued` events, in one commit.
@@ -465,4 +474,26 @@ pub trait Store: Send + Sync {
     /// at most `per_minute` slots taken within `hold_ms` (a minute plus a
     /// margin); `Err(t)`: none free until `t` (ms).
     async fn take_rate_slot(&self, mailbox: &str, now: i64, per_minute: u32, hold_ms: i64) -> Result<std::result::Result<(), i64>>;
+
+    // PINs for sending (`require_pin` mailboxes); `user` is compared in lower case.
+    /// Sets (or replaces) a user's PIN hash (a PHC string) and forgets its wrong PINs.
+    async fn set_pin(&self, mailbox: &str, user: &str, phc: &str, at: i64) -> Result<()>;
+    /// Removes a user's PIN; false if there was none.
+    async fn remove_pin(&self, mailbox: &str, user: &str) -> Result<bool>;
+    async fn pin_hash(&self, mailbox: &str, user: &str) -> Result<Option<String>>;
+    /// The PINs set, of one mailbox or all, by mailbox and user.
+    async fn pins(&self, mailbox: Option<&str>) -> Result<Vec<PinEntry>>;
+    /// Times of a user's wrong PINs at or after `since`.
+    async fn pin_failures(&self, mailbox: &str, user: &str, since: i64) -> Result<Vec<i64>>;
+    /// Records a wrong PIN at `at`, forgets those before `keep_since`, returns the times kept.
+    async fn add_pin_failure(&self, mailbox: &str, user: &str, at: i64, keep_since: i64) -> Result<Vec<i64>>;
+    async fn clear_pin_failures(&self, mailbox: &str, user: &str) -> Result<()>;
+
+    // Alarms told once: a notice is sent only by the caller whose raise inserted the row.
+    /// Raises alarm `name`; true if it was not raised yet (the caller tells someone).
+    async fn raise_alarm(&self, name: &str, at: i64) -> Result<bool>;
+    /// Clears alarm `name`; true if it was raised.
+    async fn clear_alarm(&self, name: &str) -> Result<bool>;
+    /// Raised alarms, by name, with when.
+    async fn alarms(&self) -> Result<Vec<(String, i64)>>;
 }

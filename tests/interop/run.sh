@@ -145,7 +145,7 @@ maillog_file = $I/maillog
 syslog_name = postfix-pecgate-interop
 CF
 cat >"$PF_CONF/header_checks" <<CF
-/^Subject:.*\[G?PEC(:[A-Za-z0-9._-]+)?\]/ FILTER pecgate:[127.0.0.1]:$GW_PORT
+/^Subject:.*\[G?PEC(:[A-Za-z0-9._-]+)?([: ][0-9]+)?\]/ FILTER pecgate:[127.0.0.1]:$GW_PORT
 CF
 cat >"$PF_CONF/master.cf" <<CF
 127.0.0.1:$PF_PORT inet n - n - - smtpd

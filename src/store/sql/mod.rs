@@ -17,6 +17,7 @@ mod admin;
 mod cluster;
 mod dialect;
 mod fetched;
+mod pins;
 mod queue;
 mod schema;
 
@@ -31,8 +32,8 @@ use sqlx::query::{Query, QueryScalar};
 use sqlx::{Any, AnyPool, AssertSqlSafe, Executor};
 
 use super::{
-    Attempt, Error, Event, FetchedRecord, InstanceInfo, Lease, ListFilter, ListItem, Message, NewMessage, ReceiptUpdate, Recipient,
-    Recovered, Result, Skipped, Store,
+    Attempt, Error, Event, FetchedRecord, InstanceInfo, Lease, ListFilter, ListItem, Message, NewMessage, PinEntry, ReceiptUpdate,
+    Recipient, Recovered, Result, Skipped, Store,
 };
 
 /// What every query needs: the dialect, and who this process is (events and
@@ -322,6 +323,46 @@ impl Store for SqlStore {
 
     async fn take_rate_slot(&self, mailbox: &str, now: i64, per_minute: u32, hold_ms: i64) -> Result<std::result::Result<(), i64>> {
         self.take_rate_slot(mailbox, now, per_minute, hold_ms).await
+    }
+
+    async fn set_pin(&self, mailbox: &str, user: &str, phc: &str, at: i64) -> Result<()> {
+        self.set_pin(mailbox, user, phc, at).await
+    }
+
+    async fn remove_pin(&self, mailbox: &str, user: &str) -> Result<bool> {
+        self.remove_pin(mailbox, user).await
+    }
+
+    async fn pin_hash(&self, mailbox: &str, user: &str) -> Result<Option<String>> {
+        self.pin_hash(mailbox, user).await
+    }
+
+    async fn pins(&self, mailbox: Option<&str>) -> Result<Vec<PinEntry>> {
+        self.pins(mailbox).await
+    }
+
+    async fn pin_failures(&self, mailbox: &str, user: &str, since: i64) -> Result<Vec<i64>> {
+        self.pin_failures(mailbox, user, since).await
+    }
+
+    async fn add_pin_failure(&self, mailbox: &str, user: &str, at: i64, keep_since: i64) -> Result<Vec<i64>> {
+        self.add_pin_failure(mailbox, user, at, keep_since).await
+    }
+
+    async fn clear_pin_failures(&self, mailbox: &str, user: &str) -> Result<()> {
+        self.clear_pin_failures(mailbox, user).await
+    }
+
+    async fn raise_alarm(&self, name: &str, at: i64) -> Result<bool> {
+        self.raise_alarm(name, at).await
+    }
+
+    async fn clear_alarm(&self, name: &str) -> Result<bool> {
+        self.clear_alarm(name).await
+    }
+
+    async fn alarms(&self) -> Result<Vec<(String, i64)>> {
+        self.alarms().await
     }
 }
 

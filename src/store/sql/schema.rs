@@ -101,6 +101,7 @@ CREATE INDEX rate_slots_mailbox ON rate_slots(mailbox_id, at);
     SQLITE_SEARCH,
     LIST_FILTER_INDEXES,
     SQLITE_RECIPIENT_COUNTS,
+    PINS_AND_ALARMS,
 ];
 
 /// PostgreSQL schema versions. Version 1 is the whole SQLite schema up to
@@ -185,6 +186,7 @@ CREATE INDEX rate_slots_mailbox ON rate_slots(mailbox_id, at);
     SKIPPED,
     POSTGRES_SEARCH,
     LIST_FILTER_INDEXES,
+    PINS_AND_ALARMS,
 ];
 
 /// The same in both dialects: the table and its indexes take the new name.
@@ -302,6 +304,22 @@ CREATE TRIGGER recipient_counts_delete AFTER DELETE ON recipients BEGIN
     UPDATE recipient_counts SET n = n - 1 WHERE state = OLD.state
         AND mailbox_id = (SELECT mailbox_id FROM messages WHERE id = OLD.message_id AND route = 'provider');
 END;
+"#;
+
+/// Sending PINs (Argon2 PHC strings, never the PIN), the wrong PINs kept for
+/// the lockout, and alarms told once (a restart does not repeat them); the
+/// same in both dialects.
+const PINS_AND_ALARMS: &str = r#"
+CREATE TABLE pins (
+    mailbox_id TEXT NOT NULL,
+    user_address TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    set_at BIGINT NOT NULL,
+    PRIMARY KEY (mailbox_id, user_address)
+);
+CREATE TABLE pin_failures (mailbox_id TEXT NOT NULL, user_address TEXT NOT NULL, at BIGINT NOT NULL);
+CREATE INDEX pin_failures_user ON pin_failures(mailbox_id, user_address, at);
+CREATE TABLE alarms (name TEXT PRIMARY KEY, raised_at BIGINT NOT NULL);
 "#;
 
 /// Every filter of the admin list walks an index newest first; the status
