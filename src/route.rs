@@ -37,8 +37,11 @@ mod tests {
     use crate::directory::Rights;
 
     fn members() -> Vec<Member> {
-        let user =
-            |a: &str, receive, anomalies, admin| Member { address: a.into(), rights: Rights { send: true, receive, anomalies, admin } };
+        let user = |a: &str, receive, anomalies, admin| Member {
+            address: a.into(),
+            rights: Rights { send: true, receive, anomalies, admin },
+            pin_hash: None,
+        };
         vec![user("mario@x.it", true, false, true), user("anna@x.it", true, true, false), user("luca@x.it", false, false, false)]
     }
 

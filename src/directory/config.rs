@@ -40,6 +40,7 @@ impl StaticDirectory {
                     .map(|u| Member {
                         address: u.address.clone(),
                         rights: Rights { send: u.send, receive: u.receive, anomalies: u.anomalies, admin: u.admin },
+                        pin_hash: None,
                     })
                     .collect();
                 (m.id.clone(), Arc::from(list))

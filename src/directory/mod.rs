@@ -46,6 +46,7 @@ pub struct Rights {
 pub struct Member {
     pub address: String,
     pub rights: Rights,
+    pub pin_hash: Option<String>,
 }
 
 /// The company user a listener AUTH login acts as.
