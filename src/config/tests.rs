@@ -421,8 +421,8 @@ fn directory_errors_name_the_key_and_the_fix() {
             "directory.user_filter: \"objectClass=person\" is not an LDAP filter",
         ),
         (
-            "kind = \"ldap\"\nurl = \"ldaps://x\"\nbind_dn = \"cn=a,dc=b\"\npassword_file = \"ldap.pw\"\nbase_dn = \"dc=b\"\nrefresh_secs = 1",
-            "directory.refresh_secs: 1 is too short",
+            "kind = \"ldap\"\nurl = \"ldaps://x\"\nbind_dn = \"cn=a,dc=b\"\npassword_file = \"ldap.pw\"\nbase_dn = \"dc=b\"\nrefresh_secs = 0",
+            "directory.refresh_secs: must be at least 1",
         ),
         ("kind = \"static\"", "mailbox[0].groups (legal): lists directory groups but [directory] kind is \"static\""),
     ];

@@ -533,8 +533,13 @@ impl Config {
                 v.error(key, format!("{attr:?} is not an attribute name; write e.g. \"mail\""));
             }
         }
-        if d.refresh_secs < 10 {
-            v.error("directory.refresh_secs", format!("{} is too short; use at least 10 (default 300)", d.refresh_secs));
+        if d.refresh_secs == 0 {
+            v.error("directory.refresh_secs", "must be at least 1 second (default 300)");
+        } else if d.refresh_secs < 30 {
+            v.warning(
+                "directory.refresh_secs",
+                format!("{} s is very short: every refresh reads every user; 300 is usual", d.refresh_secs),
+            );
         }
         if d.timeout_secs == 0 || d.timeout_secs > 120 {
             v.error("directory.timeout_secs", format!("{} must be from 1 to 120 seconds (default 10)", d.timeout_secs));

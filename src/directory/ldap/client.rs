@@ -159,8 +159,10 @@ impl Settings {
         let values = |name: &str| -> Vec<String> { e.attrs.iter().filter(|(k, _)| is(name, k)).flat_map(|(_, v)| v.clone()).collect() };
         let proxies = if self.kind == DirectoryKind::Ad { values("proxyAddresses") } else { Vec::new() };
         let (primary, aliases) = proxy_addresses(&proxies);
-        let mail = values(&self.mail_attribute).into_iter().next().or_else(|| primary.clone())?;
-        let mut aliases: Vec<String> = primary.into_iter().chain(aliases).filter(|a| !a.eq_ignore_ascii_case(&mail)).collect();
+        // A multi-valued mail attribute: the first value is the address, the others aliases.
+        let mut mails = values(&self.mail_attribute).into_iter();
+        let mail = mails.next().or_else(|| primary.clone())?;
+        let mut aliases: Vec<String> = mails.chain(primary).chain(aliases).filter(|a| !a.eq_ignore_ascii_case(&mail)).collect();
         aliases.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
         Some(DirUser {
             dn: normalize_dn(&e.dn),

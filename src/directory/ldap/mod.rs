@@ -202,3 +202,37 @@ impl Directory for LdapDirectory {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A directory whose server is a closed loopback port.
+    fn unreachable() -> LdapDirectory {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut config = Config::default();
+        config.directory.kind = crate::config::DirectoryKind::Ldap;
+        config.directory.url = format!("ldaps://127.0.0.1:{port}");
+        config.directory.timeout_secs = 2;
+        let tls = crate::tls::client_config(None).unwrap();
+        LdapDirectory::new(&config, &Secrets::default(), tls, crate::clock::system())
+    }
+
+    #[tokio::test]
+    async fn an_empty_password_is_refused_without_asking_the_server() {
+        let d = unreachable();
+        // Asking the (unreachable) server would be an error, not a refusal.
+        assert_eq!(d.authenticate("paola", "").await.unwrap(), None);
+        assert!(matches!(d.authenticate("paola", "pw").await, Err(Error::Unavailable(_))));
+    }
+
+    #[tokio::test]
+    async fn never_answered_is_unavailable_not_empty() {
+        let d = unreachable();
+        let e = d.members("legal").await.unwrap_err();
+        assert!(e.to_string().contains("no answer from ldaps://127.0.0.1:"), "{e}");
+        let s = d.status();
+        assert!(!s.up && s.last_attempt_ms.is_some() && s.last_success_ms.is_none());
+        assert_eq!(d.refresh().await, Event::StillDown);
+    }
+}
