@@ -274,3 +274,61 @@ async fn listener_auth_binds_as_the_directory_user() {
     drop(slapd);
     env.stop().await;
 }
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).unwrap_or(0)
+}
+
+/// For docs/ldap.md: refresh time and memory of a 1,000-user directory.
+#[tokio::test]
+#[ignore = "needs slapd (a measurement, run by hand: cargo test --test ldap -- --ignored --nocapture measure)"]
+async fn measure_a_thousand_user_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut slapd = Slapd::start(tmp.path()).await;
+    let mut more = String::new();
+    let mut members = String::new();
+    for i in 0..1000 {
+        more.push_str(&format!(
+            "dn: uid=user{i},ou=people,{BASE}\nobjectClass: inetOrgPerson\nuid: user{i}\ncn: User {i}\nsn: U\nmail: user{i}@azienda.it\n\n"
+        ));
+        members.push_str(&format!("member: uid=user{i},ou=people,{BASE}\n"));
+    }
+    more.push_str(&format!("dn: cn=all,ou=groups,{BASE}\nobjectClass: groupOfNames\ncn: all\n{members}\n"));
+    slapd.stop();
+    std::fs::write(slapd.dir.join("more.ldif"), more).unwrap();
+    let out = Command::new(tool("slapadd"))
+        .arg("-f")
+        .arg(slapd.dir.join("slapd.conf"))
+        .arg("-l")
+        .arg(slapd.dir.join("more.ldif"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "slapadd: {}", String::from_utf8_lossy(&out.stderr));
+    slapd.run().await;
+
+    let dir = tmp.path();
+    write_secret(&dir.join("ldap.pw"), ROOT_PW);
+    let text = format!(
+        "[[mailbox]]\nid = \"legal\"\naddress = \"legal@pec.azienda.it\"\nusername = \"x\"\npassword_file = \"ldap.pw\"\n[mailbox.smtp]\nhost = \"localhost\"\n\
+[mailbox.groups]\nsend = [\"cn=all,ou=groups,{BASE}\"]\nreceive = [\"cn=all,ou=groups,{BASE}\"]\nadmin = [\"cn=all,ou=groups,{BASE}\"]\n\
+[directory]\nkind = \"ldap\"\nurl = \"{}\"\nca_file = \"{}\"\nbind_dn = \"{ROOT_DN}\"\npassword_file = \"ldap.pw\"\nbase_dn = \"{BASE}\"\n",
+        slapd.url(),
+        slapd.dir.join("ca.pem").display()
+    );
+    let loaded = pecgate::config::load_str(&text, Some(dir)).unwrap();
+    let tls = pecgate::tls::client_config(loaded.config.directory.ca_file.as_deref()).unwrap();
+    let before = rss_kib();
+    let d = pecgate::directory::LdapDirectory::new(&loaded.config, &loaded.resolved.secrets, tls, pecgate::clock::system());
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let t = std::time::Instant::now();
+        d.refresh().await;
+        times.push(t.elapsed());
+    }
+    use pecgate::directory::Directory;
+    let members = d.members("legal").await.unwrap();
+    assert_eq!(members.len(), 1003, "1,000 generated users plus paola, sara's alias... in cn=all? no: exactly the group");
+    let after = rss_kib();
+    println!("refresh of {} members: {times:?}; RSS {before} KiB -> {after} KiB", members.len());
+}
