@@ -108,6 +108,15 @@ pub fn init<'a>(mailboxes: impl IntoIterator<Item = &'a str>) {
     }
 }
 
+/// The directory series: `up` is what the directory of the running snapshot says
+/// (1 for a static directory, 0 for an LDAP one until its first good refresh).
+pub fn directory(kind: &str) {
+    gauge!("pecgate_directory_up").set(if kind == "static" { 1.0 } else { 0.0 });
+    for result in ["success", "failure"] {
+        counter!("pecgate_directory_refresh_total", "result" => result).increment(0);
+    }
+}
+
 /// Registers the series of one mailbox at zero (at start-up, and when a reload adds it).
 pub fn init_mailbox(id: &str) {
     {
@@ -216,6 +225,8 @@ fn describe() {
     describe_counter!("pecgate_watchdog_notices_total", "notices sent by the watchdog");
     describe_counter!("pecgate_signature_verdicts_total", "signature verdicts of fetched messages");
     describe_counter!("pecgate_admin_auth_failures_total", "wrong admin tokens (login form, bearer header), by where");
+    describe_gauge!("pecgate_directory_up", "1 while the user directory answers (always 1 for kind = static), 0 during an LDAP outage");
+    describe_counter!("pecgate_directory_refresh_total", "LDAP / AD directory refreshes by result (success, failure)");
     describe_counter!("pecgate_config_reload_total", "configuration reloads (SIGHUP, pecgate reload) by result");
     describe_gauge!("pecgate_config_last_reload_success_timestamp_seconds", "unix time of the last configuration load that took effect");
     describe_counter!(

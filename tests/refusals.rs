@@ -100,3 +100,25 @@ async fn size_rule_refuses_at_the_listener(keys: &str) {
     let reply = env.send(LUCA, &["a@pec.x.it"], &one).await;
     assert!(reply.starts_with("250 "), "{reply}");
 }
+
+/// A directory that never answered: mail is deferred (451 4.3.0), never
+/// accepted without a permission check and never refused for good.
+#[tokio::test]
+async fn a_directory_that_never_answered_defers_with_451() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let tweak = |t: &mut String| {
+        t.push_str(&format!(
+            "\n[directory]\nkind = \"ldap\"\nurl = \"ldaps://127.0.0.1:{closed}\"\nbind_dn = \"cn=pecgate,dc=azienda,dc=it\"\npassword_file = \"ldap.pw\"\nbase_dn = \"dc=azienda,dc=it\"\ntimeout_secs = 2\n"
+        ))
+    };
+    let mut env = TestEnv::prepare(tweak, pecgate::clock::system(), false).await;
+    write_secret(&env.dir.path().join("ldap.pw"), "pw-LDAP-service-never-log-me");
+    env.restart().await;
+    let message =
+        format!("From: {MARIO}\r\nTo: a@pec.x.it\r\nSubject: [PEC:legal] prova\r\nMessage-ID: <dir-down@azienda.it>\r\n\r\ncorpo\r\n");
+    let reply = env.send(MARIO, &["a@pec.x.it"], &message).await;
+    assert!(reply.starts_with("451 4.3.0"), "{reply}");
+    assert!(env.app().store.message_ids().await.unwrap().is_empty(), "nothing was queued");
+    let left: Vec<_> = files_under(&env.dir.path().join("spool"), &[]);
+    assert!(left.is_empty(), "{left:?}");
+}

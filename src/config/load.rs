@@ -161,7 +161,8 @@ fn literal_secret_in_readable_file(path: &Path, config: &Config) -> Option<Probl
     let literal = config.mailboxes.iter().any(|m| m.password.is_some())
         || config.smtp.accounts.iter().any(|a| a.password.is_some())
         || config.corporate.password.is_some()
-        || config.store.password.is_some();
+        || config.store.password.is_some()
+        || config.directory.password.is_some();
     let mode = std::fs::metadata(path).ok()?.permissions().mode();
     (literal && mode & 0o007 != 0).then(|| Problem {
         key: "allow_plaintext_secrets".into(),

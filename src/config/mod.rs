@@ -93,6 +93,8 @@ pub struct Secrets {
     pub store_url: Option<Secret>,
     /// `[admin] token_file`.
     pub admin_token: Option<Secret>,
+    /// `[directory]` service account password.
+    pub directory: Option<Secret>,
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ pub struct Config {
     pub control: ControlConfig,
     /// `[pin]`: the lockout of mailboxes with `require_pin = true`.
     pub pin: PinConfig,
+    pub directory: DirectoryConfig,
     /// Accept literal `password = "..."` keys in this file (not recommended).
     pub allow_plaintext_secrets: bool,
     #[serde(rename = "mailbox")]
@@ -487,6 +488,8 @@ pub struct MailboxConfig {
     pub pop3: Option<MailboxPop3Config>,
     #[serde(rename = "user")]
     pub users: Vec<UserConfig>,
+    /// Directory groups whose members get each right (with `[directory]`).
+    pub groups: GroupsConfig,
 }
 
 impl MailboxConfig {
@@ -528,6 +531,7 @@ impl Default for MailboxConfig {
             smtp: MailboxSmtpConfig::default(),
             pop3: None,
             users: Vec::new(),
+            groups: GroupsConfig::default(),
         }
     }
 }
@@ -584,6 +588,121 @@ impl Default for MailboxPop3Config {
             interval_secs: 60,
             retention: Retention::Leave,
             delete_after_days: 30,
+        }
+    }
+}
+
+/// `[mailbox.groups]`: the directory groups (DNs) whose members get each
+/// right on the mailbox, in addition to the `[[mailbox.user]]` entries.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GroupsConfig {
+    pub send: Vec<String>,
+    pub receive: Vec<String>,
+    pub anomalies: Vec<String>,
+    pub admin: Vec<String>,
+}
+
+impl GroupsConfig {
+    pub fn is_empty(&self) -> bool {
+        self.send.is_empty() && self.receive.is_empty() && self.anomalies.is_empty() && self.admin.is_empty()
+    }
+
+    /// `(right, group DNs)` in a fixed order.
+    pub fn by_right(&self) -> [(&'static str, &[String]); 4] {
+        [("send", &self.send), ("receive", &self.receive), ("anomalies", &self.anomalies), ("admin", &self.admin)]
+    }
+}
+
+/// `[directory] kind`: where users and groups come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DirectoryKind {
+    /// Only `[[mailbox.user]]` and `[[smtp.account]]`.
+    #[default]
+    Static,
+    /// OpenLDAP and friends: groupOfNames groups, nested groups resolved by pecgate.
+    Ldap,
+    /// Active Directory: nested groups through the matching rule 1.2.840.113556.1.4.1941.
+    Ad,
+}
+
+impl DirectoryKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DirectoryKind::Static => "static",
+            DirectoryKind::Ldap => "ldap",
+            DirectoryKind::Ad => "ad",
+        }
+    }
+}
+
+/// `[directory]`: an LDAP / Active Directory server holding the users.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DirectoryConfig {
+    pub kind: DirectoryKind,
+    /// `ldaps://host:636` or `ldap://host:389` (StartTLS).
+    pub url: String,
+    /// Plain LDAP without StartTLS, allowed only to a loopback address.
+    pub allow_plaintext_loopback: bool,
+    pub ca_file: Option<PathBuf>,
+    /// The service account pecgate searches with.
+    pub bind_dn: String,
+    pub password_file: Option<PathBuf>,
+    pub password_env: Option<String>,
+    /// Literal password: refused unless `allow_plaintext_secrets = true`.
+    pub password: Option<Secret>,
+    pub base_dn: String,
+    /// Which entries are users; empty = a default per kind.
+    pub user_filter: String,
+    pub mail_attribute: String,
+    /// The attribute a listener AUTH login may also be (besides the mail address); empty = `uid` (ldap) or `sAMAccountName` (ad).
+    pub login_attribute: String,
+    /// An attribute holding the user's sending PIN as an Argon2 PHC hash.
+    pub pin_attribute: Option<String>,
+    pub refresh_secs: u64,
+    pub timeout_secs: u64,
+}
+
+impl Default for DirectoryConfig {
+    fn default() -> Self {
+        Self {
+            kind: DirectoryKind::Static,
+            url: String::new(),
+            allow_plaintext_loopback: false,
+            ca_file: None,
+            bind_dn: String::new(),
+            password_file: None,
+            password_env: None,
+            password: None,
+            base_dn: String::new(),
+            user_filter: String::new(),
+            mail_attribute: "mail".into(),
+            login_attribute: String::new(),
+            pin_attribute: None,
+            refresh_secs: 300,
+            timeout_secs: 10,
+        }
+    }
+}
+
+impl DirectoryConfig {
+    /// `user_filter`, or the default of the kind.
+    pub fn effective_user_filter(&self) -> &str {
+        match (self.user_filter.trim(), self.kind) {
+            ("", DirectoryKind::Ad) => "(&(objectCategory=person)(objectClass=user))",
+            ("", _) => "(objectClass=inetOrgPerson)",
+            (f, _) => f,
+        }
+    }
+
+    /// `login_attribute`, or the default of the kind.
+    pub fn effective_login_attribute(&self) -> &str {
+        match (self.login_attribute.trim(), self.kind) {
+            ("", DirectoryKind::Ad) => "sAMAccountName",
+            ("", _) => "uid",
+            (a, _) => a,
         }
     }
 }

@@ -381,3 +381,89 @@ fn parse_errors_name_the_key_and_the_source() {
     assert!(err.contains("smtp.listn: unknown key \"listn\""), "{err}");
     assert!(!err.contains("environment"), "a key from the file is not blamed on the environment: {err}");
 }
+
+fn with_directory(dir: &Path, directory: &str) -> String {
+    write(dir, "ldap.pw", "ldap-service-pw\n");
+    // The `[mailbox.groups]` table must follow the mailbox's own keys.
+    format!("{}\n[mailbox.groups]\nsend = [\"cn=PEC-Legale-Invio,ou=groups,dc=corp,dc=it\"]\n\n[directory]\n{directory}\n", minimal(dir))
+}
+
+#[test]
+fn directory_keys_defaults_and_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = with_directory(
+        dir.path(),
+        "kind = \"ldap\"\nurl = \"ldaps://ldap.corp.it\"\nbind_dn = \"cn=pecgate,dc=corp,dc=it\"\npassword_file = \"ldap.pw\"\nbase_dn = \"dc=corp,dc=it\"",
+    );
+    let loaded = load_str(&text, Some(dir.path())).unwrap();
+    let d = &loaded.config.directory;
+    assert_eq!((d.kind, d.refresh_secs, d.timeout_secs, d.mail_attribute.as_str()), (DirectoryKind::Ldap, 300, 10, "mail"));
+    assert_eq!((d.effective_user_filter(), d.effective_login_attribute()), ("(objectClass=inetOrgPerson)", "uid"));
+    assert_eq!(loaded.resolved.secrets.directory.as_ref().map(|s| s.expose()), Some("ldap-service-pw"));
+    assert_eq!(loaded.config.mailboxes[0].groups.send, ["cn=PEC-Legale-Invio,ou=groups,dc=corp,dc=it"]);
+}
+
+#[test]
+fn directory_errors_name_the_key_and_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "kind = \"ldap\"\nurl = \"http://x\"\nbind_dn = \"cn=a,dc=b\"\npassword_file = \"ldap.pw\"\nbase_dn = \"dc=b\"",
+            "directory.url: scheme \"http\" is not ldaps:// or ldap://",
+        ),
+        (
+            "kind = \"ldap\"\nurl = \"ldap://ldap.corp.it\"\nallow_plaintext_loopback = true\nbind_dn = \"cn=a,dc=b\"\npassword_file = \"ldap.pw\"\nbase_dn = \"dc=b\"",
+            "directory.allow_plaintext_loopback: is true but",
+        ),
+        (
+            "kind = \"ad\"\nurl = \"ldaps://dc1\"\nbind_dn = \"pecgate\"\npassword_file = \"ldap.pw\"\nbase_dn = \"dc=b\"",
+            "directory.bind_dn: \"pecgate\" is not a DN",
+        ),
+        ("kind = \"ldap\"\nurl = \"ldaps://x\"\nbind_dn = \"cn=a,dc=b\"\nbase_dn = \"dc=b\"", "directory.password_file: no password"),
+        (
+            "kind = \"ldap\"\nurl = \"ldaps://x\"\nbind_dn = \"cn=a,dc=b\"\npassword_file = \"ldap.pw\"\nbase_dn = \"dc=b\"\nuser_filter = \"objectClass=person\"",
+            "directory.user_filter: \"objectClass=person\" is not an LDAP filter",
+        ),
+        (
+            "kind = \"ldap\"\nurl = \"ldaps://x\"\nbind_dn = \"cn=a,dc=b\"\npassword_file = \"ldap.pw\"\nbase_dn = \"dc=b\"\nrefresh_secs = 0",
+            "directory.refresh_secs: must be at least 1",
+        ),
+        ("kind = \"static\"", "mailbox[0].groups (legal): lists directory groups but [directory] kind is \"static\""),
+    ];
+    for (directory, want) in cases {
+        let got = problems(&with_directory(dir.path(), directory), dir.path());
+        assert!(got.iter().any(|p| p.starts_with(want)), "{directory}\nwant {want}\ngot {got:#?}");
+    }
+    let ok = "kind = \"ldap\"\nurl = \"ldap://127.0.0.1:3890\"\nallow_plaintext_loopback = true\nbind_dn = \"cn=a,dc=b\"\npassword_file = \"ldap.pw\"\nbase_dn = \"dc=b\"";
+    assert_eq!(problems(&with_directory(dir.path(), ok), dir.path()), Vec::<String>::new());
+}
+
+#[test]
+fn directory_groups_can_replace_static_receivers_and_admin() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "legal.pw", "pw\n");
+    write(dir.path(), "ldap.pw", "pw\n");
+    let text = r#"
+[[mailbox]]
+id = "legal"
+address = "legal@pec.corp.it"
+username = "legal@pec.corp.it"
+password_file = "legal.pw"
+[mailbox.smtp]
+host = "smtps.pec.example.it"
+[mailbox.groups]
+send = ["cn=send,dc=b"]
+receive = ["cn=recv,dc=b"]
+admin = ["cn=admins,dc=b"]
+[directory]
+kind = "ldap"
+url = "ldaps://x"
+bind_dn = "cn=a,dc=b"
+password_file = "ldap.pw"
+base_dn = "dc=b"
+"#;
+    assert_eq!(problems(text, dir.path()), Vec::<String>::new());
+    let bad = text.replace("receive = [\"cn=recv,dc=b\"]\n", "receive = [\"recv\"]\n");
+    let got = problems(&bad, dir.path());
+    assert!(got.iter().any(|p| p.starts_with("mailbox[0].groups.receive[0] (legal): \"recv\" is not a DN")), "{got:#?}");
+}

@@ -13,12 +13,15 @@
 //! permission check, and never refused for good because of an outage.
 
 mod config;
+pub mod ldap;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
 pub use config::StaticDirectory;
+pub use ldap::LdapDirectory;
+pub use ldap::is_balanced as filter_is_balanced;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
@@ -29,7 +32,7 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// What a user may do with one mailbox (`[[mailbox.user]]` flags).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Rights {
     /// Send PEC from the mailbox.
     pub send: bool,
@@ -49,6 +52,39 @@ pub struct Member {
     /// The user's sending PIN as an Argon2 PHC string, when the directory
     /// holds it (an LDAP attribute); None: the store's `pecgate pin set` hash.
     pub pin_hash: Option<String>,
+}
+
+/// Where a right comes from.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "from", content = "group", rename_all = "lowercase")]
+pub enum Source {
+    /// A `[[mailbox.user]]` entry of the configuration file.
+    Config,
+    /// Membership (direct or nested) of this directory group, as configured.
+    Group(String),
+}
+
+/// A member with the origin of each of its rights (the admin page).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Grant {
+    pub address: String,
+    pub rights: Rights,
+    /// `(right, source)`: `("send", Group("cn=PEC-Legale-Invio,..."))`.
+    pub sources: Vec<(&'static str, Source)>,
+}
+
+/// The directory's state for the admin page.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Status {
+    pub kind: &'static str,
+    pub url: Option<String>,
+    pub up: bool,
+    /// Unix ms of the last refresh attempt and of the last good one.
+    pub last_attempt_ms: Option<i64>,
+    pub last_success_ms: Option<i64>,
+    pub last_error: Option<String>,
+    /// Users read by the last good refresh.
+    pub users: Option<usize>,
 }
 
 /// The company user a listener AUTH login acts as.
@@ -73,6 +109,28 @@ pub trait Directory: Send + Sync {
 
     /// The identity of a login that authenticated earlier in the session.
     async fn identity(&self, login: &str) -> Result<Option<Identity>>;
+
+    /// The members of `mailbox` with where each right comes from.
+    async fn grants(&self, mailbox: &str) -> Result<Arc<[Grant]>> {
+        let members = self.members(mailbox).await?;
+        Ok(members.iter().map(config_grant).collect())
+    }
+
+    /// Kind and refresh state.
+    fn status(&self) -> Status {
+        Status { kind: self.kind(), url: None, up: true, last_attempt_ms: None, last_success_ms: None, last_error: None, users: None }
+    }
+}
+
+/// A member whose rights all come from the configuration file.
+fn config_grant(m: &Member) -> Grant {
+    let r = m.rights;
+    let sources = [("send", r.send), ("receive", r.receive), ("anomalies", r.anomalies), ("admin", r.admin)]
+        .into_iter()
+        .filter(|(_, on)| *on)
+        .map(|(right, _)| (right, Source::Config))
+        .collect();
+    Grant { address: m.address.clone(), rights: r, sources }
 }
 
 /// The members of `mailbox` with right `pick`, addresses only.

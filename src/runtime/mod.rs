@@ -16,8 +16,9 @@ use std::sync::Arc;
 
 pub use live::Live;
 
+use crate::config::DirectoryKind;
 use crate::config::{self, Config, Loaded, MailboxConfig, Problem, Secret, Secrets};
-use crate::directory::{Directory, StaticDirectory};
+use crate::directory::{Directory, LdapDirectory, StaticDirectory};
 use crate::pec::signature::TrustStore;
 
 pub struct Runtime {
@@ -78,6 +79,10 @@ impl Runtime {
             }
         }
         let corporate_tls = client_tls("corporate.ca_file".into(), config.corporate.ca_file.as_deref());
+        let directory_tls = match config.directory.kind {
+            DirectoryKind::Static => None,
+            _ => client_tls("directory.ca_file".into(), config.directory.ca_file.as_deref()),
+        };
         let listener_tls = match (&config.smtp.tls_cert_file, &config.smtp.tls_key_file) {
             (Some(cert), Some(key)) => match crate::tls::server_config(cert, key) {
                 Ok(tls) => Some(tls),
@@ -92,7 +97,16 @@ impl Runtime {
             Some(tls) if problems.is_empty() => tls,
             _ => return Err(config::Error::Invalid { file: file.to_owned(), problems }),
         };
-        let directory: Arc<dyn Directory> = Arc::new(StaticDirectory::new(&config, &resolved.secrets));
+        let directory: Arc<dyn Directory> = match config.directory.kind {
+            DirectoryKind::Static => {
+                crate::metrics::directory("static");
+                Arc::new(StaticDirectory::new(&config, &resolved.secrets))
+            }
+            DirectoryKind::Ldap | DirectoryKind::Ad => match directory_tls {
+                Some(tls) => Arc::new(LdapDirectory::new(&config, &resolved.secrets, tls, crate::clock::system())),
+                None => return Err(config::Error::Invalid { file: file.to_owned(), problems }),
+            },
+        };
         let trust = resolved.trust_store.unwrap_or_else(|| Arc::new(TrustStore::builtin()));
         Ok(Runtime { generation, config, secrets: resolved.secrets, mailboxes, corporate_tls, listener_tls, trust, directory, warnings })
     }
