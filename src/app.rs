@@ -275,7 +275,6 @@ async fn refresh_crls(crls: Arc<crate::crl::CrlCache>, mut shutdown: watch::Rece
     }
 }
 
-
 /// What a new snapshot needs besides the subsystems that read it per
 /// session, delivery or poll: metrics series for new mailboxes, the admin token.
 async fn follow_reloads(

@@ -275,6 +275,20 @@ async fn api_and_page_with_token() {
     let old = m["items"].as_array().unwrap().iter().find(|i| i["id"] == "old").unwrap().clone();
     assert_eq!((old["active"].as_bool(), old["last_poll"].is_null()), (Some(false), true));
 
+    // Who holds which right of each mailbox, and where it comes from.
+    let d = api(admin, "/api/v1/directory").await.json();
+    assert_eq!((d["directory"]["kind"].as_str(), d["directory"]["up"].as_bool()), (Some("static"), Some(true)), "{d}");
+    let legal = d["mailboxes"].as_array().unwrap().iter().find(|m| m["id"] == "legal").unwrap().clone();
+    let user = |a: &str| legal["users"].as_array().unwrap().iter().find(|u| u["address"] == a).unwrap().clone();
+    let config = serde_json::json!({"from": "config"});
+    assert_eq!(
+        user(MARIO)["sources"],
+        serde_json::json!([["send", config], ["receive", config], ["anomalies", config], ["admin", config]]),
+        "{legal}"
+    );
+    assert_eq!(user(ANNA)["rights"]["send"], false);
+    assert!(!user(ANNA)["sources"].as_array().unwrap().iter().any(|s| s[0] == "send"), "{legal}");
+
     // Cluster: one SQLite instance, alive, polling both mailboxes; events name it.
     let me = env.config().cluster.instance_id;
     let c = api(admin, "/api/v1/cluster").await.json();
@@ -384,6 +398,11 @@ async fn api_and_page_with_token() {
     assert_eq!(http(admin, "POST", "/api/v1/queue/WAITDROP00000001/retry", &with_cookie, b"").await.code, 401);
     let page = http(admin, "GET", "/mailboxes?lang=en", &with_cookie, b"").await.text();
     assert!(page.contains(LEGAL) && page.contains("pecgate instances") && page.contains("pop3:legal"), "{page}");
+    assert!(
+        page.contains("Users and rights")
+            && page.contains(&format!("<td>legal</td><td>{ANNA}</td><td>receive</td><td>configuration file</td>")),
+        "{page}"
+    );
 
     // CSRF: a POST without (or with a wrong) token is refused and changes nothing.
     waiting_message(&env, "WAITPAGE00000001").await;

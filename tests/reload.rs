@@ -315,3 +315,45 @@ async fn reload_command_and_sighup_on_the_binary() {
     assert!(status.success(), "clean stop: {status:?} {}", std::fs::read_to_string(&log).unwrap_or_default());
     assert!(!env.dir.path().join("var/pecgate.sock").exists(), "the control socket is removed at shutdown");
 }
+
+/// GPec's non-blocking alarm: a mailbox nobody may send from is a warning
+/// and one notice to its admin, not repeated by a restart, and told anew
+/// when the mailbox loses its senders again after it had one.
+#[tokio::test]
+async fn a_mailbox_nobody_may_send_from_tells_its_admin_once() {
+    // hr has one user, Mario, its admin; take away (and give back) his send right.
+    let sender = format!("address = \"{MARIO}\"\nadmin = true\n\n[[mailbox]]\nid = \"old\"");
+    let no_sender = format!("address = \"{MARIO}\"\nadmin = true\nsend = false\n\n[[mailbox]]\nid = \"old\"");
+    let mut env = TestEnv::start_with(|t| *t = t.replacen(&sender, &no_sender, 1)).await;
+    assert!(env.config_text.contains(&no_sender), "the tweak applied");
+    let first = env.corporate_messages(1).await;
+    let text = String::from_utf8_lossy(&first[0].data).into_owned();
+    assert_eq!(first[0].rcpts, [MARIO]);
+    assert!(text.contains(&format!("Subject: Nessun utente puo' inviare dalla casella PEC {HR}")), "{text}");
+    assert!(text.contains(&format!("Nessun utente ha il permesso di invio sulla casella PEC {HR}:")), "{text}");
+    let alarms = env.app().store.alarms().await.unwrap();
+    assert_eq!(alarms.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["no-sender:hr"]);
+
+    // A restart finds the alarm raised: no new notice (the store says so before any delivery).
+    env.stop().await;
+    env.restart().await;
+    assert_eq!(env.app().store.alarms().await.unwrap(), alarms, "the same alarm, not raised again");
+
+    // Mario may send again: the alarm clears; losing him again tells the admin anew.
+    let with_sender = env.config_text.replacen(&no_sender, &sender, 1);
+    env.reload_with(&with_sender).await.unwrap();
+    wait_until(|| async { env.app().store.alarms().await.unwrap().is_empty() }).await;
+    env.reload_with(&with_sender.replacen(&sender, &no_sender, 1)).await.unwrap();
+    let both = env.corporate_messages(2).await;
+    assert_eq!(both.len(), 2, "one notice per loss of every sender");
+    assert!(String::from_utf8_lossy(&both[1].data).contains(&format!("dalla casella PEC {HR}")));
+    env.stop().await;
+}
+
+async fn wait_until<F: std::future::Future<Output = bool>>(mut cond: impl FnMut() -> F) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !cond().await {
+        assert!(tokio::time::Instant::now() < deadline, "condition not met in 10 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

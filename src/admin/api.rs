@@ -29,6 +29,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/messages/{id}/evidence"),
     ("get", "/api/v1/receipts/{id}/raw"),
     ("get", "/api/v1/mailboxes"),
+    ("get", "/api/v1/directory"),
     ("get", "/api/v1/cluster"),
     ("get", "/api/v1/skipped"),
     ("post", "/api/v1/queue/{id}/retry"),
@@ -110,6 +111,7 @@ fn handler(method: &str, path: &str) -> MethodRouter<Arc<AdminState>> {
         ("get", "/api/v1/messages/{id}/evidence") => get(evidence),
         ("get", "/api/v1/receipts/{id}/raw") => get(receipt_raw),
         ("get", "/api/v1/mailboxes") => get(mailboxes),
+        ("get", "/api/v1/directory") => get(directory),
         ("get", "/api/v1/cluster") => get(cluster),
         ("get", "/api/v1/skipped") => get(skipped),
         ("post", "/api/v1/queue/{id}/retry") => post(retry),
@@ -547,6 +549,12 @@ async fn skipped(State(state): State<Arc<AdminState>>) -> ApiResult<Response> {
 
 async fn mailboxes(State(state): State<Arc<AdminState>>) -> ApiResult<Response> {
     Ok(axum::Json(json!({ "items": mailbox_views(&state).await? })).into_response())
+}
+
+/// Per mailbox, who may send, receive, get anomalies or is admin, and from
+/// which configuration entry or directory group; the directory's refresh state.
+async fn directory(State(state): State<Arc<AdminState>>) -> Response {
+    axum::Json(super::directory::directory_view(&state).await).into_response()
 }
 
 /// One instance as the admin page and API show it.

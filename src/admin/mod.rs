@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod directory;
 pub mod display;
 pub mod guard;
 pub mod host;

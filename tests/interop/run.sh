@@ -12,10 +12,14 @@ command -v swaks >/dev/null 2>&1 || need_install+=(swaks)
 command -v dovecot >/dev/null 2>&1 && [[ -e /usr/lib/dovecot/pop3 ]] || need_install+=(dovecot-core dovecot-pop3d)
 command -v openssl >/dev/null 2>&1 || need_install+=(openssl)
 command -v promtool >/dev/null 2>&1 || need_install+=(prometheus)
+[[ -x /usr/sbin/slapd ]] || need_install+=(slapd)
+command -v ldapmodify >/dev/null 2>&1 || need_install+=(ldap-utils)
 if ((${#need_install[@]})); then
   echo "interop: installing ${need_install[*]}"
   export DEBIAN_FRONTEND=noninteractive
   echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+  # slapd: no configured database of its own; tests/ldap.rs runs a private one.
+  echo "slapd slapd/no_configuration boolean true" | debconf-set-selections
   # Keep the packages' own daemons (system Postfix, Dovecot, Prometheus) from starting.
   made_policy=0
   if [[ ! -e /usr/sbin/policy-rc.d ]]; then printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; made_policy=1; fi
@@ -370,6 +374,19 @@ fi
 grep -E "^test result|^two instances" "$PG_LOG" | sed 's/^/interop: pg: /'
 if grep -qF "$(cat "$PG_PASSWORD_FILE")" "$PG_LOG"; then fail "the PostgreSQL password is in the test output"; fi
 echo "interop: PostgreSQL OK (store contract on both backends, two-instance failover)"
+
+# ---------------------------------------------------------------------------
+# Part 3b: LDAP. tests/ldap.rs starts a private slapd (StartTLS, own CA and
+# data directory, stopped by PID): groups, nested groups, aliases, refresh,
+# outage, AUTH by user bind.
+# ---------------------------------------------------------------------------
+LDAP_LOG="$T/ldap-tests.log"
+if ! cargo test -q --manifest-path "$ROOT/Cargo.toml" --test ldap -- --ignored --skip measure >"$LDAP_LOG" 2>&1; then
+  tail -60 "$LDAP_LOG"
+  fail "LDAP tests"
+fi
+grep -E "^test result" "$LDAP_LOG" | sed 's/^/interop: ldap: /'
+echo "interop: LDAP OK (private slapd)"
 
 # ---------------------------------------------------------------------------
 # Part 4: the admin page in a real browser (headless Chromium).

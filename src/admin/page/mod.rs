@@ -6,6 +6,7 @@
 
 mod render;
 mod text;
+mod users;
 mod views;
 
 use std::collections::HashMap;

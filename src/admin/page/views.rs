@@ -306,6 +306,7 @@ pub(super) async fn mailboxes_view(State(state): State<Arc<AdminState>>, headers
         Ok(list) => body.push_str(&skipped_table(lang, &list)),
         Err(e) => return api_error(ctx, e.into()),
     }
+    body.push_str(&super::users::users_section(lang, &crate::admin::directory::directory_view(&state).await));
     match api::cluster_view(&state).await {
         Ok(c) => body.push_str(&instances_table(lang, &c)),
         Err(e) => return api_error(ctx, e),
