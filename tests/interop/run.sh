@@ -381,11 +381,14 @@ echo "interop: PostgreSQL OK (store contract on both backends, two-instance fail
 # outage, AUTH by user bind.
 # ---------------------------------------------------------------------------
 LDAP_LOG="$T/ldap-tests.log"
-if ! cargo test -q --manifest-path "$ROOT/Cargo.toml" --test ldap -- --ignored --skip measure >"$LDAP_LOG" 2>&1; then
+if ! PECGATE_TEST_LOG=debug cargo test -q --manifest-path "$ROOT/Cargo.toml" --test ldap -- --ignored --skip measure --nocapture >"$LDAP_LOG" 2>&1; then
   tail -60 "$LDAP_LOG"
   fail "LDAP tests"
 fi
 grep -E "^test result" "$LDAP_LOG" | sed 's/^/interop: ldap: /'
+# The service account's and the user's LDAP passwords (tests/ldap.rs), never logged.
+if grep -n -F -e 'pw-LDAP-root-5e1b-never-log-me' -e 'pw-PAOLA-ldap-9c2d-never-log-me' "$LDAP_LOG"; then fail "an LDAP password is in the debug log"; fi
+grep -q DEBUG "$LDAP_LOG" || fail "the LDAP debug log is empty, the password check proves nothing"
 echo "interop: LDAP OK (private slapd)"
 
 # ---------------------------------------------------------------------------
