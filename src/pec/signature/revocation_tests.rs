@@ -210,7 +210,7 @@ fn measure_verifications_per_second() {
     let list = crl(&p.ca, ymd(today - chrono::Days::new(1)), ymd(today + chrono::Days::new(5)), &revoked);
     let warm = Map(HashMap::from([(URL.to_string(), Arc::from(list))]));
     let n = 300;
-    let mut rate = |source: Option<&dyn CrlSource>| {
+    let rate = |source: Option<&dyn CrlSource>| {
         let t = std::time::Instant::now();
         for _ in 0..n {
             assert_eq!(verify_with(&raw, &trust, at, source).verdict, Verdict::Valid);
