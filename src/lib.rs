@@ -18,6 +18,7 @@ pub mod directory;
 pub mod docgen;
 pub mod enqueue;
 pub mod fetch;
+pub mod imap;
 pub mod listener;
 pub mod metrics;
 pub mod notify;
