@@ -255,7 +255,7 @@ async fn sim(path: &Path, out: Option<PathBuf>, profile: Option<&str>) -> Result
         let server = pecgate::sim::provider::SimProvider::start_with_pki(&listen, &pop3, mailboxes.clone(), out.clone(), pki)
             .await
             .with_context(|| format!("cannot listen on {listen} / {pop3}"))?;
-        println!("simulated PEC provider: smtps://{} pop3s://{}", server.addr, server.pop3_addr);
+        println!("simulated PEC provider: smtps://{} pop3s://{} imaps://{}", server.addr, server.pop3_addr, server.imap.addr);
         for m in config.mailboxes.iter().filter(|m| mailboxes.iter().any(|s| s.username == m.username)) {
             let provider = match profile {
                 Some(name) => serde_json::from_value(serde_json::Value::String(name.to_owned()))?,

@@ -383,7 +383,7 @@ impl Client {
             if let Some((status, text)) = response::tagged(&line, tag) {
                 return Ok((status, text.to_owned(), lines));
             }
-            if line.starts_with("* BYE") {
+            if line.starts_with("* BYE") && stage != "LOGOUT" {
                 return Err(Error::Closed);
             }
             // A small literal inside an untagged line (e.g. a folder name) is kept inline.

@@ -1,0 +1,300 @@
+//! Retrieval over IMAPS from the simulator: fetch, retention (leave = \Seen,
+//! move_to, delete with and without UIDPLUS), restart, UIDVALIDITY reset,
+//! hostile servers (huge literal, dropped literal, silence, endless
+//! untagged lines) and IDLE.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use pecgate::sim::imap::ImapFault;
+use pecgate::sim::pop3::folder_key;
+use pecgate::store::MessageState;
+
+/// The `legal` mailbox on IMAP (hr stays on POP3); `extra` adds `[mailbox.imap]` keys.
+async fn start(retention: &str, extra: &str) -> TestEnv {
+    let mut env = prepare(retention, extra).await;
+    env.restart().await;
+    env
+}
+
+async fn prepare(retention: &str, extra: &str) -> TestEnv {
+    let mut env = TestEnv::prepare(|_| {}, pecgate::clock::system(), true).await;
+    let pop3 = format!(
+        "[mailbox.pop3]\nhost = \"localhost\"\nport = {}\nca_file = \"ca.pem\"\ntimeout_secs = 5\ninterval_secs = 3600\nretention = \"leave\"\n",
+        env.provider.pop3_addr.port()
+    );
+    let imap = format!(
+        "[mailbox.imap]\nhost = \"localhost\"\nport = {}\nca_file = \"ca.pem\"\ntimeout_secs = 5\ninterval_secs = 3600\nidle = false\nretention = \"{retention}\"\n{extra}",
+        env.provider.imap.addr.port()
+    );
+    assert!(env.config_text.contains(&pop3));
+    env.config_text = env.config_text.replacen(&pop3, &imap, 1);
+    env
+}
+
+fn mail(subject: &str) -> Vec<u8> {
+    format!(
+        "From: <mittente@pec.altro.it>\r\nTo: <{LEGAL}>\r\nSubject: {subject}\r\nMessage-ID: <{subject}@pec.altro.it>\r\n\r\nTesto.\r\n.riga con punto\r\n"
+    )
+    .into_bytes()
+}
+
+fn flags(env: &TestEnv, key: &str) -> Vec<(bool, bool)> {
+    env.provider.retrieval.mailstore.imap_flags(key).into_iter().map(|(_, seen, deleted)| (seen, deleted)).collect()
+}
+
+/// Waits until `n` injections reached the corporate server (state submitted).
+async fn wait_injected(env: &TestEnv, n: usize) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let done = env
+            .app()
+            .store
+            .list_messages(1000)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|m| m.kind == pecgate::store::MessageKind::Injection && m.state == MessageState::Submitted)
+            .count();
+        if done >= n {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "only {done} of {n} injections delivered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Polls; once the injections are submitted, polls again: marks and
+/// deletions happen only then. Returns (fetched, deleted) over both.
+async fn poll_twice(env: &TestEnv, injections: usize) -> (usize, usize) {
+    let first = env.poll("legal").await;
+    wait_injected(env, injections).await;
+    let second = env.poll("legal").await;
+    (first.fetched + second.fetched, first.deleted + second.deleted)
+}
+
+async fn try_poll(env: &TestEnv) -> Result<pecgate::fetch::PollReport, String> {
+    env.app().poll("legal").await.expect("legal is fetched").map_err(|e| e.to_string())
+}
+
+#[tokio::test]
+async fn leave_fetches_byte_for_byte_flags_seen_and_never_fetches_twice() {
+    let mut env = start("leave", "").await;
+    let store = env.provider.retrieval.mailstore.clone();
+    let a = env.provider.retrieval.deliver(LEGAL, mail("uno"));
+    let b = env.provider.retrieval.deliver(LEGAL, mail("due"));
+    assert_eq!(flags(&env, LEGAL), [(false, false), (false, false)]);
+    let report = env.poll("legal").await;
+    assert_eq!((report.listed, report.fetched, report.deleted), (2, 2, 0));
+    let got = env.corporate_messages(2).await;
+    wait_injected(&env, 2).await;
+    for (c, raw) in got.iter().zip([mail("uno"), mail("due")]) {
+        assert!(c.data.ends_with(&raw), "injected byte-for-byte");
+        assert!(c.data.starts_with(b"X-Pecgate-Mailbox: legal\r\n"));
+    }
+    // Kept on the server for the webmail, flagged \Seen once injected.
+    assert_eq!(env.poll("legal").await.fetched, 0);
+    assert_eq!(flags(&env, LEGAL), [(true, false), (true, false)]);
+    env.stop().await;
+    env.restart().await;
+    assert_eq!(env.poll("legal").await.fetched, 0, "ids are remembered across restarts");
+    assert_eq!((store.retrievals(&a), store.retrievals(&b)), (1, 1));
+    assert_eq!(env.capture.bag.len(), 2);
+}
+
+#[tokio::test]
+async fn leave_with_move_to_moves_what_was_injected() {
+    let env = start("leave", "move_to = \"INBOX.pecgate\"\n").await;
+    env.provider.retrieval.deliver(LEGAL, mail("sposta"));
+    assert_eq!(poll_twice(&env, 1).await, (1, 0));
+    let store = &env.provider.retrieval.mailstore;
+    assert!(store.is_empty(LEGAL), "moved out of INBOX");
+    let moved = store.messages(&folder_key(LEGAL, "INBOX.pecgate"));
+    assert_eq!(moved.len(), 1);
+    assert_eq!(moved[0].1, mail("sposta"));
+}
+
+#[tokio::test]
+async fn leave_with_move_to_without_move_copies_and_expunges() {
+    let env = start("leave", "move_to = \"INBOX.pecgate\"\n").await;
+    env.provider.imap.options.moves.store(false, std::sync::atomic::Ordering::Relaxed);
+    env.provider.retrieval.deliver(LEGAL, mail("copia"));
+    assert_eq!(poll_twice(&env, 1).await, (1, 0));
+    let store = &env.provider.retrieval.mailstore;
+    assert!(store.is_empty(LEGAL));
+    assert_eq!(store.messages(&folder_key(LEGAL, "INBOX.pecgate")).len(), 1);
+}
+
+#[tokio::test]
+async fn delete_expunges_only_after_commit_with_uidplus() {
+    let env = start("delete", "").await;
+    env.provider.retrieval.deliver(LEGAL, mail("via"));
+    assert_eq!(poll_twice(&env, 1).await, (1, 1));
+    assert!(env.capture.bag.len() == 1, "injected before it was deleted");
+    assert!(env.provider.retrieval.mailstore.is_empty(LEGAL));
+}
+
+#[tokio::test]
+async fn delete_without_uidplus_never_expunges_what_another_client_flagged() {
+    let env = start("delete", "").await;
+    let store = env.provider.retrieval.mailstore.clone();
+    env.provider.imap.options.uidplus.store(false, std::sync::atomic::Ordering::Relaxed);
+    env.provider.retrieval.deliver(LEGAL, mail("nostro"));
+    assert_eq!(poll_twice(&env, 1).await, (1, 1), "nothing else flagged: plain EXPUNGE");
+    assert!(store.is_empty(LEGAL));
+
+    // The webmail flagged a message \Deleted without expunging it.
+    let theirs = env.provider.retrieval.deliver(LEGAL, mail("loro"));
+    let uid: u32 = theirs.trim_start_matches("pecsim-").parse().unwrap();
+    pecgate_flag_deleted(&env, uid);
+    env.provider.retrieval.deliver(LEGAL, mail("altro"));
+    let _ = try_poll(&env).await;
+    wait_injected(&env, 2).await;
+    let err = try_poll(&env).await.unwrap_err();
+    assert!(err.contains("flagged \\Deleted by another client"), "{err}");
+    assert_eq!(flags(&env, LEGAL), [(false, true), (false, false)], "theirs still flagged, ours unflagged, nothing expunged");
+    assert_eq!(env.capture.bag.len(), 2, "both of ours were injected; the foreign \\Deleted one is not listed");
+}
+
+/// As another IMAP client (the webmail) would flag it.
+fn pecgate_flag_deleted(env: &TestEnv, uid: u32) {
+    env.provider.retrieval.mailstore.imap_set_flags(LEGAL, &[uid], None, Some(true));
+}
+
+#[tokio::test]
+async fn a_uidvalidity_reset_re_lists_but_injects_no_receipt_twice() {
+    let env = start("leave", "").await;
+    let reply = env
+        .send(
+            LUCA,
+            &["ufficio@pec.fornitore.it"],
+            &format!(
+                "From: {LUCA}\r\nTo: ufficio@pec.fornitore.it\r\nSubject: [PEC] Ordine\r\nMessage-ID: <ordine@azienda.it>\r\n\r\nTesto.\r\n"
+            ),
+        )
+        .await;
+    assert!(reply.starts_with("250"), "{reply}");
+    env.provider_messages(1).await;
+    let store = &env.provider.retrieval.mailstore;
+    assert!(store.wait_for(WAIT, |s| s.len(LEGAL) == 2).await, "accettazione and consegna");
+    assert_eq!(env.poll("legal").await.fetched, 2);
+    env.corporate_messages(2).await;
+
+    store.reset_uidvalidity(LEGAL);
+    let report = env.poll("legal").await;
+    assert_eq!((report.listed, report.fetched), (2, 2), "new UIDVALIDITY: new ids, fetched again");
+    let events: usize = {
+        let q = env.app().store.list_messages(100).await.unwrap();
+        let sent = q.iter().find(|m| m.kind == pecgate::store::MessageKind::Pec).map(|m| m.id.clone()).unwrap();
+        env.app().store.events(&sent).await.unwrap().iter().filter(|e| e.kind == "duplicate-receipt").count()
+    };
+    assert_eq!(events, 2, "recorded as duplicates");
+    let injections =
+        env.app().store.list_messages(100).await.unwrap().into_iter().filter(|m| m.kind == pecgate::store::MessageKind::Injection).count();
+    assert_eq!(injections, 2, "nothing injected twice");
+}
+
+#[tokio::test]
+async fn a_huge_literal_is_refused_before_a_byte_is_kept_and_nothing_is_deleted() {
+    let env = start("delete", "").await;
+    env.provider.retrieval.deliver(LEGAL, mail("enorme"));
+    env.provider.imap.faults.arm(ImapFault::HugeLiteral(50_000_000_000));
+    let report = env.poll("legal").await;
+    assert_eq!((report.fetched, report.skipped, report.deleted), (0, 1, 0));
+    assert_eq!(flags(&env, LEGAL), [(false, false)], "left untouched");
+    let skipped = env.app().store.skipped(Some("legal")).await.unwrap();
+    assert_eq!(skipped.len(), 1);
+    assert!(skipped[0].reason.contains("larger than pecgate takes"), "{}", skipped[0].reason);
+    assert!(skipped[0].uidl.starts_with("INBOX/1/"), "{}", skipped[0].uidl);
+    assert!(std::fs::read_dir(env.dir.path().join("spool/fetched")).map(|d| d.count()).unwrap_or(0) == 0);
+}
+
+#[tokio::test]
+async fn a_connection_dropped_mid_literal_deletes_nothing_and_the_next_poll_fetches_it_once() {
+    let env = start("delete", "").await;
+    env.provider.retrieval.deliver(LEGAL, mail("interrotto"));
+    env.provider.imap.faults.arm(ImapFault::DropMidLiteral(20));
+    let err = try_poll(&env).await.unwrap_err();
+    assert!(err.contains("IMAP"), "{err}");
+    assert_eq!(flags(&env, LEGAL), [(false, false)]);
+    assert_eq!(env.capture.bag.len(), 0);
+    assert_eq!(poll_twice(&env, 1).await, (1, 1));
+    let got = env.corporate_messages(1).await;
+    assert!(got[0].data.ends_with(&mail("interrotto")));
+    assert!(env.provider.retrieval.mailstore.is_empty(LEGAL));
+    assert_eq!(env.capture.bag.len(), 1, "injected once");
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_times_out() {
+    let env = prepare("delete", "").await;
+    let mut env = env;
+    env.config_text =
+        env.config_text.replacen("timeout_secs = 5\ninterval_secs = 3600\nidle", "timeout_secs = 1\ninterval_secs = 3600\nidle", 1);
+    env.restart().await;
+    env.provider.retrieval.deliver(LEGAL, mail("silenzio"));
+    env.provider.imap.faults.arm(ImapFault::NeverAnswer);
+    let started = std::time::Instant::now();
+    let err = try_poll(&env).await.unwrap_err();
+    assert!(err.contains("timed out"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10), "bounded by the timeout");
+    assert_eq!(flags(&env, LEGAL), [(false, false)]);
+}
+
+#[tokio::test]
+async fn endless_untagged_lines_are_bounded_by_the_transfer_deadline() {
+    let mut env = prepare("delete", "").await;
+    env.config_text =
+        env.config_text.replacen("timeout_secs = 5\ninterval_secs = 3600\nidle", "timeout_secs = 1\ninterval_secs = 3600\nidle", 1);
+    env.restart().await;
+    env.provider.retrieval.deliver(LEGAL, mail("infinito"));
+    env.provider.imap.faults.arm(ImapFault::EndlessUntagged);
+    let started = std::time::Instant::now();
+    let report = env.poll("legal").await;
+    assert_eq!((report.fetched, report.skipped, report.deleted), (0, 1, 0));
+    assert!(started.elapsed() < Duration::from_secs(15));
+    assert_eq!(flags(&env, LEGAL), [(false, false)]);
+}
+
+#[tokio::test]
+async fn a_refused_login_is_an_auth_failure() {
+    let env = start("leave", "").await;
+    env.provider.retrieval.mailstore.add_user(LEGAL, "another-password");
+    let err = try_poll(&env).await.unwrap_err();
+    assert!(err.contains("login refused"), "{err}");
+    assert!(!err.contains(LEGAL_PASSWORD));
+    let (_, metrics) = http_get(env.app().admin_addr, "/metrics").await;
+    assert!(metric_value(&metrics, "pecgate_imap_errors_total{mailbox=\"legal\",kind=\"auth\"}").unwrap_or(0.0) >= 1.0, "{metrics}");
+}
+
+#[tokio::test]
+async fn with_idle_a_message_is_injected_within_seconds_not_at_the_poll_interval() {
+    let mut env = prepare("leave", "").await;
+    env.config_text = env.config_text.replacen("idle = false", "idle = true", 1);
+    env.restart().await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while env.app().fetchers.get("legal").unwrap().status().mode != Some("idling") {
+        assert!(tokio::time::Instant::now() < deadline, "never idled");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let arrived = std::time::Instant::now();
+    env.provider.retrieval.deliver(LEGAL, mail("subito"));
+    let got = env.capture.bag.wait_for(1, Duration::from_secs(10)).await.unwrap_or_else(|g| panic!("got {} (interval is 3600 s)", g.len()));
+    assert!(got[0].data.ends_with(&mail("subito")));
+    assert!(arrived.elapsed() < Duration::from_secs(10));
+    let (_, metrics) = http_get(env.app().admin_addr, "/metrics").await;
+    assert!(metric_value(&metrics, "pecgate_imap_idle_wakeups_total{mailbox=\"legal\"}").unwrap_or(0.0) >= 1.0, "{metrics}");
+    env.wait_state(
+        &{
+            let q = env.app().store.list_messages(10).await.unwrap();
+            q.into_iter().find(|m| m.kind == pecgate::store::MessageKind::Injection).unwrap().id
+        },
+        MessageState::Submitted,
+    )
+    .await;
+    // A second one on the same kept connection.
+    env.provider.retrieval.deliver(LEGAL, mail("ancora"));
+    env.capture.bag.wait_for(2, Duration::from_secs(10)).await.unwrap_or_else(|g| panic!("got {}", g.len()));
+}
