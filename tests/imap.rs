@@ -45,27 +45,6 @@ fn flags(env: &TestEnv, key: &str) -> Vec<(bool, bool)> {
     env.provider.retrieval.mailstore.imap_flags(key).into_iter().map(|(_, seen, deleted)| (seen, deleted)).collect()
 }
 
-/// Waits until `n` injections reached the corporate server (state submitted).
-async fn wait_injected(env: &TestEnv, n: usize) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let done = env
-            .app()
-            .store
-            .list_messages(1000)
-            .await
-            .unwrap()
-            .into_iter()
-            .filter(|m| m.kind == pecgate::store::MessageKind::Injection && m.state == MessageState::Submitted)
-            .count();
-        if done >= n {
-            return;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "only {done} of {n} injections delivered");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Polls; once the injections are submitted, polls again: marks and
 /// deletions happen only then. Returns (fetched, deleted) over both.
 async fn poll_twice(env: &TestEnv, injections: usize) -> (usize, usize) {
@@ -297,4 +276,58 @@ async fn with_idle_a_message_is_injected_within_seconds_not_at_the_poll_interval
     // A second one on the same kept connection.
     env.provider.retrieval.deliver(LEGAL, mail("ancora"));
     env.capture.bag.wait_for(2, Duration::from_secs(10)).await.unwrap_or_else(|g| panic!("got {}", g.len()));
+}
+
+#[tokio::test]
+async fn a_server_without_idle_is_polled_at_interval_secs() {
+    let mut env = prepare("leave", "").await;
+    // pecgate wants IDLE, the server does not offer it: polling every second.
+    env.config_text = env.config_text.replacen("interval_secs = 3600\nidle = false", "interval_secs = 1\nidle = true", 1);
+    env.provider.imap.options.idle.store(false, std::sync::atomic::Ordering::Relaxed);
+    env.restart().await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while env.app().fetchers.get("legal").unwrap().status().mode != Some("polling") {
+        assert!(tokio::time::Instant::now() < deadline, "never polling");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    env.provider.retrieval.deliver(LEGAL, mail("periodico"));
+    let got = env.capture.bag.wait_for(1, Duration::from_secs(10)).await.unwrap_or_else(|g| panic!("got {}", g.len()));
+    assert!(got[0].data.ends_with(&mail("periodico")));
+    assert_eq!(env.app().fetchers.get("legal").unwrap().status().mode, Some("polling"));
+    let (_, metrics) = http_get(env.app().admin_addr, "/metrics").await;
+    assert_eq!(metric_value(&metrics, "pecgate_imap_idle_wakeups_total{mailbox=\"legal\"}"), None, "no IDLE without the capability");
+    assert!(metric_value(&metrics, "pecgate_imap_polls_total{mailbox=\"legal\",result=\"ok\"}").unwrap_or(0.0) >= 2.0, "{metrics}");
+}
+
+#[tokio::test]
+async fn corporate_server_down_leaves_the_imap_copy_untouched_until_injected() {
+    // The corporate port drops every connection until the capture server takes it over.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let down = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => drop(accepted),
+                _ = &mut stopped => return listener,
+            }
+        }
+    });
+    let mut env = prepare("delete", "").await;
+    let corporate = format!("[corporate]\nhost = \"127.0.0.1\"\nport = {}\n", env.capture.addr.port());
+    assert!(env.config_text.contains(&corporate));
+    env.config_text = env.config_text.replacen(&corporate, &format!("[corporate]\nhost = \"127.0.0.1\"\nport = {port}\n"), 1);
+    env.restart().await;
+    env.provider.retrieval.deliver(LEGAL, mail("attesa"));
+    assert_eq!(env.poll("legal").await.fetched, 1);
+    assert_eq!(env.poll("legal").await.deleted, 0);
+    assert_eq!(flags(&env, LEGAL), [(false, false)], "neither \\Seen nor \\Deleted while not injected");
+    stop.send(()).unwrap();
+    let corporate = pecgate::sim::capture::CaptureServer::start_on(down.await.unwrap(), None).unwrap();
+    let got = corporate.bag.wait_for(1, WAIT).await.expect("injected once the server is back");
+    assert!(got[0].data.ends_with(&mail("attesa")));
+    wait_injected(&env, 1).await;
+    assert_eq!(env.poll("legal").await.deleted, 1);
+    assert!(env.provider.retrieval.mailstore.is_empty(LEGAL));
+    assert_eq!(corporate.bag.len(), 1, "injected once");
 }
