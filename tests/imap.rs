@@ -331,3 +331,47 @@ async fn corporate_server_down_leaves_the_imap_copy_untouched_until_injected() {
     assert!(env.provider.retrieval.mailstore.is_empty(LEGAL));
     assert_eq!(corporate.bag.len(), 1, "injected once");
 }
+
+/// `pecgate test-mailbox` on the IMAP mailbox: (exit code, stdout).
+async fn test_mailbox(env: &TestEnv) -> (i32, String) {
+    let config = env.config_text.clone();
+    let dir = env.dir.path().to_owned();
+    tokio::task::spawn_blocking(move || {
+        std::fs::write(dir.join("pecgate.toml"), config).unwrap();
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_pecgate"))
+            .args(["test-mailbox", "--mailbox", "legal", "--config"])
+            .arg(dir.join("pecgate.toml"))
+            .output()
+            .unwrap();
+        (o.status.code().unwrap_or(-1), format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn test_mailbox_checks_imap_login_capabilities_and_each_folder() {
+    let mut env = start("leave", "folders = [\"INBOX\", \"Archivio\"]\n").await;
+    env.provider.retrieval.deliver(LEGAL, mail("presente"));
+    env.provider.retrieval.mailstore.add_user(&folder_key(LEGAL, "Archivio"), "unused");
+    let (code, out) = test_mailbox(&env).await;
+    assert_eq!(code, 0, "{out}");
+    for want in [
+        "[ OK ] IMAP login as legal@pec.azienda.it",
+        "[ OK ] IMAP CAPABILITY: IDLE, UIDPLUS and MOVE offered",
+        "[ OK ] IMAP SELECT INBOX: 1 message(s)",
+        "[ OK ] IMAP SELECT Archivio: 0 message(s)",
+    ] {
+        assert!(out.contains(want), "{want:?} in\n{out}");
+    }
+    assert!(!out.contains(LEGAL_PASSWORD));
+    assert_eq!(flags(&env, LEGAL), [(false, false)], "test-mailbox touches no message");
+
+    // Without IDLE it says so; a folder that does not exist fails the run.
+    env.provider.imap.options.idle.store(false, std::sync::atomic::Ordering::Relaxed);
+    env.config_text = env.config_text.replacen("\"Archivio\"", "\"Manca\"", 1);
+    let (code, out) = test_mailbox(&env).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("not offered: IDLE"), "{out}");
+    assert!(out.contains("[FAIL] IMAP SELECT Manca"), "{out}");
+}
