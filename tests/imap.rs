@@ -258,6 +258,15 @@ async fn with_idle_a_message_is_injected_within_seconds_not_at_the_poll_interval
         assert!(tokio::time::Instant::now() < deadline, "never idled");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    // /readyz and the admin API show it.
+    let (code, ready) = http_get(env.app().admin_addr, "/readyz").await;
+    assert_eq!(code, 200, "{ready}");
+    let ready: serde_json::Value = serde_json::from_str(&ready).unwrap();
+    let legal = ready["mailboxes"].as_array().unwrap().iter().find(|m| m["id"] == "legal").unwrap().clone();
+    assert_eq!(legal["imap"]["mode"], "idling", "{ready}");
+    assert!(legal.get("pop3").is_none(), "{ready}");
+    let (_, api) = http_get(env.app().admin_addr, "/api/v1/mailboxes").await;
+    assert!(api.contains("\"fetch_mode\":\"idling\""), "{api}");
     let arrived = std::time::Instant::now();
     env.provider.retrieval.deliver(LEGAL, mail("subito"));
     let got = env.capture.bag.wait_for(1, Duration::from_secs(10)).await.unwrap_or_else(|g| panic!("got {} (interval is 3600 s)", g.len()));
@@ -290,6 +299,8 @@ async fn a_server_without_idle_is_polled_at_interval_secs() {
         assert!(tokio::time::Instant::now() < deadline, "never polling");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    let (_, ready) = http_get(env.app().admin_addr, "/readyz").await;
+    assert!(ready.contains("\"mode\":\"polling\""), "{ready}");
     env.provider.retrieval.deliver(LEGAL, mail("periodico"));
     let got = env.capture.bag.wait_for(1, Duration::from_secs(10)).await.unwrap_or_else(|g| panic!("got {}", g.len()));
     assert!(got[0].data.ends_with(&mail("periodico")));
