@@ -58,7 +58,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
         Command::CheckConfig { config } => Ok(check_config(&config)),
         Command::Reload { config } => reload(&config).await,
         Command::Sim { config, out, profile } => sim(&config, out, profile.as_deref()).await,
-        Command::Demo { dir, port } => demo(&dir, port).await,
+        Command::Demo { dir, port, imap } => demo(&dir, port, imap).await,
         Command::Classify { json, files, trust_store } => {
             let mut trust = pecgate::pec::signature::TrustStore::builtin();
             if let Some(p) = &trust_store {
@@ -275,9 +275,9 @@ async fn sim(path: &Path, out: Option<PathBuf>, profile: Option<&str>) -> Result
     Ok(ExitCode::SUCCESS)
 }
 
-async fn demo(dir: &Path, port: u16) -> Result<ExitCode> {
+async fn demo(dir: &Path, port: u16, imap: bool) -> Result<ExitCode> {
     init_tracing("info", LogFormat::Text);
-    let demo = pecgate::demo::Demo::start(dir, port).await?;
+    let demo = pecgate::demo::Demo::start(dir, port, imap).await?;
     println!("{}", demo.instructions());
     // SIGHUP (or `pecgate reload`) reloads the demo's pecgate.toml.
     loop {

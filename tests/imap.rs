@@ -386,3 +386,24 @@ async fn test_mailbox_checks_imap_login_capabilities_and_each_folder() {
     assert!(out.contains("not offered: IDLE"), "{out}");
     assert!(out.contains("[FAIL] IMAP SELECT Manca"), "{out}");
 }
+
+#[tokio::test]
+async fn the_demo_runs_on_imap_and_receipts_arrive_by_idle() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let demo = pecgate::demo::Demo::start(dir.path(), 0, true).await.unwrap();
+    let config = std::fs::read_to_string(dir.path().join("pecgate.toml")).unwrap();
+    assert!(config.contains("[mailbox.imap]") && !config.contains("[mailbox.pop3]"), "{config}");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while demo.app.fetchers.get("demo").unwrap().status().mode != Some("idling") {
+        assert!(tokio::time::Instant::now() < deadline, "the demo never idled");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let server = demo.app.smtp_addr.to_string();
+    let to = [pecgate::demo::DEMO_RECIPIENT.to_owned()];
+    pecgate::demo::send_plain(&server, pecgate::demo::DEMO_SENDER, &to, &[], "[PEC] Prova IMAP", "Testo.").await.unwrap();
+    // Accettazione and avvenuta-consegna, with a 60 s poll interval: only IDLE brings them this soon.
+    let got = demo.capture.bag.wait_for(2, Duration::from_secs(15)).await.unwrap_or_else(|g| panic!("got {}", g.len()));
+    assert!(got.iter().all(|c| c.header("X-Pecgate-Mailbox").as_deref() == Some("demo")));
+    demo.stop().await;
+}
