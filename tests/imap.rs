@@ -305,9 +305,19 @@ async fn a_server_without_idle_is_polled_at_interval_secs() {
     let got = env.capture.bag.wait_for(1, Duration::from_secs(10)).await.unwrap_or_else(|g| panic!("got {}", g.len()));
     assert!(got[0].data.ends_with(&mail("periodico")));
     assert_eq!(env.app().fetchers.get("legal").unwrap().status().mode, Some("polling"));
-    let (_, metrics) = http_get(env.app().admin_addr, "/metrics").await;
-    assert_eq!(metric_value(&metrics, "pecgate_imap_idle_wakeups_total{mailbox=\"legal\"}"), None, "no IDLE without the capability");
-    assert!(metric_value(&metrics, "pecgate_imap_polls_total{mailbox=\"legal\",result=\"ok\"}").unwrap_or(0.0) >= 2.0, "{metrics}");
+    // And it keeps polling: two more polls within a few seconds (metrics are
+    // process-wide across these tests, so the fetcher's own status is asserted).
+    let status = || env.app().fetchers.get("legal").unwrap().status();
+    let mut seen = vec![status().last_poll];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while seen.len() < 3 {
+        assert!(tokio::time::Instant::now() < deadline, "polls at {seen:?} only");
+        if status().last_poll != *seen.last().unwrap() {
+            seen.push(status().last_poll);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(env.capture.bag.len(), 1, "fetched once");
 }
 
 #[tokio::test]
@@ -406,4 +416,34 @@ async fn the_demo_runs_on_imap_and_receipts_arrive_by_idle() {
     let got = demo.capture.bag.wait_for(2, Duration::from_secs(15)).await.unwrap_or_else(|g| panic!("got {}", g.len()));
     assert!(got.iter().all(|c| c.header("X-Pecgate-Mailbox").as_deref() == Some("demo")));
     demo.stop().await;
+}
+
+#[tokio::test]
+async fn a_server_closing_during_idle_is_reconnected_and_the_new_mail_fetched_at_once() {
+    let mut env = prepare("leave", "").await;
+    env.config_text = env.config_text.replacen("idle = false", "idle = true", 1);
+    env.restart().await;
+    let idling = |env: &TestEnv| env.app().fetchers.get("legal").unwrap().status().mode == Some("idling");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !idling(&env) {
+        assert!(tokio::time::Instant::now() < deadline, "never idled");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The server hangs up instead of announcing the new message: only a reconnect finds it.
+    env.provider.imap.faults.arm(ImapFault::CloseInIdle);
+    env.provider.retrieval.deliver(LEGAL, mail("riconnesso"));
+    let got = env.capture.bag.wait_for(1, Duration::from_secs(10)).await.unwrap_or_else(|g| panic!("got {} (interval is 3600 s)", g.len()));
+    assert!(got[0].data.ends_with(&mail("riconnesso")));
+    let (_, metrics) = http_get(env.app().admin_addr, "/metrics").await;
+    assert!(metric_value(&metrics, "pecgate_imap_idle_errors_total{mailbox=\"legal\"}").unwrap_or(0.0) >= 1.0, "{metrics}");
+    // Back to IDLE on the new connection: the next one comes by EXISTS.
+    wait_injected(&env, 1).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !idling(&env) {
+        assert!(tokio::time::Instant::now() < deadline, "never idled again");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    env.provider.retrieval.deliver(LEGAL, mail("dopo"));
+    env.capture.bag.wait_for(2, Duration::from_secs(10)).await.unwrap_or_else(|g| panic!("got {}", g.len()));
+    assert_eq!(env.capture.bag.len(), 2, "each once");
 }

@@ -44,6 +44,8 @@ pub enum ImapFault {
     NeverAnswer,
     /// Answer the next FETCH with endless untagged lines.
     EndlessUntagged,
+    /// Close the connection, without a word, when the folder next changes during IDLE.
+    CloseInIdle,
 }
 
 #[derive(Debug, Default)]
@@ -369,6 +371,9 @@ impl Session {
                         return Err(io::ErrorKind::BrokenPipe.into());
                     }
                     let now = self.snapshot().1.len();
+                    if now > self.known && self.shared.faults.take(|f| *f == ImapFault::CloseInIdle).is_some() {
+                        return Err(io::ErrorKind::ConnectionAborted.into());
+                    }
                     if now > self.known {
                         send(io, &format!("* {now} EXISTS")).await?;
                     }
