@@ -173,6 +173,8 @@ async fn a_uidvalidity_reset_re_lists_but_injects_no_receipt_twice() {
     let injections =
         env.app().store.list_messages(100).await.unwrap().into_iter().filter(|m| m.kind == pecgate::store::MessageKind::Injection).count();
     assert_eq!(injections, 2, "nothing injected twice");
+    let (_, metrics) = http_get(env.app().admin_addr, "/metrics").await;
+    assert_eq!(metric_value(&metrics, "pecgate_imap_uidvalidity_changes_total{mailbox=\"legal\"}"), Some(1.0), "{metrics}");
 }
 
 #[tokio::test]

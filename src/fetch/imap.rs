@@ -47,6 +47,14 @@ pub(crate) fn failure(e: imap::Error) -> SourceError {
     SourceError { kind, protocol: "IMAP", source: Box::new(e) }
 }
 
+/// `(folder, UIDVALIDITY)` of a message id `folder/uidvalidity/uid` (folder names may hold `/`).
+pub fn folder_validity(id: &str) -> Option<(&str, u32)> {
+    let mut parts = id.rsplitn(3, '/');
+    parts.next()?;
+    let validity = parts.next()?.parse().ok()?;
+    Some((parts.next()?, validity))
+}
+
 /// The endpoint of a `[mailbox.imap]` table.
 pub fn endpoint(p: &MailboxImapConfig, tls: Arc<rustls::ClientConfig>) -> Endpoint {
     Endpoint {
@@ -227,5 +235,18 @@ impl FetchSource for ImapSource {
         }
         self.ensure_selected(0).await?;
         self.client()?.idle(max).await.map_err(failure)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::folder_validity;
+
+    #[test]
+    fn message_ids_give_folder_and_uidvalidity() {
+        assert_eq!(folder_validity("INBOX/7/42"), Some(("INBOX", 7)));
+        assert_eq!(folder_validity("Archivio/2024/3/9"), Some(("Archivio/2024", 3)));
+        assert_eq!(folder_validity("pecsim-00000001"), None);
+        assert_eq!(folder_validity("INBOX/x/1"), None);
     }
 }

@@ -83,6 +83,8 @@ pub struct Fetcher {
     lease_held_at: AtomicI64,
     /// Failed transfers in a row, per message id (reset when one works).
     transfer_failures: Mutex<HashMap<String, u32>>,
+    /// IMAP: the UIDVALIDITY each folder was last listed with, to log and count a reset.
+    uidvalidity: Mutex<HashMap<String, u32>>,
     /// The session kept open after a poll to wait on (IMAP IDLE), with the
     /// runtime generation it was opened under: one connection per mailbox.
     session: tokio::sync::Mutex<Option<(u64, Box<dyn FetchSource>)>>,
@@ -128,6 +130,7 @@ impl Fetcher {
             lease: cluster::pop3_lease(mailbox),
             lease_held_at: AtomicI64::new(0),
             transfer_failures: Mutex::new(HashMap::new()),
+            uidvalidity: Mutex::new(HashMap::new()),
             session: tokio::sync::Mutex::new(None),
             cluster,
         }
@@ -170,6 +173,21 @@ impl Fetcher {
                 _ = tokio::time::sleep(Duration::from_secs(wait)) => {}
                 _ = self.poll_now.notified() => {}
                 _ = stop.changed() => {}
+            }
+        }
+    }
+
+    /// A folder listed with a new UIDVALIDITY is fetched again under new ids;
+    /// the store's duplicate protection keeps receipts from applying twice.
+    fn note_uidvalidity(&self, list: &[Listed]) {
+        let mut seen = self.uidvalidity.lock().unwrap_or_else(|p| p.into_inner());
+        for (folder, validity) in list.iter().filter_map(|l| super::imap::folder_validity(&l.uid)) {
+            match seen.insert(folder.to_owned(), validity) {
+                Some(old) if old != validity => {
+                    tracing::warn!(mailbox = %self.mailbox, folder, old, new = validity, "IMAP UIDVALIDITY changed: folder re-listed");
+                    metrics::counter!("pecgate_imap_uidvalidity_changes_total", "mailbox" => self.mailbox.clone()).increment(1);
+                }
+                _ => {}
             }
         }
     }
@@ -363,6 +381,9 @@ impl Fetcher {
     ) -> Result<SessionEnd> {
         let list = source.list().await?;
         report.listed = list.len();
+        if source.protocol() == "imap" {
+            self.note_uidvalidity(&list);
+        }
         let skipped: HashSet<String> = self.store.skipped(Some(&mailbox.id)).await?.into_iter().map(|s| s.uidl).collect();
         let limit = super::size_limit(&rt.config);
         let mut deleted = Vec::new();
