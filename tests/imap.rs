@@ -449,3 +449,21 @@ async fn a_server_closing_during_idle_is_reconnected_and_the_new_mail_fetched_at
     env.capture.bag.wait_for(2, Duration::from_secs(10)).await.unwrap_or_else(|g| panic!("got {}", g.len()));
     assert_eq!(env.capture.bag.len(), 2, "each once");
 }
+
+#[tokio::test]
+async fn a_move_refused_over_quota_leaves_the_message_in_place_and_is_retried() {
+    let env = start("leave", "move_to = \"INBOX.pecgate\"\n").await;
+    env.provider.retrieval.deliver(LEGAL, mail("quota"));
+    assert_eq!(env.poll("legal").await.fetched, 1);
+    wait_injected(&env, 1).await;
+    env.provider.imap.faults.arm(ImapFault::OverQuota);
+    let err = try_poll(&env).await.unwrap_err();
+    assert!(err.contains("OVERQUOTA"), "{err}");
+    assert_eq!(flags(&env, LEGAL), [(false, false)], "still in INBOX, neither \\Seen nor \\Deleted");
+    assert!(env.provider.retrieval.mailstore.messages(&folder_key(LEGAL, "INBOX.pecgate")).is_empty());
+    // Next poll: moved, and not fetched or injected again.
+    assert_eq!(env.poll("legal").await.fetched, 0);
+    assert!(env.provider.retrieval.mailstore.is_empty(LEGAL));
+    assert_eq!(env.provider.retrieval.mailstore.messages(&folder_key(LEGAL, "INBOX.pecgate")).len(), 1);
+    assert_eq!(env.capture.bag.len(), 1, "injected once");
+}

@@ -46,6 +46,8 @@ pub enum ImapFault {
     EndlessUntagged,
     /// Close the connection, without a word, when the folder next changes during IDLE.
     CloseInIdle,
+    /// Refuse the next COPY or MOVE with `NO [OVERQUOTA]`.
+    OverQuota,
 }
 
 #[derive(Debug, Default)]
@@ -255,6 +257,8 @@ impl Session {
                 "UID COPY" | "UID MOVE" if a.len() == 2 => {
                     if verb == "UID MOVE" && !self.shared.options.moves.load(Ordering::Relaxed) {
                         Err("BAD MOVE not supported")
+                    } else if self.shared.faults.take(|f| *f == ImapFault::OverQuota).is_some() {
+                        Err("NO [OVERQUOTA] quota exceeded")
                     } else {
                         let uids = self.uids(&a[0]);
                         let user = self.user.clone().unwrap_or_default();
