@@ -10,6 +10,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::{Config, Secrets, Security};
+use crate::imap;
 use crate::outbound::client::{Endpoint, SmtpClient};
 use crate::pop3::client as pop3;
 use crate::runtime::Mailbox;
@@ -379,10 +380,57 @@ pub async fn test_mailbox(config: &Config, m: &Mailbox) -> Vec<Step> {
             step(&mut steps, "POP3 STAT", client.stat(), |(n, size)| format!("{n} message(s), {size} bytes")).await;
         }
         let _ = client.quit().await;
+    } else if m.imap.is_some() {
+        test_imap(m, &mut steps).await;
     } else {
-        steps.push(Step { name: "POP3".into(), ok: true, detail: "no [mailbox.pop3] configured: not fetching".into() });
+        steps.push(Step {
+            name: "retrieval".into(),
+            ok: true,
+            detail: "no [mailbox.pop3] or [mailbox.imap] configured: not fetching".into(),
+        });
     }
     steps
+}
+
+/// IMAP login, the capabilities pecgate uses (IDLE, UIDPLUS, MOVE) and a
+/// SELECT of each configured folder; LOGOUT without touching a message.
+async fn test_imap(m: &Mailbox, steps: &mut Vec<Step>) {
+    let Some(p) = &m.imap else { return };
+    let ep = match crate::tls::client_config(p.ca_file.as_deref()) {
+        Ok(tls) => crate::fetch::imap::endpoint(p, tls),
+        Err(e) => {
+            steps.push(Step { name: "IMAP TLS configuration".into(), ok: false, detail: e.to_string() });
+            return;
+        }
+    };
+    let addr = format!("{}:{}", p.host, p.port);
+    if step(steps, &format!("IMAP DNS {}", p.host), tokio::net::lookup_host(addr.clone()), |_| "resolved".into()).await.is_none() {
+        return;
+    }
+    let Some(mut client) =
+        step(steps, &format!("IMAP connect {addr} (TLS, certificate verified)"), imap::Client::connect(&ep), |_| "connected".into()).await
+    else {
+        return;
+    };
+    if step(steps, &format!("IMAP login as {}", m.username), client.login(&m.username, &m.password), |_| "logged in".into()).await.is_none()
+    {
+        return;
+    }
+    let missing: Vec<&str> = ["IDLE", "UIDPLUS", "MOVE"].into_iter().filter(|c| !client.has(c)).collect();
+    let detail = if missing.is_empty() {
+        "IDLE, UIDPLUS and MOVE offered".to_owned()
+    } else {
+        // Each has a fallback: polling, EXPUNGE of only our own flags, COPY + delete.
+        format!("not offered: {} (pecgate falls back: polling / plain EXPUNGE / COPY)", missing.join(", "))
+    };
+    steps.push(Step { name: "IMAP CAPABILITY".into(), ok: true, detail });
+    for folder in &p.folders {
+        step(steps, &format!("IMAP SELECT {folder}"), client.select(folder), |s| {
+            format!("{} message(s), UIDVALIDITY {}", s.exists, s.uidvalidity)
+        })
+        .await;
+    }
+    let _ = client.logout().await;
 }
 
 /// `pecgate fetch`: what is left on the providers' servers, and how to retry.

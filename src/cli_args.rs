@@ -70,6 +70,9 @@ pub enum Command {
         /// Port of the gateway's SMTP listener (0 = any free port).
         #[arg(long, default_value_t = 2525)]
         port: u16,
+        /// Fetch receipts over IMAPS with IDLE (within a second) instead of POP3S every 3 s.
+        #[arg(long)]
+        imap: bool,
     },
     /// Per mailbox: queue, oldest waiting message, receipts still pending.
     Status {

@@ -25,10 +25,12 @@ pub struct Demo {
     pub dir: PathBuf,
     /// The admin token (page login, API bearer), new at each start; only its path is printed.
     pub admin_token_file: PathBuf,
+    /// Receipts come over IMAPS with IDLE rather than POP3S.
+    pub imap: bool,
 }
 
 impl Demo {
-    pub async fn start(dir: &Path, port: u16) -> Result<Demo> {
+    pub async fn start(dir: &Path, port: u16, imap: bool) -> Result<Demo> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let dir = std::fs::canonicalize(dir)?;
         let password = random_password();
@@ -52,10 +54,13 @@ impl Demo {
         let config_file = dir.join("pecgate.toml");
         let mut listen_port = port;
         loop {
-            let toml = demo_config(&dir, listen_port, &provider, &capture, &ca, &password_file, &admin_token_file);
+            let mut toml = demo_config(&dir, listen_port, &provider, &capture, &ca, &password_file, &admin_token_file);
+            if imap {
+                toml = toml.replacen(&pop3_block(&provider, &ca), &imap_block(&provider, &ca), 1);
+            }
             std::fs::write(&config_file, toml).with_context(|| format!("cannot write {}", config_file.display()))?;
             match App::start(&config_file, crate::clock::system()).await {
-                Ok(app) => return Ok(Demo { app, provider, capture, dir, admin_token_file }),
+                Ok(app) => return Ok(Demo { app, provider, capture, dir, admin_token_file, imap }),
                 Err(crate::app::Error::Bind { what: "smtp.listen", .. }) if listen_port != 0 => {
                     tracing::warn!(port = listen_port, "port busy; using a free one");
                     listen_port = 0;
@@ -72,8 +77,8 @@ impl Demo {
         let _ = writeln!(s, "  gateway SMTP listener   {smtp}   (your mail server would relay [PEC] mail here)");
         let _ = writeln!(
             s,
-            "  simulated PEC provider  {}   (SMTPS + AUTH as mailbox {DEMO_MAILBOX}; POP3S on {})",
-            self.provider.addr, self.provider.pop3_addr
+            "  simulated PEC provider  {}   (SMTPS + AUTH as mailbox {DEMO_MAILBOX}; POP3S on {}, IMAPS on {})",
+            self.provider.addr, self.provider.pop3_addr, self.provider.imap.addr
         );
         let _ = writeln!(s, "  corporate capture       {}   (stands in for your mail server)", self.capture.addr);
         let _ = writeln!(
@@ -106,8 +111,9 @@ impl Demo {
         );
         let _ = writeln!(
             s,
-            "  {}/corporate/  what reaches your users: a few seconds later the provider's acceptance (accettazione)\n                 and delivery (avvenuta-consegna) receipts for {DEMO_SENDER}, fetched over POP3S and signature-checked",
-            self.dir.display()
+            "  {}/corporate/  what reaches your users: a few seconds later the provider's acceptance (accettazione)\n                 and delivery (avvenuta-consegna) receipts for {DEMO_SENDER}, fetched over {} and signature-checked",
+            self.dir.display(),
+            if self.imap { "IMAPS (IDLE)" } else { "POP3S" }
         );
         let _ = writeln!(
             s,
@@ -184,13 +190,7 @@ port = {pport}
 security = "tls"
 ca_file = "{ca}"
 
-[mailbox.pop3]
-host = "127.0.0.1"
-port = {pop3port}
-ca_file = "{ca}"
-interval_secs = 3
-retention = "leave"
-
+{retrieval}
 [[mailbox.user]]
 address = "{DEMO_SENDER}"
 admin = true
@@ -204,10 +204,27 @@ send = false
         sock = q(&dir.join("pecgate.sock")),
         cport = capture.addr.port(),
         pport = provider.addr.port(),
-        pop3port = provider.pop3_addr.port(),
+        retrieval = pop3_block(provider, ca),
         pw = q(password_file),
         token = q(token_file),
         ca = q(ca),
+    )
+}
+
+fn pop3_block(provider: &SimProvider, ca: &Path) -> String {
+    let ca = ca.display().to_string().replace('\\', "\\\\").replace('"', "\\\"");
+    format!(
+        "[mailbox.pop3]\nhost = \"127.0.0.1\"\nport = {}\nca_file = \"{ca}\"\ninterval_secs = 3\nretention = \"leave\"\n",
+        provider.pop3_addr.port()
+    )
+}
+
+/// With IDLE a receipt arrives within a second; the long interval is only the fallback.
+fn imap_block(provider: &SimProvider, ca: &Path) -> String {
+    let ca = ca.display().to_string().replace('\\', "\\\\").replace('"', "\\\"");
+    format!(
+        "[mailbox.imap]\nhost = \"127.0.0.1\"\nport = {}\nca_file = \"{ca}\"\nidle = true\ninterval_secs = 60\nretention = \"leave\"\n",
+        provider.imap.addr.port()
     )
 }
 

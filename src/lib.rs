@@ -19,6 +19,7 @@ pub mod directory;
 pub mod docgen;
 pub mod enqueue;
 pub mod fetch;
+pub mod imap;
 pub mod listener;
 pub mod mailbox_alarms;
 pub mod metrics;

@@ -58,7 +58,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
         Command::CheckConfig { config } => Ok(check_config(&config)),
         Command::Reload { config } => reload(&config).await,
         Command::Sim { config, out, profile } => sim(&config, out, profile.as_deref()).await,
-        Command::Demo { dir, port } => demo(&dir, port).await,
+        Command::Demo { dir, port, imap } => demo(&dir, port, imap).await,
         Command::Classify { json, files, trust_store, crl_dir, fetch_crls } => {
             let mut trust = pecgate::pec::signature::TrustStore::builtin();
             if let Some(p) = &trust_store {
@@ -282,7 +282,7 @@ async fn sim(path: &Path, out: Option<PathBuf>, profile: Option<&str>) -> Result
         let server = pecgate::sim::provider::SimProvider::start_with_pki(&listen, &pop3, mailboxes.clone(), out.clone(), pki)
             .await
             .with_context(|| format!("cannot listen on {listen} / {pop3}"))?;
-        println!("simulated PEC provider: smtps://{} pop3s://{}", server.addr, server.pop3_addr);
+        println!("simulated PEC provider: smtps://{} pop3s://{} imaps://{}", server.addr, server.pop3_addr, server.imap.addr);
         for m in config.mailboxes.iter().filter(|m| mailboxes.iter().any(|s| s.username == m.username)) {
             let provider = match profile {
                 Some(name) => serde_json::from_value(serde_json::Value::String(name.to_owned()))?,
@@ -302,9 +302,9 @@ async fn sim(path: &Path, out: Option<PathBuf>, profile: Option<&str>) -> Result
     Ok(ExitCode::SUCCESS)
 }
 
-async fn demo(dir: &Path, port: u16) -> Result<ExitCode> {
+async fn demo(dir: &Path, port: u16, imap: bool) -> Result<ExitCode> {
     init_tracing("info", LogFormat::Text);
-    let demo = pecgate::demo::Demo::start(dir, port).await?;
+    let demo = pecgate::demo::Demo::start(dir, port, imap).await?;
     println!("{}", demo.instructions());
     // SIGHUP (or `pecgate reload`) reloads the demo's pecgate.toml.
     loop {

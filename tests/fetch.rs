@@ -33,27 +33,6 @@ fn kind_of(c: &Captured) -> String {
     c.header("X-Pecgate-Kind").unwrap_or_default()
 }
 
-/// Waits until `n` injections were accepted by the corporate server (state submitted).
-async fn wait_injected(env: &TestEnv, n: usize) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let done = env
-            .app()
-            .store
-            .list_messages(1000)
-            .await
-            .unwrap()
-            .into_iter()
-            .filter(|m| m.kind == pecgate::store::MessageKind::Injection && m.state == MessageState::Submitted)
-            .count();
-        if done >= n {
-            return;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "only {done} of {n} injections delivered");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-}
-
 fn mailstore_len(env: &TestEnv, user: &str) -> usize {
     env.provider.retrieval.mailstore.len(user)
 }

@@ -503,6 +503,9 @@ pub struct MailboxView {
     pub address: String,
     pub active: bool,
     pub pop3: bool,
+    pub imap: bool,
+    /// `idling` (IMAP IDLE) or `polling`; `None` before the first poll or without retrieval.
+    pub fetch_mode: Option<&'static str>,
     pub last_poll: Option<i64>,
     pub last_success: Option<i64>,
     pub last_error: Option<String>,
@@ -527,6 +530,8 @@ pub async fn mailbox_views(state: &AdminState) -> ApiResult<Vec<MailboxView>> {
                 address: m.address.clone(),
                 active: m.active,
                 pop3: m.pop3.is_some(),
+                imap: m.imap.is_some(),
+                fetch_mode: status.as_ref().and_then(|s| s.mode),
                 last_poll: status.as_ref().and_then(|s| s.last_poll),
                 last_success: status.as_ref().and_then(|s| s.last_success),
                 last_error: status.and_then(|s| s.last_error),

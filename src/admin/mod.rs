@@ -124,7 +124,11 @@ struct Readiness {
 struct MailboxReadiness {
     id: String,
     active: bool,
+    /// The fetcher's status under the protocol's key (`mode`: idling or polling).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pop3: Option<FetchStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    imap: Option<FetchStatus>,
 }
 
 /// Readiness: 200 when the store and the spool are writable (the listener is
@@ -142,7 +146,11 @@ async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
         .rt()
         .mailboxes
         .iter()
-        .map(|m| MailboxReadiness { id: m.id.clone(), active: m.active, pop3: state.fetchers.get(&m.id).map(|f| f.status()) })
+        .map(|m| {
+            let status = state.fetchers.get(&m.id).map(|f| f.status());
+            let (pop3, imap) = if m.imap.is_some() { (None, status) } else { (status, None) };
+            MailboxReadiness { id: m.id.clone(), active: m.active, pop3, imap }
+        })
         .collect();
     let ready = store == "ok" && spool == "ok";
     let body = Readiness { ready, store, spool, mailboxes };

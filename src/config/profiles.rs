@@ -236,7 +236,7 @@ pub fn report(m: &super::MailboxConfig) -> Vec<String> {
     }
     let section_present = |key: &str| match key.split_once('.') {
         Some(("pop3", _)) => m.pop3.is_some(),
-        Some(("imap", _)) => false,
+        Some(("imap", _)) => m.imap.is_some(),
         _ => true,
     };
     for e in provider.values() {
@@ -325,6 +325,22 @@ mod tests {
         let keys: Vec<&str> = m.profile_filled.iter().map(|f| f.key.as_str()).collect();
         assert!(keys.contains(&"rate_limit_per_minute") && !keys.contains(&"username"), "{keys:?}");
         assert!(m.profile_filled.iter().find(|f| f.key == "rate_limit_per_minute").unwrap().source.confirmed());
+    }
+
+    #[test]
+    fn an_empty_imap_table_gets_the_legalmail_imap_server() {
+        let text = base("provider = \"legalmail\"\nusername = \"M1234567\"\n[mailbox.imap]\n");
+        let m = load_str(&text, None).unwrap().config.mailboxes.remove(0);
+        let imap = m.imap.as_ref().unwrap();
+        assert_eq!((imap.host.as_str(), imap.port, imap.security), ("mbox.cert.legalmail.it", 993, crate::config::Security::Tls));
+        assert!(m.pop3.is_none());
+        let report = report(&m).join("\n");
+        assert!(report.contains("imap.host = \"mbox.cert.legalmail.it\"  (from the profile"), "{report}");
+        let own = base("provider = \"legalmail\"\nusername = \"M1234567\"\n[mailbox.imap]\nhost = \"imap.relay.local\"\n");
+        let m = load_str(&own, None).unwrap().config.mailboxes.remove(0);
+        assert_eq!(m.imap.as_ref().unwrap().host, "imap.relay.local");
+        let report = super::report(&m).join("\n");
+        assert!(report.contains("imap.host: the file's value is kept"), "{report}");
     }
 
     #[test]

@@ -486,6 +486,8 @@ pub struct MailboxConfig {
     pub require_pin: bool,
     pub smtp: MailboxSmtpConfig,
     pub pop3: Option<MailboxPop3Config>,
+    /// `[mailbox.imap]`: the alternative to `[mailbox.pop3]` (one of the two).
+    pub imap: Option<MailboxImapConfig>,
     #[serde(rename = "user")]
     pub users: Vec<UserConfig>,
     /// Directory groups whose members get each right (with `[directory]`).
@@ -530,6 +532,7 @@ impl Default for MailboxConfig {
             require_pin: false,
             smtp: MailboxSmtpConfig::default(),
             pop3: None,
+            imap: None,
             users: Vec::new(),
             groups: GroupsConfig::default(),
         }
@@ -703,6 +706,47 @@ impl DirectoryConfig {
             ("", DirectoryKind::Ad) => "sAMAccountName",
             ("", _) => "uid",
             (a, _) => a,
+        }
+    }
+}
+
+/// `[mailbox.imap]`: the provider's IMAP server (used by the fetcher
+/// instead of POP3): IDLE where offered, polling otherwise.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MailboxImapConfig {
+    pub host: String,
+    pub port: u16,
+    pub security: Security,
+    pub timeout_secs: u64,
+    pub ca_file: Option<PathBuf>,
+    /// Folders fetched, in order.
+    pub folders: Vec<String>,
+    /// Wait for new mail with IDLE (RFC 2177) when the server offers it.
+    pub idle: bool,
+    /// Poll interval without IDLE (and the lease's renewal bound with it).
+    pub interval_secs: u64,
+    /// `leave`: flag `\Seen` (or move to `move_to`); `delete`: `\Deleted` and expunge.
+    pub retention: Retention,
+    /// With `retention = "leave"`: move each injected message to this folder.
+    pub move_to: Option<String>,
+    pub delete_after_days: u32,
+}
+
+impl Default for MailboxImapConfig {
+    fn default() -> Self {
+        Self {
+            host: String::new(),
+            port: 993,
+            security: Security::Tls,
+            timeout_secs: 60,
+            ca_file: None,
+            folders: vec!["INBOX".into()],
+            idle: true,
+            interval_secs: 60,
+            retention: Retention::Leave,
+            move_to: None,
+            delete_after_days: 30,
         }
     }
 }

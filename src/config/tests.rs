@@ -467,3 +467,34 @@ base_dn = "dc=b"
     let got = problems(&bad, dir.path());
     assert!(got.iter().any(|p| p.starts_with("mailbox[0].groups.receive[0] (legal): \"recv\" is not a DN")), "{got:#?}");
 }
+
+#[test]
+fn imap_defaults_and_one_fetch_protocol_per_mailbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let imap = minimal(dir.path()).replacen("[[mailbox.user]]", "[mailbox.imap]\nhost = \"imaps.pec.example.it\"\n[[mailbox.user]]", 1);
+    let m = load_str(&imap, Some(dir.path())).unwrap().config.mailboxes.remove(0);
+    let i = m.imap.unwrap();
+    assert_eq!((i.port, i.security, i.idle, i.retention), (993, crate::config::Security::Tls, true, crate::config::Retention::Leave));
+    assert_eq!(i.folders, ["INBOX"]);
+    assert_eq!(i.move_to, None);
+
+    let both = imap.replacen("[mailbox.imap]", "[mailbox.pop3]\nhost = \"pop3s.pec.example.it\"\n[mailbox.imap]", 1);
+    let p = problems(&both, dir.path());
+    assert!(p.iter().any(|p| p.starts_with("mailbox[0].imap (legal)") && p.contains("[mailbox.pop3] are both set")), "{p:?}");
+
+    let no_host = minimal(dir.path()).replacen("[[mailbox.user]]", "[mailbox.imap]\n[[mailbox.user]]", 1);
+    assert!(problems(&no_host, dir.path()).iter().any(|p| p.starts_with("mailbox[0].imap.host (legal)")));
+
+    let bad_move = imap.replacen("host = \"imaps", "retention = \"delete\"\nmove_to = \"INBOX.pecgate\"\nhost = \"imaps", 1);
+    assert!(
+        problems(&bad_move, dir.path())
+            .iter()
+            .any(|p| p.starts_with("mailbox[0].imap.move_to (legal)") && p.contains("retention = \"leave\""))
+    );
+    let into_itself = imap.replacen("host = \"imaps", "move_to = \"INBOX\"\nhost = \"imaps", 1);
+    assert!(problems(&into_itself, dir.path()).iter().any(|p| p.starts_with("mailbox[0].imap.move_to (legal)")));
+    let bad_folder = imap.replacen("host = \"imaps", "folders = [\"IN\\\"BOX\"]\nhost = \"imaps", 1);
+    assert!(problems(&bad_folder, dir.path()).iter().any(|p| p.starts_with("mailbox[0].imap.folders[0] (legal)")));
+    let no_folders = imap.replacen("host = \"imaps", "folders = []\nhost = \"imaps", 1);
+    assert!(problems(&no_folders, dir.path()).iter().any(|p| p.starts_with("mailbox[0].imap.folders (legal)")));
+}

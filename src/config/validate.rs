@@ -111,6 +111,9 @@ impl Config {
             if let Some(p) = &mut m.pop3 {
                 fix_opt(&mut p.ca_file);
             }
+            if let Some(p) = &mut m.imap {
+                fix_opt(&mut p.ca_file);
+            }
         }
     }
 
@@ -385,6 +388,44 @@ impl Config {
                     v.file_exists(&key.at("pop3.ca_file"), ca);
                 }
             }
+            if let Some(p) = &m.imap {
+                if m.pop3.is_some() {
+                    v.error(
+                        key.at("imap"),
+                        "and [mailbox.pop3] are both set; a mailbox is fetched one way: keep [mailbox.imap] or [mailbox.pop3]",
+                    );
+                }
+                if p.host.trim().is_empty() {
+                    v.error(key.at("imap.host"), no_server("IMAP").replace("\"smtps.pec.aruba.it\"", "\"imaps.pec.aruba.it\""));
+                }
+                if p.security == Security::None {
+                    v.error(key.at("imap.security"), "\"none\" is not allowed for a PEC provider; use \"tls\" or \"starttls\"");
+                }
+                if let Some(ca) = &p.ca_file {
+                    v.file_exists(&key.at("imap.ca_file"), ca);
+                }
+                if p.folders.is_empty() {
+                    v.error(key.at("imap.folders"), "is empty, so nothing would be fetched; write e.g. [\"INBOX\"]");
+                }
+                for (j, f) in p.folders.iter().enumerate() {
+                    if !crate::imap::valid_folder(f) {
+                        v.error(
+                            key.at(&format!("imap.folders[{j}]")),
+                            format!("{f:?} is not a folder name (no control characters, quotes or backslashes)"),
+                        );
+                    }
+                }
+                if let Some(f) = &p.move_to {
+                    if p.retention != Retention::Leave {
+                        v.error(key.at("imap.move_to"), "only applies with retention = \"leave\"; remove it or set retention = \"leave\"");
+                    } else if !crate::imap::valid_folder(f) || p.folders.contains(f) {
+                        v.error(
+                            key.at("imap.move_to"),
+                            format!("{f:?} must be a folder name that is not one of the folders fetched, e.g. \"INBOX.pecgate\""),
+                        );
+                    }
+                }
+            }
             let mut seen = HashSet::new();
             for (j, u) in m.users.iter().enumerate() {
                 if !is_address(&u.address) {
@@ -427,8 +468,11 @@ impl Config {
             if m.size_per_recipient && m.max_message_bytes.is_none() {
                 v.error(key.at("size_per_recipient"), "needs max_message_bytes (the size to divide by the recipients)");
             }
-            if m.final_preavviso_5xx && m.pop3.is_none() {
-                v.warning(key.at("final_preavviso_5xx"), "has no effect without [mailbox.pop3]: receipts are not fetched");
+            if m.final_preavviso_5xx && m.pop3.is_none() && m.imap.is_none() {
+                v.warning(
+                    key.at("final_preavviso_5xx"),
+                    "has no effect without [mailbox.pop3] or [mailbox.imap]: receipts are not fetched",
+                );
             }
             match m.users.iter().filter(|u| u.admin).count() {
                 1 => {}

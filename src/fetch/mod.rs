@@ -1,7 +1,7 @@
 //! Fetching mail from the providers' mailboxes, protocol-independent.
 //!
 //! A [`FetchSource`] is one session with a provider's server (POP3 today,
-//! [`pop3::Pop3Source`]; IMAP plugs in the same way): it lists messages,
+//! [`pop3::Pop3Source`], or IMAP, [`imap::ImapSource`]): it lists messages,
 //! streams one into a writer with a size limit and a deadline, marks
 //! messages for deletion and commits the deletions. [`connect`] is the one
 //! place that picks the implementation from the mailbox's configuration.
@@ -19,6 +19,7 @@
 //! the injection row (whose spool files were written first). Only after that
 //! commit may the message be deleted from the provider, per `retention`.
 
+pub mod imap;
 pub mod ingest;
 pub mod pop3;
 pub mod worker;
@@ -97,8 +98,22 @@ pub trait FetchSource: Send {
     /// Marks a message for deletion; nothing is deleted before [`commit`](Self::commit).
     async fn mark_deleted(&mut self, item: &Listed) -> SourceResult<()>;
 
-    /// Applies the deletions and ends the session cleanly.
+    /// A message that stays on the server is committed and injected:
+    /// sources that can mark it (IMAP `\\Seen`, or a move to another
+    /// folder) do so at [`commit`](Self::commit). POP3 cannot.
+    async fn mark_kept(&mut self, _item: &Listed) -> SourceResult<()> {
+        Ok(())
+    }
+
+    /// Applies the deletions (and marks); ends the session cleanly unless
+    /// the source [can wait](Self::can_wait) on it for new mail.
     async fn commit(&mut self) -> SourceResult<()>;
+
+    /// Whether the session stays open after [`commit`](Self::commit) for
+    /// [`wait_for_changes`](Self::wait_for_changes) (IMAP with IDLE).
+    fn can_wait(&self) -> bool {
+        false
+    }
 
     /// Waits on the open session for new mail, at most `max`: `Ok(true)` if
     /// some may have arrived. Sources that cannot wait (POP3) say `Ok(false)`
@@ -111,6 +126,7 @@ pub trait FetchSource: Send {
 /// How a mailbox is fetched, whatever the protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Settings {
+    /// Between polls (without IDLE).
     pub interval: Duration,
     pub timeout: Duration,
     pub retention: Retention,
@@ -119,12 +135,25 @@ pub struct Settings {
 
 /// The fetch settings of a mailbox, `None` if it is not fetched.
 pub fn settings(m: &MailboxConfig) -> Option<Settings> {
+    if let Some(p) = &m.imap {
+        return Some(Settings {
+            interval: Duration::from_secs(p.interval_secs.max(1)),
+            timeout: Duration::from_secs(p.timeout_secs.max(1)),
+            retention: p.retention,
+            delete_after_days: p.delete_after_days,
+        });
+    }
     m.pop3.as_ref().map(|p| Settings {
         interval: Duration::from_secs(p.interval_secs.max(1)),
         timeout: Duration::from_secs(p.timeout_secs.max(1)),
         retention: p.retention,
         delete_after_days: p.delete_after_days,
     })
+}
+
+/// `pop3` or `imap`: the metric names' protocol part.
+pub fn protocol(m: &MailboxConfig) -> &'static str {
+    if m.imap.is_some() { "imap" } else { "pop3" }
 }
 
 /// The largest fetched message pecgate stores: a PEC envelope wraps what the
@@ -146,6 +175,9 @@ pub fn transfer_deadline(item: &Listed, timeout: Duration) -> Duration {
 
 /// Opens a session to the mailbox's server with the protocol it is configured for.
 pub async fn connect(m: &Mailbox) -> SourceResult<Box<dyn FetchSource>> {
+    if let (Some(i), Some(tls)) = (&m.imap, &m.imap_tls) {
+        return Ok(Box::new(imap::ImapSource::connect(&m.username, &m.password, i, tls.clone()).await?));
+    }
     match (&m.pop3, &m.pop3_tls) {
         (Some(p), Some(tls)) => Ok(Box::new(pop3::Pop3Source::connect(&m.username, &m.password, p, tls.clone()).await?)),
         _ => Err(SourceError {

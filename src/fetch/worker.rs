@@ -62,6 +62,8 @@ pub struct FetchStatus {
     pub incident_open: bool,
     /// Another instance polls this mailbox (it holds the lease).
     pub standby: bool,
+    /// `idling` (IMAP IDLE on an open session) or `polling` (between polls).
+    pub mode: Option<&'static str>,
 }
 
 pub struct Fetcher {
@@ -81,6 +83,23 @@ pub struct Fetcher {
     lease_held_at: AtomicI64,
     /// Failed transfers in a row, per message id (reset when one works).
     transfer_failures: Mutex<HashMap<String, u32>>,
+    /// IMAP: the UIDVALIDITY each folder was last listed with, to log and count a reset.
+    uidvalidity: Mutex<HashMap<String, u32>>,
+    /// The session kept open after a poll to wait on (IMAP IDLE), with the
+    /// runtime generation it was opened under: one connection per mailbox.
+    session: tokio::sync::Mutex<Option<(u64, Box<dyn FetchSource>)>>,
+}
+
+/// IDLE is re-issued at least this often (RFC 2177: servers may drop it after 30 minutes).
+const IDLE_MAX: Duration = Duration::from_secs(29 * 60);
+
+/// What happens to a committed message on the provider's server.
+enum Disposition {
+    Delete,
+    /// Stays; marked as handled where the protocol can (IMAP `\\Seen` or a move).
+    Keep,
+    /// Not injected yet: left exactly as it is.
+    Wait,
 }
 
 /// How a poll's session ended.
@@ -111,6 +130,8 @@ impl Fetcher {
             lease: cluster::pop3_lease(mailbox),
             lease_held_at: AtomicI64::new(0),
             transfer_failures: Mutex::new(HashMap::new()),
+            uidvalidity: Mutex::new(HashMap::new()),
+            session: tokio::sync::Mutex::new(None),
             cluster,
         }
     }
@@ -140,6 +161,10 @@ impl Fetcher {
                 return;
             }
             let _ = self.poll().await;
+            if self.status().consecutive_failures == 0 && self.idle_until_change(&mut stop).await {
+                continue;
+            }
+            self.set_mode("polling");
             let failures = self.status().consecutive_failures;
             let rt = self.live.get();
             let base = rt.mailbox(&self.mailbox).and_then(|m| super::settings(m)).map_or(60, |s| s.interval.as_secs().max(1));
@@ -148,6 +173,65 @@ impl Fetcher {
                 _ = tokio::time::sleep(Duration::from_secs(wait)) => {}
                 _ = self.poll_now.notified() => {}
                 _ = stop.changed() => {}
+            }
+        }
+    }
+
+    /// A folder listed with a new UIDVALIDITY is fetched again under new ids;
+    /// the store's duplicate protection keeps receipts from applying twice.
+    fn note_uidvalidity(&self, list: &[Listed]) {
+        let mut seen = self.uidvalidity.lock().unwrap_or_else(|p| p.into_inner());
+        for (folder, validity) in list.iter().filter_map(|l| super::imap::folder_validity(&l.uid)) {
+            match seen.insert(folder.to_owned(), validity) {
+                Some(old) if old != validity => {
+                    tracing::warn!(mailbox = %self.mailbox, folder, old, new = validity, "IMAP UIDVALIDITY changed: folder re-listed");
+                    metrics::counter!("pecgate_imap_uidvalidity_changes_total", "mailbox" => self.mailbox.clone()).increment(1);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn set_mode(&self, mode: &'static str) {
+        self.status.lock().unwrap_or_else(|p| p.into_inner()).mode = Some(mode);
+    }
+
+    /// Waits on the session the last poll kept (IMAP IDLE) until the server
+    /// announces new mail (`true`: poll now), renewing the lease between
+    /// IDLE rounds. `false`: no session to wait on, or the lease was lost;
+    /// the caller polls on its interval. A dropped session counts as a
+    /// change: the next poll reconnects (and backs off if that fails).
+    async fn idle_until_change(&self, stop: &mut watch::Receiver<bool>) -> bool {
+        loop {
+            let Some((generation, mut source)) = self.session.lock().await.take() else { return false };
+            let rt = self.live.get();
+            let Some(settings) = rt.mailbox(&self.mailbox).and_then(|m| super::settings(m)) else { return false };
+            if generation != rt.generation || *stop.borrow() {
+                return false;
+            }
+            self.set_mode("idling");
+            let round = IDLE_MAX.min(Duration::from_millis(u64::try_from(self.cluster.lease_ms() / 2).unwrap_or(30_000).max(1000)));
+            tokio::select! {
+                r = source.wait_for_changes(round) => match r {
+                    Ok(true) => {
+                        metrics::counter!("pecgate_imap_idle_wakeups_total", "mailbox" => self.mailbox.clone()).increment(1);
+                        *self.session.lock().await = Some((generation, source));
+                        return true;
+                    }
+                    Ok(false) => {
+                        if !self.hold_lease(settings.interval).await {
+                            return false;
+                        }
+                        *self.session.lock().await = Some((generation, source));
+                    }
+                    Err(e) => {
+                        tracing::info!(mailbox = %self.mailbox, error = %e, "IDLE session ended; reconnecting");
+                        metrics::counter!("pecgate_imap_idle_errors_total", "mailbox" => self.mailbox.clone()).increment(1);
+                        return true;
+                    }
+                },
+                _ = self.poll_now.notified() => return true,
+                _ = stop.changed() => return false,
             }
         }
     }
@@ -184,14 +268,18 @@ impl Fetcher {
 
     async fn record_outcome(&self, rt: &Runtime, mailbox: &Mailbox, now: i64, result: &Result<PollReport>) {
         let mb = self.mailbox.clone();
+        let (polls, errors) = match super::protocol(mailbox) {
+            "imap" => ("pecgate_imap_polls_total", "pecgate_imap_errors_total"),
+            _ => ("pecgate_pop3_polls_total", "pecgate_pop3_errors_total"),
+        };
         match result {
             Ok(_) => {
-                metrics::counter!("pecgate_pop3_polls_total", "mailbox" => mb.clone(), "result" => "ok").increment(1);
+                metrics::counter!(polls, "mailbox" => mb.clone(), "result" => "ok").increment(1);
                 metrics::gauge!("pecgate_last_poll_success_timestamp_seconds", "mailbox" => mb.clone()).set((now / 1000) as f64);
             }
             Err(e) => {
-                metrics::counter!("pecgate_pop3_polls_total", "mailbox" => mb.clone(), "result" => "error").increment(1);
-                metrics::counter!("pecgate_pop3_errors_total", "mailbox" => mb.clone(), "kind" => e.metric_kind()).increment(1);
+                metrics::counter!(polls, "mailbox" => mb.clone(), "result" => "error").increment(1);
+                metrics::counter!(errors, "mailbox" => mb.clone(), "kind" => e.metric_kind()).increment(1);
             }
         }
         crate::metrics::mailbox_health(&mb, crate::metrics::Part::Poll, result.is_ok());
@@ -254,14 +342,30 @@ impl Fetcher {
 
     async fn poll_locked(&self, rt: &Runtime, mailbox: &Mailbox, settings: &Settings) -> Result<PollReport> {
         let mut report = PollReport::default();
+        let mut kept = self.session.lock().await.take().filter(|(g, _)| *g == rt.generation).map(|(_, s)| s);
         for _ in 0..SESSIONS_PER_POLL {
+            let reused = kept.is_some();
             // On any error the session is dropped without a commit: nothing marked is deleted.
-            let mut source = super::connect(mailbox).await?;
+            let mut source = match kept.take() {
+                Some(s) => s,
+                None => super::connect(mailbox).await?,
+            };
             // Fetched counts over the sessions; skipped and deleted are the last session's.
             report.skipped = 0;
             report.deleted = 0;
-            if let SessionEnd::Done = self.poll_session(rt, mailbox, settings, source.as_mut(), &mut report).await? {
-                break;
+            match self.poll_session(rt, mailbox, settings, source.as_mut(), &mut report).await {
+                Ok(SessionEnd::Done) => {
+                    if source.can_wait() {
+                        *self.session.lock().await = Some((rt.generation, source));
+                    }
+                    break;
+                }
+                Ok(SessionEnd::Interrupted) => {}
+                // A kept session may have died while idle: once more on a new one.
+                Err(Error::Source(e)) if reused => {
+                    tracing::debug!(mailbox = %self.mailbox, error = %e, "kept session unusable; reconnecting")
+                }
+                Err(e) => return Err(e),
             }
         }
         Ok(report)
@@ -277,6 +381,9 @@ impl Fetcher {
     ) -> Result<SessionEnd> {
         let list = source.list().await?;
         report.listed = list.len();
+        if source.protocol() == "imap" {
+            self.note_uidvalidity(&list);
+        }
         let skipped: HashSet<String> = self.store.skipped(Some(&mailbox.id)).await?.into_iter().map(|s| s.uidl).collect();
         let limit = super::size_limit(&rt.config);
         let mut deleted = Vec::new();
@@ -334,9 +441,13 @@ impl Fetcher {
                     }
                 }
             };
-            if self.should_delete(settings, &record).await? {
-                source.mark_deleted(&item).await?;
-                deleted.push(item.uid);
+            match self.disposition(settings, &record).await? {
+                Disposition::Delete => {
+                    source.mark_deleted(&item).await?;
+                    deleted.push(item.uid);
+                }
+                Disposition::Keep => source.mark_kept(&item).await?,
+                Disposition::Wait => {}
             }
         }
         // The commit applies the deletions; only then are they recorded.
@@ -372,17 +483,20 @@ impl Fetcher {
     }
 
     /// Retention, and never before the injection reached the corporate
-    /// server: while that server is down the provider's copy stays.
-    async fn should_delete(&self, settings: &Settings, r: &FetchedRecord) -> Result<bool> {
+    /// server: while that server is down the provider's copy stays as it is.
+    async fn disposition(&self, settings: &Settings, r: &FetchedRecord) -> Result<Disposition> {
+        let injected = match &r.injection {
+            None => true,
+            Some(injection) => self.store.message(injection).await?.is_some_and(|m| m.state == crate::store::MessageState::Submitted),
+        };
+        if !injected {
+            return Ok(Disposition::Wait);
+        }
         let due = match settings.retention {
             Retention::Leave => false,
             Retention::Delete => true,
             Retention::DeleteAfter => self.clock.now_ms() - r.fetched_at >= i64::from(settings.delete_after_days) * 86_400_000,
         };
-        if !due {
-            return Ok(false);
-        }
-        let Some(injection) = &r.injection else { return Ok(true) };
-        Ok(self.store.message(injection).await?.is_some_and(|m| m.state == crate::store::MessageState::Submitted))
+        Ok(if due { Disposition::Delete } else { Disposition::Keep })
     }
 }

@@ -44,6 +44,8 @@ pub struct Mailbox {
     pub smtp_tls: Arc<rustls::ClientConfig>,
     /// For `[mailbox.pop3]`, if set.
     pub pop3_tls: Option<Arc<rustls::ClientConfig>>,
+    /// For `[mailbox.imap]`, if set.
+    pub imap_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl std::ops::Deref for Mailbox {
@@ -73,9 +75,13 @@ impl Runtime {
                 Some(p) => client_tls(format!("mailbox[{i}].pop3.ca_file ({})", m.id), p.ca_file.as_deref()).map(Some),
                 None => Some(None),
             };
-            if let (Some(smtp_tls), Some(pop3_tls)) = (smtp_tls, pop3_tls) {
+            let imap_tls = match &m.imap {
+                Some(p) => client_tls(format!("mailbox[{i}].imap.ca_file ({})", m.id), p.ca_file.as_deref()).map(Some),
+                None => Some(None),
+            };
+            if let (Some(smtp_tls), Some(pop3_tls), Some(imap_tls)) = (smtp_tls, pop3_tls, imap_tls) {
                 let password = resolved.secrets.mailboxes.get(&m.id).cloned().unwrap_or_default();
-                mailboxes.push(Mailbox { config: m.clone(), password, smtp_tls, pop3_tls });
+                mailboxes.push(Mailbox { config: m.clone(), password, smtp_tls, pop3_tls, imap_tls });
             }
         }
         let corporate_tls = client_tls("corporate.ca_file".into(), config.corporate.ca_file.as_deref());

@@ -5,6 +5,7 @@
 //! retrieval half (receipts, POP3S mailboxes) is in `provider::Retrieval` and [`pop3`].
 
 pub mod capture;
+pub mod imap;
 pub mod pop3;
 pub mod provider;
 pub mod receipts;

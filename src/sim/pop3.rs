@@ -23,6 +23,9 @@ use tokio::task::{JoinHandle, JoinSet};
 use crate::proto::codec::{Dialect, dot_stuff};
 use crate::tls::TestPki;
 
+mod imap_store;
+pub use imap_store::{ImapMessage, folder_key};
+
 /// Idle time after which a session is dropped (RFC 1939 asks for at least
 /// 10 minutes; a simulator has no reason to keep dead peers that long).
 const IDLE: Duration = Duration::from_secs(60);
@@ -38,6 +41,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 struct Stored {
     uid: String,
     bytes: Arc<Vec<u8>>,
+    /// IMAP `\Seen` and `\Deleted` (the simulator's IMAP side, `sim::imap`).
+    seen: bool,
+    deleted: bool,
 }
 
 #[derive(Default)]
@@ -46,6 +52,8 @@ struct Mailbox {
     password: Option<String>,
     messages: Vec<Stored>,
     locked: bool,
+    /// IMAP UIDVALIDITY (0 until first asked: then 1).
+    uidvalidity: u32,
 }
 
 /// Shared, thread-safe mail storage: user -> password and messages.
@@ -87,7 +95,12 @@ impl Mailstore {
             *next += 1;
             uid
         };
-        lock(&self.boxes).entry(user.to_owned()).or_default().messages.push(Stored { uid: uid.clone(), bytes: Arc::new(bytes) });
+        lock(&self.boxes).entry(user.to_owned()).or_default().messages.push(Stored {
+            uid: uid.clone(),
+            bytes: Arc::new(bytes),
+            seen: false,
+            deleted: false,
+        });
         self.touch();
         uid
     }

@@ -377,6 +377,8 @@ pub struct SimProvider {
     /// Off until `throttle.set`.
     pub throttle: Arc<Throttle>,
     pub pop3_faults: Arc<Pop3Faults>,
+    /// IMAPS on the same mailstore (127.0.0.1, any port): options and faults.
+    pub imap: super::imap::ImapServer,
     pub retrieval: Arc<Retrieval>,
     accounts: Accounts,
     _pop3: Pop3Server,
@@ -416,6 +418,7 @@ impl SimProvider {
             pki.ca_pem.clone(),
         )
         .await?;
+        let imap = super::imap::ImapServer::start("127.0.0.1:0", mailstore.clone(), pki.server.clone()).await?;
         let retrieval = Arc::new(Retrieval {
             mailstore,
             behavior: Mutex::new(Behavior::default()),
@@ -456,6 +459,7 @@ impl SimProvider {
             faults,
             throttle,
             pop3_faults,
+            imap,
             retrieval,
             accounts,
             _pop3: pop3,

@@ -196,6 +196,27 @@ impl TestEnv {
     }
 }
 
+/// Waits until `n` injections were accepted by the corporate server (state submitted).
+pub async fn wait_injected(env: &TestEnv, n: usize) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let done = env
+            .app()
+            .store
+            .list_messages(1000)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|m| m.kind == pecgate::store::MessageKind::Injection && m.state == MessageState::Submitted)
+            .count();
+        if done >= n {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "only {done} of {n} injections delivered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 pub fn write_secret(path: &std::path::Path, s: &str) {
     std::fs::write(path, s).unwrap();
     #[cfg(unix)]

@@ -270,7 +270,7 @@ pub(super) async fn mailboxes_view(State(state): State<Arc<AdminState>>, headers
     };
     let mut body = String::from("<div class=\"cards\">");
     for m in &views {
-        let health = match (&m.last_error, m.active, m.pop3) {
+        let health = match (&m.last_error, m.active, m.pop3 || m.imap) {
             (_, false, _) => "wait",
             (Some(_), _, _) => "bad",
             (None, _, true) if m.last_success.is_some() => "good",
@@ -281,7 +281,11 @@ pub(super) async fn mailboxes_view(State(state): State<Arc<AdminState>>, headers
             .as_deref()
             .map(|e| format!("<dt>{}</dt><dd class=\"bad-text\">{}</dd>", t(lang, "last_error"), esc(e)))
             .unwrap_or_default();
-        let poll = if m.pop3 { when(lang, m.last_poll) } else { t(lang, "no_pop3").to_owned() };
+        let poll = match (m.pop3 || m.imap, m.fetch_mode) {
+            (false, _) => t(lang, "no_pop3").to_owned(),
+            (true, Some("idling")) => format!("{} ({})", when(lang, m.last_poll), t(lang, "idling")),
+            (true, _) => when(lang, m.last_poll),
+        };
         let _ = write!(
             body,
             "<section class=\"card mailbox {health}\"><h2>{} <span class=\"muted\">{}</span></h2><dl class=\"summary\"><dt>{}</dt><dd>{}</dd><dt>{}</dt><dd>{poll}</dd><dt>{}</dt><dd>{}</dd>{error}\
