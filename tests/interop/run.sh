@@ -10,6 +10,7 @@ need_install=()
 command -v postfix >/dev/null 2>&1 || need_install+=(postfix)
 command -v swaks >/dev/null 2>&1 || need_install+=(swaks)
 command -v dovecot >/dev/null 2>&1 && [[ -e /usr/lib/dovecot/pop3 ]] || need_install+=(dovecot-core dovecot-pop3d)
+[[ -e /usr/lib/dovecot/imap ]] || need_install+=(dovecot-imapd)
 command -v openssl >/dev/null 2>&1 || need_install+=(openssl)
 command -v promtool >/dev/null 2>&1 || need_install+=(prometheus)
 [[ -x /usr/sbin/slapd ]] || need_install+=(slapd)
@@ -225,7 +226,7 @@ echo "interop: OK (1 delivered, Bcc and foreign sender refused, untagged not rou
 # sent below); pecgate fetches, correlates and injects into Postfix, which
 # delivers into per-user Maildirs.
 # ---------------------------------------------------------------------------
-POP_PORT=$(free_port)
+POP_PORT=$(free_port); IMAP_PORT=$(free_port)
 D="$T/dovecot"
 mkdir -p "$D/run" "$T/mailstore/legal/new" "$T/mailstore/legal/cur" "$T/mailstore/legal/tmp" "$T/vmail"
 
@@ -245,7 +246,7 @@ chmod 640 "$D/passwd"; chgrp dovecot "$D/passwd" 2>/dev/null || true
 cat >"$D/dovecot.conf" <<CONF
 base_dir = $D/run
 instance_name = pecgate-interop
-protocols = pop3
+protocols = pop3 imap
 listen = 127.0.0.1
 ssl = required
 ssl_cert = <$D/server.pem
@@ -269,6 +270,15 @@ service pop3-login {
   }
   inet_listener pop3s {
     port = $POP_PORT
+    ssl = yes
+  }
+}
+service imap-login {
+  inet_listener imap {
+    port = 0
+  }
+  inet_listener imaps {
+    port = $IMAP_PORT
     ssl = yes
   }
 }
@@ -312,6 +322,7 @@ retention = "delete"
 TOML
 "$PECGATE" check-config --config "$T/pecgate-in.toml" >"$T/check2.out" 2>&1 || fail "check-config (inbound): $(cat "$T/check2.out")"
 "$PECGATE" run --config "$T/pecgate-in.toml" >"$T/pecgate-in.log" 2>&1 &
+PECGATE_IN_PID=$!
 PIDS+=($!)
 wait_port "$GW2_PORT" || fail "the inbound pecgate did not start: $(tail -5 "$T/pecgate-in.log")"
 # The fixtures' receipts refer to Message-ID <interop-1@azienda.example>: send it first.
@@ -358,6 +369,9 @@ grep -q 'kind=accettazione related=[0-9A-F]' "$T/pecgate-in.log" || fail "the ac
 grep -q 'kind=avvenuta-consegna related=[0-9A-F]' "$T/pecgate-in.log" || fail "the delivery receipt was not correlated"
 if grep -qF "$PASSWORD" "$T/pecgate-in.log" "$D/dovecot.log"; then fail "password found in a log"; fi
 echo "interop: inbound OK (receipts correlated, POP3 copies deleted after commit)"
+
+# Part 2b: the same mailbox over IMAPS with IDLE (tests/interop/imap.sh).
+source "$HERE/imap.sh"
 
 # ---------------------------------------------------------------------------
 # Part 3: PostgreSQL. The store contract runs against a private server (the
