@@ -245,17 +245,8 @@ async fn retention_delete_removes_only_after_commit() {
 async fn corporate_server_down_keeps_the_pop3_copy_until_injected() {
     // The corporate port is ours all along: first it drops every connection
     // (the server is down), then the capture server takes it over.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-    let down = tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => drop(accepted),
-                _ = &mut stopped => return listener,
-            }
-        }
-    });
+    let down = DownPort::start().await;
+    let port = down.port;
     let env = TestEnv::start_fetching(
         |t| {
             *t = t.replacen("retention = \"leave\"", "retention = \"delete\"", 1);
@@ -274,8 +265,7 @@ async fn corporate_server_down_keeps_the_pop3_copy_until_injected() {
     assert_eq!(env.poll("legal").await.deleted, 0);
     assert_eq!(mailstore_len(&env, LEGAL), 2);
     // The corporate server comes back on its port.
-    stop.send(()).unwrap();
-    let corporate = pecgate::sim::capture::CaptureServer::start_on(down.await.unwrap(), None).unwrap();
+    let corporate = down.back().await;
     let got = corporate.bag.wait_for(2, WAIT).await.expect("injected once the server is back");
     assert_eq!(got.len(), 2);
     wait_injected(&env, 2).await;

@@ -325,17 +325,8 @@ async fn a_server_without_idle_is_polled_at_interval_secs() {
 #[tokio::test]
 async fn corporate_server_down_leaves_the_imap_copy_untouched_until_injected() {
     // The corporate port drops every connection until the capture server takes it over.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-    let down = tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => drop(accepted),
-                _ = &mut stopped => return listener,
-            }
-        }
-    });
+    let down = DownPort::start().await;
+    let port = down.port;
     let mut env = prepare("delete", "").await;
     let corporate = format!("[corporate]\nhost = \"127.0.0.1\"\nport = {}\n", env.capture.addr.port());
     assert!(env.config_text.contains(&corporate));
@@ -345,8 +336,7 @@ async fn corporate_server_down_leaves_the_imap_copy_untouched_until_injected() {
     assert_eq!(env.poll("legal").await.fetched, 1);
     assert_eq!(env.poll("legal").await.deleted, 0);
     assert_eq!(flags(&env, LEGAL), [(false, false)], "neither \\Seen nor \\Deleted while not injected");
-    stop.send(()).unwrap();
-    let corporate = pecgate::sim::capture::CaptureServer::start_on(down.await.unwrap(), None).unwrap();
+    let corporate = down.back().await;
     let got = corporate.bag.wait_for(1, WAIT).await.expect("injected once the server is back");
     assert!(got[0].data.ends_with(&mail("attesa")));
     wait_injected(&env, 1).await;

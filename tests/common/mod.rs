@@ -196,6 +196,37 @@ impl TestEnv {
     }
 }
 
+/// A corporate port that is down: it drops every connection until
+/// [`DownPort::back`] hands it, the same port, to a capture server.
+pub struct DownPort {
+    pub port: u16,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<tokio::net::TcpListener>,
+}
+
+impl DownPort {
+    pub async fn start() -> DownPort {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => drop(accepted),
+                    _ = &mut stopped => return listener,
+                }
+            }
+        });
+        DownPort { port, stop, task }
+    }
+
+    /// The corporate server comes back on its port.
+    pub async fn back(self) -> CaptureServer {
+        self.stop.send(()).unwrap();
+        CaptureServer::start_on(self.task.await.unwrap(), None).unwrap()
+    }
+}
+
 /// Waits until `n` injections were accepted by the corporate server (state submitted).
 pub async fn wait_injected(env: &TestEnv, n: usize) {
     let deadline = tokio::time::Instant::now() + WAIT;
