@@ -10,13 +10,8 @@ kill "$PECGATE_IN_PID" 2>/dev/null || true
 wait "$PECGATE_IN_PID" 2>/dev/null || true
 
 GW3_PORT=$(free_port); ADMIN3_PORT=$(free_port)
-sed -e "s/listen = \"127.0.0.1:$GW_PORT\"/listen = \"127.0.0.1:$GW3_PORT\"/" \
-    -e "s/listen = \"127.0.0.1:$ADMIN_PORT\"/listen = \"127.0.0.1:$ADMIN3_PORT\"/" \
-    -e "s#path = \"state/pecgate.db\"#path = \"state3/pecgate.db\"#" -e "s#spool_dir = \"state/spool\"#spool_dir = \"state3/spool\"#" \
-    "$T/pecgate.toml" >"$T/pecgate-imap.toml"
+other_instance "$GW3_PORT" "$ADMIN3_PORT" state3 "$T/pecgate-imap.toml"
 cat >>"$T/pecgate-imap.toml" <<TOML
-[control]
-socket = "state3/pecgate.sock"
 [mailbox.imap]
 host = "127.0.0.1"
 port = $IMAP_PORT

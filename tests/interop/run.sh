@@ -303,16 +303,20 @@ chown nobody:nogroup "$T/vmail"
 postfix -c "$PF_CONF" reload >/dev/null 2>&1 || fail "postfix reload"
 
 # A second pecgate: same outbound mailbox, now with POP3 from Dovecot, retention = delete.
+# Another instance's configuration: the first one's, with its own SMTP and
+# admin ports, state directory and control socket (the default socket,
+# var/pecgate.sock next to the configuration, is the first instance's, and a
+# second instance refuses to start there). Usage: other_instance GW ADMIN STATE FILE.
+other_instance() {
+  sed -e "s/listen = \"127.0.0.1:$GW_PORT\"/listen = \"127.0.0.1:$1\"/" \
+      -e "s/listen = \"127.0.0.1:$ADMIN_PORT\"/listen = \"127.0.0.1:$2\"/" \
+      -e "s#path = \"state/pecgate.db\"#path = \"$3/pecgate.db\"#" -e "s#spool_dir = \"state/spool\"#spool_dir = \"$3/spool\"#" \
+      "$T/pecgate.toml" >"$4"
+  printf '[control]\nsocket = "%s/pecgate.sock"\n' "$3" >>"$4"
+}
 GW2_PORT=$(free_port); ADMIN2_PORT=$(free_port)
-sed -e "s/listen = \"127.0.0.1:$GW_PORT\"/listen = \"127.0.0.1:$GW2_PORT\"/" \
-    -e "s/listen = \"127.0.0.1:$ADMIN_PORT\"/listen = \"127.0.0.1:$ADMIN2_PORT\"/" \
-    -e "s#path = \"state/pecgate.db\"#path = \"state2/pecgate.db\"#" -e "s#spool_dir = \"state/spool\"#spool_dir = \"state2/spool\"#" \
-    "$T/pecgate.toml" >"$T/pecgate-in.toml"
-# Its own control socket: the default (var/pecgate.sock next to the
-# configuration) is the first instance's, and a second one refuses to start there.
+other_instance "$GW2_PORT" "$ADMIN2_PORT" state2 "$T/pecgate-in.toml"
 cat >>"$T/pecgate-in.toml" <<TOML
-[control]
-socket = "state2/pecgate.sock"
 [mailbox.pop3]
 host = "127.0.0.1"
 port = $POP_PORT
