@@ -302,17 +302,34 @@ async fn two_instances_one_killed_every_message_once() {
         let mut seen = HashSet::new();
         let twice: Vec<&String> = injected.iter().filter(|id| !seen.insert(*id)).collect();
         for id in &twice {
-            let mut explained = false;
-            for m in store
+            // The store keeps the Message-ID without its angle brackets.
+            let bare = id.trim_start_matches('<').trim_end_matches('>');
+            let rows: Vec<String> = store
                 .list_messages(10_000)
                 .await
                 .unwrap()
-                .iter()
-                .filter(|m| m.kind == pecgate::store::MessageKind::Injection && &&m.message_id == id)
-            {
-                explained |= store.events(&m.id).await.unwrap().iter().any(|e| e.kind == "recovered");
+                .into_iter()
+                .filter(|m| m.kind == pecgate::store::MessageKind::Injection && m.message_id == bare)
+                .map(|m| m.id)
+                .collect();
+            assert!(!rows.is_empty(), "receipt {id} was injected but no injection of it is stored");
+            let mut explained = false;
+            for row in &rows {
+                explained |= store.events(row).await.unwrap().iter().any(|e| e.kind == "recovered");
             }
-            assert!(explained, "receipt {id} was injected twice without a takeover of its injection");
+            if !explained {
+                let lines: String = ["gw-a", "gw-b"]
+                    .iter()
+                    .flat_map(|g| {
+                        read_log(&env, g)
+                            .lines()
+                            .filter(|l| rows.iter().any(|r| l.contains(r.as_str())))
+                            .map(|l| format!("{g}: {l}\n"))
+                            .collect::<Vec<_>>()
+                    })
+                    .collect();
+                panic!("receipt {id} (queue ids {rows:?}) was injected twice without a takeover of its injection\n{lines}");
+            }
         }
         if ids.len() == expected && distinct.len() == expected {
             let twice = twice.len();
