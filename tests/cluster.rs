@@ -128,8 +128,9 @@ async fn try_send_as(addr: std::net::SocketAddr, from: &str, subject: &str) -> R
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL: PECGATE_TEST_PG_URL (tests/interop/run.sh starts a private server)"]
 async fn two_instances_one_killed_every_message_once() {
-    let Some((pg_url, pg_password)) = common::fresh_pg_database("two_instances").await else { return };
+    let (pg_url, pg_password) = common::fresh_pg_database("two_instances").await;
     let env = TestEnv::prepare(|_| {}, pecgate::clock::system(), true).await;
     std::fs::write(env.dir.path().join("pg.pw"), format!("{pg_password}\n")).unwrap();
     #[cfg(unix)]

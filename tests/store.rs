@@ -1,8 +1,8 @@
 //! The store contract, run against every backend: SQLite always, and
-//! PostgreSQL when `PECGATE_TEST_PG_URL` names a server (the interop script
-//! starts a private one). Each PostgreSQL test gets a fresh database. With
-//! `PECGATE_TEST_PG_REQUIRED=1` a missing server fails the PostgreSQL tests
-//! instead of skipping them, so CI cannot pass them vacuously.
+//! PostgreSQL on the server `PECGATE_TEST_PG_URL` names. The PostgreSQL
+//! tests are `#[ignore]`d (cargo test has no server); the interop script
+//! starts a private one and runs them with `-- --ignored`. Each PostgreSQL
+//! test gets a fresh database.
 
 mod common;
 
@@ -41,12 +41,12 @@ fn sqlite() -> Arc<dyn Backend> {
     Arc::new(Sqlite(tempfile::tempdir().unwrap()))
 }
 
-/// A fresh database on the test server, or None (skip) when there is none.
-async fn postgres(test: &str) -> Option<Arc<dyn Backend>> {
-    let (url, password) = common::fresh_pg_database(test).await?;
+/// A fresh database on the test server.
+async fn postgres(test: &str) -> Arc<dyn Backend> {
+    let (url, password) = common::fresh_pg_database(test).await;
     let mut url = url::Url::parse(&url).unwrap();
     url.set_password(Some(&password)).unwrap();
-    Some(Arc::new(Postgres(url.to_string())))
+    Arc::new(Postgres(url.to_string()))
 }
 
 /// One `#[tokio::test]` per backend for each contract test.
@@ -58,9 +58,8 @@ macro_rules! contract {
         }
         mod postgres_backend {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                if let Some(b) = super::postgres(stringify!($name)).await { super::$name(b).await }
-            })*
+            #[ignore = "needs PostgreSQL: PECGATE_TEST_PG_URL (tests/interop/run.sh starts a private server)"]
+            async fn $name() { super::$name(super::postgres(stringify!($name)).await).await })*
         }
     };
 }
