@@ -289,6 +289,28 @@ async fn with_idle_a_message_is_injected_within_seconds_not_at_the_poll_interval
     env.capture.bag.wait_for(2, Duration::from_secs(10)).await.unwrap_or_else(|g| panic!("got {}", g.len()));
 }
 
+/// While idling nothing else wakes the fetcher: a message fetched on an
+/// EXISTS is marked `\Seen` by a re-poll seconds after its injection, not
+/// at the next mail or the 3600 s interval.
+#[tokio::test]
+async fn with_idle_the_last_message_is_marked_seen_soon_after_its_injection() {
+    let mut env = prepare("leave", "").await;
+    env.config_text = env.config_text.replacen("idle = false", "idle = true", 1);
+    env.restart().await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while env.app().fetchers.get("legal").unwrap().status().mode != Some("idling") {
+        assert!(tokio::time::Instant::now() < deadline, "never idled");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    env.provider.retrieval.deliver(LEGAL, mail("da segnare"));
+    env.capture.bag.wait_for(1, Duration::from_secs(10)).await.unwrap_or_else(|g| panic!("got {}", g.len()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while flags(&env, LEGAL) != [(true, false)] {
+        assert!(tokio::time::Instant::now() < deadline, "not marked \\Seen after its injection: {:?}", flags(&env, LEGAL));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_server_without_idle_is_polled_at_interval_secs() {
     let mut env = prepare("leave", "").await;

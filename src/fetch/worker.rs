@@ -18,7 +18,7 @@
 //! flowing; `pecgate fetch --retry ID` forgets the skip.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -88,10 +88,21 @@ pub struct Fetcher {
     /// The session kept open after a poll to wait on (IMAP IDLE), with the
     /// runtime generation it was opened under: one connection per mailbox.
     session: tokio::sync::Mutex<Option<(u64, Box<dyn FetchSource>)>>,
+    /// Messages the last poll left as they were because their injection had
+    /// not reached the corporate server yet (`Disposition::Wait`).
+    waiting: AtomicUsize,
+    /// While some are waiting: how long the next IDLE round lasts before a
+    /// re-poll marks them (ms; doubles up to `RECHECK_MAX`, 0 = not waiting).
+    recheck_ms: AtomicU64,
 }
 
 /// IDLE is re-issued at least this often (RFC 2177: servers may drop it after 30 minutes).
 const IDLE_MAX: Duration = Duration::from_secs(29 * 60);
+/// A message fetched while idling is injected moments later; it is marked
+/// (`\\Seen`, moved or deleted) by a re-poll after this long, then after
+/// twice as long while its injection is still pending, up to `RECHECK_MAX`.
+const RECHECK_FIRST: Duration = Duration::from_secs(2);
+const RECHECK_MAX: Duration = Duration::from_secs(60);
 
 /// What happens to a committed message on the provider's server.
 enum Disposition {
@@ -132,6 +143,8 @@ impl Fetcher {
             transfer_failures: Mutex::new(HashMap::new()),
             uidvalidity: Mutex::new(HashMap::new()),
             session: tokio::sync::Mutex::new(None),
+            waiting: AtomicUsize::new(0),
+            recheck_ms: AtomicU64::new(0),
             cluster,
         }
     }
@@ -192,6 +205,21 @@ impl Fetcher {
         }
     }
 
+    /// `Some(round)` while the last poll left messages waiting for their
+    /// injection: the IDLE round after which to poll again and mark them.
+    fn next_recheck(&self) -> Option<Duration> {
+        if self.waiting.load(Ordering::Relaxed) == 0 {
+            self.recheck_ms.store(0, Ordering::Relaxed);
+            return None;
+        }
+        let first = u64::try_from(RECHECK_FIRST.as_millis()).unwrap_or(2000);
+        let max = u64::try_from(RECHECK_MAX.as_millis()).unwrap_or(60_000);
+        let previous = self.recheck_ms.load(Ordering::Relaxed);
+        let next = if previous == 0 { first } else { previous.saturating_mul(2).min(max) };
+        self.recheck_ms.store(next, Ordering::Relaxed);
+        Some(Duration::from_millis(next))
+    }
+
     fn set_mode(&self, mode: &'static str) {
         self.status.lock().unwrap_or_else(|p| p.into_inner()).mode = Some(mode);
     }
@@ -211,6 +239,8 @@ impl Fetcher {
             }
             self.set_mode("idling");
             let round = IDLE_MAX.min(Duration::from_millis(u64::try_from(self.cluster.lease_ms() / 2).unwrap_or(30_000).max(1000)));
+            let recheck = self.next_recheck();
+            let round = recheck.map_or(round, |r| r.min(round));
             tokio::select! {
                 r = source.wait_for_changes(round) => match r {
                     Ok(true) => {
@@ -223,6 +253,9 @@ impl Fetcher {
                             return false;
                         }
                         *self.session.lock().await = Some((generation, source));
+                        if recheck.is_some() {
+                            return true;
+                        }
                     }
                     Err(e) => {
                         tracing::info!(mailbox = %self.mailbox, error = %e, "IDLE session ended; reconnecting");
@@ -387,6 +420,7 @@ impl Fetcher {
         let skipped: HashSet<String> = self.store.skipped(Some(&mailbox.id)).await?.into_iter().map(|s| s.uidl).collect();
         let limit = super::size_limit(&rt.config);
         let mut deleted = Vec::new();
+        let mut waiting = 0;
         for item in list {
             let record = match self.store.fetched_by_uidl(&mailbox.id, &item.uid).await? {
                 Some(r) => r,
@@ -447,9 +481,10 @@ impl Fetcher {
                     deleted.push(item.uid);
                 }
                 Disposition::Keep => source.mark_kept(&item).await?,
-                Disposition::Wait => {}
+                Disposition::Wait => waiting += 1,
             }
         }
+        self.waiting.store(waiting, Ordering::Relaxed);
         // The commit applies the deletions; only then are they recorded.
         source.commit().await?;
         if !deleted.is_empty() {
