@@ -144,7 +144,7 @@ fn pecgate_flag_deleted(env: &TestEnv, uid: u32) {
 
 #[tokio::test]
 async fn a_uidvalidity_reset_re_lists_but_injects_no_receipt_twice() {
-    let env = start("leave", "").await;
+    let mut env = start("leave", "").await;
     let reply = env
         .send(
             LUCA,
@@ -175,6 +175,16 @@ async fn a_uidvalidity_reset_re_lists_but_injects_no_receipt_twice() {
     assert_eq!(injections, 2, "nothing injected twice");
     let (_, metrics) = http_get(env.app().admin_addr, "/metrics").await;
     assert_eq!(metric_value(&metrics, "pecgate_imap_uidvalidity_changes_total{mailbox=\"legal\"}"), Some(1.0), "{metrics}");
+
+    // A reset while pecgate is stopped is seen too (against the stored ids), and injects nothing twice.
+    env.crash();
+    env.provider.retrieval.mailstore.reset_uidvalidity(LEGAL);
+    env.restart().await;
+    let (_, metrics) = http_get(env.app().admin_addr, "/metrics").await;
+    assert_eq!(metric_value(&metrics, "pecgate_imap_uidvalidity_changes_total{mailbox=\"legal\"}"), Some(2.0), "{metrics}");
+    let injections =
+        env.app().store.list_messages(100).await.unwrap().into_iter().filter(|m| m.kind == pecgate::store::MessageKind::Injection).count();
+    assert_eq!(injections, 2, "nothing injected twice after a reset while stopped");
 }
 
 #[tokio::test]

@@ -71,6 +71,7 @@ contract!(
     named_leases,
     rate_slots_are_shared,
     fetched_is_stored_once,
+    newest_fetched_uidl_by_folder,
     admin_list_and_search,
     instances_are_listed,
     search_edge_cases,
@@ -302,6 +303,34 @@ async fn fetched_is_stored_once(b: Arc<dyn Backend>) {
     assert_eq!(c.fetched_for("Q1").await.unwrap().len(), 1);
     c.mark_fetched_deleted("legal", &["u-1".into()], 9_000).await.unwrap();
     assert_eq!(a.fetched("I1").await.unwrap().unwrap().deleted_at, Some(9_000));
+}
+
+/// IMAP keeps a folder's UIDVALIDITY in its ids (`folder/validity/uid`):
+/// the newest id of a folder, even one whose name holds `%`, `_`, `/` or
+/// non-ASCII letters, and never another folder's or mailbox's.
+async fn newest_fetched_uidl_by_folder(b: Arc<dyn Backend>) {
+    let s = b.open("gw-a").await;
+    for (n, (mailbox, uidl)) in [
+        ("legal", "IN%X/7/1"),
+        ("legal", "IN%X/7/2"),
+        ("legal", "IN%X/8/1"),
+        ("legal", "IN_X/9/1"),
+        ("hr", "IN%X/5/1"),
+        ("legal", "Posta è/4/1"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let n = i64::try_from(n).unwrap();
+        let r = FetchedRecord { mailbox_id: mailbox.into(), fetched_at: 5_000 + n, injection: None, ..record(&format!("F{n}"), uidl) };
+        s.commit_fetched(&r, None, &[]).await.unwrap();
+    }
+    assert_eq!(s.newest_fetched_uidl("legal", "IN%X/").await.unwrap().as_deref(), Some("IN%X/8/1"));
+    assert_eq!(s.newest_fetched_uidl("legal", "IN_X/").await.unwrap().as_deref(), Some("IN_X/9/1"));
+    assert_eq!(s.newest_fetched_uidl("hr", "IN%X/").await.unwrap().as_deref(), Some("IN%X/5/1"));
+    assert_eq!(s.newest_fetched_uidl("legal", "Posta è/").await.unwrap().as_deref(), Some("Posta è/4/1"));
+    assert_eq!(s.newest_fetched_uidl("legal", "INBOX/").await.unwrap(), None);
+    assert_eq!(s.newest_fetched_uidl("legal", "IN").await.unwrap().as_deref(), Some("IN_X/9/1"), "a plain prefix");
 }
 
 async fn admin_list_and_search(b: Arc<dyn Backend>) {

@@ -192,17 +192,28 @@ impl Fetcher {
 
     /// A folder listed with a new UIDVALIDITY is fetched again under new ids;
     /// the store's duplicate protection keeps receipts from applying twice.
-    fn note_uidvalidity(&self, list: &[Listed]) {
-        let mut seen = self.uidvalidity.lock().unwrap_or_else(|p| p.into_inner());
-        for (folder, validity) in list.iter().filter_map(|l| super::imap::folder_validity(&l.uid)) {
-            match seen.insert(folder.to_owned(), validity) {
-                Some(old) if old != validity => {
-                    tracing::warn!(mailbox = %self.mailbox, folder, old, new = validity, "IMAP UIDVALIDITY changed: folder re-listed");
-                    metrics::counter!("pecgate_imap_uidvalidity_changes_total", "mailbox" => self.mailbox.clone()).increment(1);
-                }
-                _ => {}
+    /// The first listing after a start compares with the stored ids, so a
+    /// reset while pecgate was stopped is seen too.
+    async fn note_uidvalidity(&self, list: &[Listed]) -> Result<()> {
+        let mut listed: Vec<(&str, u32)> = list.iter().filter_map(|l| super::imap::folder_validity(&l.uid)).collect();
+        listed.dedup();
+        for (folder, validity) in listed {
+            let known = self.uidvalidity.lock().unwrap_or_else(|p| p.into_inner()).get(folder).copied();
+            let old = match known {
+                Some(old) => Some(old),
+                None => self
+                    .store
+                    .newest_fetched_uidl(&self.mailbox, &format!("{folder}/"))
+                    .await?
+                    .and_then(|uid| super::imap::folder_validity(&uid).filter(|(f, _)| *f == folder).map(|(_, v)| v)),
+            };
+            self.uidvalidity.lock().unwrap_or_else(|p| p.into_inner()).insert(folder.to_owned(), validity);
+            if let Some(old) = old.filter(|old| *old != validity) {
+                tracing::warn!(mailbox = %self.mailbox, folder, old, new = validity, "IMAP UIDVALIDITY changed: folder re-listed");
+                metrics::counter!("pecgate_imap_uidvalidity_changes_total", "mailbox" => self.mailbox.clone()).increment(1);
             }
         }
+        Ok(())
     }
 
     /// `Some(round)` while the last poll left messages waiting for their
@@ -415,7 +426,7 @@ impl Fetcher {
         let list = source.list().await?;
         report.listed = list.len();
         if source.protocol() == "imap" {
-            self.note_uidvalidity(&list);
+            self.note_uidvalidity(&list).await?;
         }
         let skipped: HashSet<String> = self.store.skipped(Some(&mailbox.id)).await?.into_iter().map(|s| s.uidl).collect();
         let limit = super::size_limit(&rt.config);

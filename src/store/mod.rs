@@ -413,6 +413,9 @@ pub trait Store: Send + Sync {
 
     /// The stored copy of a mailbox's message by its POP3 unique id.
     async fn fetched_by_uidl(&self, mailbox: &str, uidl: &str) -> Result<Option<FetchedRecord>>;
+    /// The uidl of the mailbox's most recently fetched message whose uidl
+    /// starts with `prefix` (IMAP: `folder/`, whose UIDVALIDITY it holds).
+    async fn newest_fetched_uidl(&self, mailbox: &str, prefix: &str) -> Result<Option<String>>;
     /// Commits a fetched message in one transaction: its record, what it
     /// changes on the sent message, and the injections that route it. After
     /// this returns the POP3 copy may be deleted.

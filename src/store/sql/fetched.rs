@@ -46,6 +46,20 @@ impl SqlStore {
         row.as_ref().map(fetched_from_row).transpose()
     }
 
+    pub(super) async fn newest_fetched_uidl(&self, mailbox: &str, prefix: &str) -> Result<Option<String>> {
+        // substr, not LIKE: a folder name may hold `%` or `_`.
+        let len = i32::try_from(prefix.chars().count()).unwrap_or(i32::MAX);
+        Ok(query_scalar(
+            self.c.d,
+            "SELECT uidl FROM fetched WHERE mailbox_id = ? AND substr(uidl, 1, ?) = ? ORDER BY fetched_at DESC, id DESC LIMIT 1",
+        )
+        .bind(mailbox)
+        .bind(len)
+        .bind(prefix)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
     pub(super) async fn commit_fetched(&self, r: &FetchedRecord, update: Option<&ReceiptUpdate>, injections: &[NewMessage]) -> Result<()> {
         let mut tx = self.begin().await?;
         query(

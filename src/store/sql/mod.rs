@@ -221,6 +221,10 @@ impl Store for SqlStore {
         self.fetched_by_uidl(mailbox, uidl).await
     }
 
+    async fn newest_fetched_uidl(&self, mailbox: &str, prefix: &str) -> Result<Option<String>> {
+        self.newest_fetched_uidl(mailbox, prefix).await
+    }
+
     async fn commit_fetched(&self, r: &FetchedRecord, update: Option<&ReceiptUpdate>, injections: &[NewMessage]) -> Result<()> {
         self.commit_fetched(r, update, injections).await
     }
