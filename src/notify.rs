@@ -135,7 +135,7 @@ pub struct Delivery<'a> {
 /// header section, which a sender could forge to pass a corporate filter that
 /// trusts our marks, is renamed `X-Original-Pecgate-*` (see [`own_marks`]); the
 /// stored original keeps the bytes as they came.
-pub fn inline_wrap(d: &Delivery<'_>, raw: &[u8]) -> Vec<u8> {
+pub fn inline_wrap<'a>(d: &Delivery<'_>, raw: &'a [u8]) -> Wrapped<'a> {
     let mut out = format!("X-Pecgate-Mailbox: {}\r\nX-Pecgate-Kind: {}\r\n", d.mailbox_id, d.classification.kind.as_str()).into_bytes();
     // A failed signature check is flagged to the reader, above the untouched original.
     if let Some(s) =
@@ -150,8 +150,32 @@ pub fn inline_wrap(d: &Delivery<'_>, raw: &[u8]) -> Vec<u8> {
         out.extend_from_slice(b"X-Original-Pecgate-");
         copied = start + OWN_PREFIX.len();
     }
-    out.extend_from_slice(&raw[copied..]);
-    out
+    // The header section is copied (it may have been rewritten); the body is the original's own bytes.
+    let body = crate::queue::spool::split_header_section(raw).0.len().max(copied);
+    out.extend_from_slice(&raw[copied..body]);
+    Wrapped { prefix: out, raw: &raw[body..], suffix: Vec::new() }
+}
+
+/// A message pecgate writes around a fetched one: `prefix`, then bytes of
+/// the original as they are, then `suffix`. It goes to the spool piece by
+/// piece ([`pieces`](Self::pieces)), so a 100 MB original is never copied
+/// in memory.
+#[derive(Debug)]
+pub struct Wrapped<'a> {
+    pub prefix: Vec<u8>,
+    pub raw: &'a [u8],
+    pub suffix: Vec<u8>,
+}
+
+impl Wrapped<'_> {
+    pub fn pieces(&self) -> [&[u8]; 3] {
+        [&self.prefix, self.raw, &self.suffix]
+    }
+
+    /// The whole message in one buffer (tests, small messages).
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.pieces().concat()
+    }
 }
 
 /// The prefix of the fields pecgate writes on what it injects.
@@ -179,7 +203,7 @@ pub fn own_marks(raw: &[u8]) -> Vec<usize> {
 /// Attach mode (Microsoft 365 and clients that mangle PEC envelopes): a new
 /// message with a readable summary and the original attached as
 /// `message/rfc822`, byte-for-byte (8bit, never re-encoded).
-pub fn attach_wrap(d: &Delivery<'_>, raw: &[u8]) -> Vec<u8> {
+pub fn attach_wrap<'a>(d: &Delivery<'_>, raw: &'a [u8]) -> Wrapped<'a> {
     let c = d.classification;
     let it = d.language == Language::It;
     let kind_label = kind_label(c.kind, d.language);
@@ -244,7 +268,7 @@ pub fn attach_wrap(d: &Delivery<'_>, raw: &[u8]) -> Vec<u8> {
     });
     let boundary = unique_boundary(raw, d.fetched_id);
     let subject = encode_header_text(&format!("[PEC {kind_label}] {subject_text}"));
-    let mut out = format!(
+    let prefix = format!(
         "From: pecgate <{from}>\r\nTo: {to}\r\nSubject: {subject}\r\nDate: {date}\r\nMessage-ID: <{id}.attach@{host}>\r\nAuto-Submitted: auto-generated\r\nX-Pecgate-Mailbox: {mb}\r\nX-Pecgate-Kind: {kind}\r\nX-Pecgate-Id: {id}\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"{boundary}\"\r\n\r\n--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{summary}\r\n--{boundary}\r\nContent-Type: message/rfc822\r\nContent-Disposition: attachment; filename=\"postacert-{id}.eml\"\r\nContent-Transfer-Encoding: 8bit\r\n\r\n",
         from = d.from,
         to = d.to.join(", "),
@@ -255,12 +279,12 @@ pub fn attach_wrap(d: &Delivery<'_>, raw: &[u8]) -> Vec<u8> {
         kind = c.kind.as_str(),
     )
     .into_bytes();
-    out.extend_from_slice(raw);
+    let mut suffix = Vec::new();
     if !raw.ends_with(b"\r\n") {
-        out.extend_from_slice(b"\r\n");
+        suffix.extend_from_slice(b"\r\n");
     }
-    out.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    out
+    suffix.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    Wrapped { prefix, raw, suffix }
 }
 
 fn kind_label(kind: crate::pec::Kind, lang: Language) -> &'static str {
@@ -455,11 +479,11 @@ mod wrap_tests {
             date_unix: 0,
             signature: None,
         };
-        let inline = inline_wrap(&d, &raw);
+        let inline = inline_wrap(&d, &raw).to_vec();
         assert!(inline.ends_with(&raw));
         assert!(inline.starts_with(b"X-Pecgate-Mailbox: legal\r\nX-Pecgate-Kind: avvenuta-consegna\r\n"));
 
-        let attached = attach_wrap(&d, &raw);
+        let attached = attach_wrap(&d, &raw).to_vec();
         let start = attached.windows(raw.len()).position(|w| w == raw.as_slice()).expect("original embedded byte-for-byte");
         assert!(start > 0);
         let parsed = mail_parser::MessageParser::default().parse(&attached).unwrap();
@@ -492,7 +516,7 @@ mod wrap_tests {
             date_unix: 0,
             signature: None,
         };
-        let wrapped = inline_wrap(&d, raw);
+        let wrapped = inline_wrap(&d, raw).to_vec();
         let want: &[u8] = b"From: x@y.it\r\nX-Original-Pecgate-kind: avvenuta-consegna\r\nX-Original-Pecgate-Id:\r\n I9\r\n\
                             X-Pecgate: no dash-suffix\r\nSubject: s\r\n\r\nX-Pecgate-Kind: in the body stays\r\n";
         let head = b"X-Pecgate-Mailbox: legal\r\nX-Pecgate-Kind: ";

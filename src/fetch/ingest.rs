@@ -205,9 +205,7 @@ impl Ingest {
             subject: subject.clone(),
             origin: format!("{} ({})", f.origin, c.kind.as_str()),
         };
-        let injection = self.enqueue.prepare_bytes(&wrapped, env).await?;
-        // A copy of the whole message: not kept through the commit.
-        drop(wrapped);
+        let injection = self.enqueue.prepare_pieces(&wrapped.pieces(), env).await?;
         let record = FetchedRecord {
             identificativo,
             related_message: sent.as_ref().map(|m| m.id.clone()),

@@ -113,7 +113,7 @@ impl Spool {
     /// renames both into `msg/`, fsyncs the directory.
     pub async fn commit(&self, received: &Received, head: &[u8]) -> io::Result<()> {
         let head_tmp = self.tmp(&received.id, "head");
-        write_synced(&head_tmp, head).await?;
+        write_synced(&head_tmp, &[head]).await?;
         fs::rename(&head_tmp, self.head_path(&received.id)).await?;
         fs::rename(&received.tail_path, self.tail_path(&received.id)).await?;
         sync_dir(&self.dir.join("msg")).await
@@ -121,11 +121,26 @@ impl Spool {
 
     /// Stores a whole message pecgate wrote itself (notices); same protocol.
     pub async fn store_bytes(&self, id: &str, message: &[u8]) -> io::Result<()> {
-        let (head, tail) = split_header_section(message);
+        self.store_pieces(id, &[message]).await
+    }
+
+    /// Stores a message given as consecutive pieces (a wrapper's own bytes
+    /// around a fetched original), written one after the other without
+    /// joining them in memory.
+    pub async fn store_pieces(&self, id: &str, pieces: &[&[u8]]) -> io::Result<()> {
+        let (first, rest) = pieces.split_first().map_or((&[][..], &[][..]), |(f, r)| (*f, r));
+        if !has_header_end(first) && rest.iter().any(|p| !p.is_empty()) {
+            // The header section does not end in the first piece (never so for
+            // pecgate's wrappers): joined, so the split below is the same.
+            return Box::pin(self.store_pieces(id, &[&pieces.concat()])).await;
+        }
+        let (head, tail) = split_header_section(first);
         let head_tmp = self.tmp(id, "head");
         let tail_tmp = self.tmp(id, "tail");
-        write_synced(&head_tmp, head).await?;
-        write_synced(&tail_tmp, tail).await?;
+        write_synced(&head_tmp, &[head]).await?;
+        let mut tail_pieces = vec![tail];
+        tail_pieces.extend_from_slice(rest);
+        write_synced(&tail_tmp, &tail_pieces).await?;
         fs::rename(&head_tmp, self.head_path(id)).await?;
         fs::rename(&tail_tmp, self.tail_path(id)).await?;
         sync_dir(&self.dir.join("msg")).await
@@ -188,9 +203,11 @@ impl Spool {
     }
 }
 
-async fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+async fn write_synced(path: &Path, pieces: &[&[u8]]) -> io::Result<()> {
     let mut f = File::create(path).await?;
-    f.write_all(bytes).await?;
+    for bytes in pieces {
+        f.write_all(bytes).await?;
+    }
     f.sync_all().await
 }
 
@@ -209,6 +226,11 @@ pub fn split_header_section(message: &[u8]) -> (&[u8], &[u8]) {
         Some(i) => message.split_at(i + 4),
         None => (message, &[]),
     }
+}
+
+/// The message's header section ends in these bytes (an empty line is in them).
+fn has_header_end(message: &[u8]) -> bool {
+    message.starts_with(b"\r\n") || find(message, b"\r\n\r\n").is_some()
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -361,6 +383,26 @@ mod tests {
         assert_eq!(spool.remove_orphans(&known, None).await.unwrap(), msg.len() - 2);
         assert_eq!(spool.read_message("T1").await.unwrap(), msg);
         assert!(spool.read_message("T2").await.is_err());
+    }
+
+    /// Pieces are stored exactly as their concatenation would be, with the
+    /// same head/tail split, wherever the pieces are cut.
+    #[tokio::test]
+    async fn pieces_are_stored_as_their_concatenation() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).await.unwrap();
+        let msg: &[u8] = b"X-A: 1\r\nSubject: x\r\n\r\nbody 1\r\n\r\nbody 2\r\n";
+        for a in 0..=msg.len() {
+            for b in a..=msg.len() {
+                let id = format!("P{a}-{b}");
+                spool.store_pieces(&id, &[&msg[..a], &msg[a..b], &msg[b..]]).await.unwrap();
+                assert_eq!(spool.read_message(&id).await.unwrap(), msg, "cut {a} {b}");
+                let head = std::fs::read(spool.head_path(&id)).unwrap();
+                assert_eq!(head, b"X-A: 1\r\nSubject: x\r\n\r\n", "cut {a} {b}");
+            }
+        }
+        spool.store_pieces("E", &[]).await.unwrap();
+        assert_eq!(spool.read_message("E").await.unwrap(), b"");
     }
 
     #[tokio::test]
