@@ -44,9 +44,20 @@ pub struct Classification {
     pub structure_limit: Option<StructureLimit>,
 }
 
+/// Above this size a message is classified from its envelope's own parts,
+/// as over a structure limit: mail-parser would decode every attachment in
+/// memory (70 MB for a 100 MB PEC), while what a PEC says is in its
+/// headers, daticert.xml and the header section of postacert.eml.
+pub const FULL_PARSE_MAX: usize = 8 * 1024 * 1024;
+
 /// Classify a raw RFC 5322 message. Never panics; broken MIME or XML only
 /// leaves fewer fields filled.
 pub fn classify(raw: &[u8]) -> Classification {
+    classify_as(raw, raw.len() > FULL_PARSE_MAX)
+}
+
+/// [`classify`], from the envelope's own parts only when `shallow`.
+pub(super) fn classify_as(raw: &[u8], shallow: bool) -> Classification {
     let headers = mime::parse_headers(raw);
     let mut c = Classification {
         kind: kind_from_headers(&headers).unwrap_or(Kind::NotPec),
@@ -66,7 +77,7 @@ pub fn classify(raw: &[u8]) -> Classification {
     }
 
     c.structure_limit = structure::check(raw);
-    if c.structure_limit.is_some() {
+    if c.structure_limit.is_some() || shallow {
         // mail-parser would hold every part in memory: read only what a PEC needs.
         super::shallow::classify_shallow(raw, &mut c, header_kind);
     } else {

@@ -571,3 +571,41 @@ fn builder_original_8bit_and_lf() {
     assert_eq!(c.original_subject.as_deref(), Some("città"));
     assert_eq!(c.original_message_id.as_deref(), Some("o@x"));
 }
+
+/// A message above [`classify::FULL_PARSE_MAX`] is classified from the
+/// envelope's own parts: on every golden and lenient fixture and on every
+/// kind the builder makes, that gives what mail-parser's full parse gives.
+#[test]
+fn the_shallow_classification_of_big_messages_matches_the_full_one() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut samples: Vec<(String, Vec<u8>)> = Vec::new();
+    for dir in ["tests/fixtures/pec", "tests/fixtures/pec-lenient", "src/pec/testdata"] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "eml") {
+                samples.push((path.display().to_string(), std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    for kind in Kind::ALL {
+        for rt in [ReceiptType::Completa, ReceiptType::Breve, ReceiptType::Sintetica] {
+            let mut p = BuildParams::sample(kind);
+            p.receipt_type = rt;
+            samples.push((format!("{kind:?} {rt:?}"), build_message(&p)));
+        }
+    }
+    assert!(samples.len() > 20, "{} samples", samples.len());
+    for (name, raw) in &samples {
+        let (full, shallow) = (classify::classify_as(raw, false), classify::classify_as(raw, true));
+        assert_eq!(shallow, full, "{name}");
+    }
+    // And the size rule picks it: the same message padded past the limit.
+    let mut p = BuildParams::sample(Kind::PostaCertificata);
+    let mut original = b"Subject: Fattura\r\nMessage-ID: <big@x.it>\r\n\r\n".to_vec();
+    original.resize(classify::FULL_PARSE_MAX + 1, b'x');
+    p.original = Some(original);
+    let big = build_message(&p);
+    let c = classify(&big);
+    assert_eq!((c.kind, c.original_subject.as_deref(), c.structure_limit), (Kind::PostaCertificata, Some("Fattura"), None));
+    assert!(c.daticert.is_some());
+}
