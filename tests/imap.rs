@@ -1,14 +1,15 @@
 //! Retrieval over IMAPS from the simulator: fetch, retention (leave = \Seen,
 //! move_to, delete with and without UIDPLUS), restart, UIDVALIDITY reset,
 //! hostile servers (huge literal, dropped literal, silence, endless
-//! untagged lines) and IDLE.
+//! untagged lines), IDLE and STARTTLS.
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use pecgate::sim::imap::ImapFault;
+use pecgate::sim::imap::{ImapFault, ImapSecurity, ImapServer};
 use pecgate::sim::pop3::folder_key;
 use pecgate::store::MessageState;
 
@@ -478,4 +479,145 @@ async fn a_move_refused_over_quota_leaves_the_message_in_place_and_is_retried() 
     assert!(env.provider.retrieval.mailstore.is_empty(LEGAL));
     assert_eq!(env.provider.retrieval.mailstore.messages(&folder_key(LEGAL, "INBOX.pecgate")).len(), 1);
     assert_eq!(env.capture.bag.len(), 1, "injected once");
+}
+
+/// The `legal` mailbox with `security = "starttls"`, on a sibling of the
+/// provider's IMAP server (same mailstore and certificate) that speaks
+/// `server`; not started yet.
+async fn prepare_starttls(server: ImapSecurity, extra: &str) -> (TestEnv, ImapServer) {
+    let mut env = prepare("leave", &format!("security = \"starttls\"\n{extra}")).await;
+    let sibling = env.provider.imap.start_sibling("127.0.0.1:0", server).await.unwrap();
+    let implicit = format!("port = {}\nca_file", env.provider.imap.addr.port());
+    assert!(env.config_text.contains(&implicit));
+    env.config_text = env.config_text.replacen(&implicit, &format!("port = {}\nca_file", sibling.addr.port()), 1);
+    (env, sibling)
+}
+
+/// What a connection that went by the book sent in clear, each time.
+fn only_capability_and_starttls_in_clear(server: &ImapServer) {
+    let clear = server.cleartext_commands();
+    assert!(!clear.is_empty(), "no connection reached this server");
+    assert!(clear.chunks(2).all(|c| c == ["CAPABILITY", "STARTTLS"]), "in clear: {clear:?}");
+}
+
+#[tokio::test]
+async fn starttls_fetches_byte_for_byte_and_logs_in_only_after_tls() {
+    let (mut env, server) = prepare_starttls(ImapSecurity::StartTls, "").await;
+    env.restart().await;
+    let store = env.provider.retrieval.mailstore.clone();
+    let a = env.provider.retrieval.deliver(LEGAL, mail("uno"));
+    let b = env.provider.retrieval.deliver(LEGAL, mail("due"));
+    let report = env.poll("legal").await;
+    assert_eq!((report.listed, report.fetched, report.deleted), (2, 2, 0));
+    let got = env.corporate_messages(2).await;
+    wait_injected(&env, 2).await;
+    for (c, raw) in got.iter().zip([mail("uno"), mail("due")]) {
+        assert!(c.data.ends_with(&raw), "injected byte-for-byte");
+        assert!(c.data.starts_with(b"X-Pecgate-Mailbox: legal\r\n"));
+    }
+    assert_eq!(env.poll("legal").await.fetched, 0);
+    assert_eq!(flags(&env, LEGAL), [(true, false), (true, false)]);
+    assert_eq!((store.retrievals(&a), store.retrievals(&b)), (1, 1));
+    assert_eq!(env.capture.bag.len(), 2);
+    // Three sessions (start-up and two polls), each: CAPABILITY, STARTTLS, then TLS.
+    only_capability_and_starttls_in_clear(&server);
+    assert!(server.cleartext_commands().len() >= 6, "{:?}", server.cleartext_commands());
+    assert!(env.provider.imap.cleartext_commands().is_empty(), "the imaps server was not used");
+}
+
+/// Before TLS the server offers no extension: IDLE is known only from the
+/// CAPABILITY pecgate issues again after TLS (RFC 3501 6.2.1).
+#[tokio::test]
+async fn starttls_learns_the_capabilities_again_after_tls_and_idles() {
+    let (mut env, server) = prepare_starttls(ImapSecurity::StartTls, "").await;
+    env.config_text = env.config_text.replacen("idle = false", "idle = true", 1);
+    env.restart().await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while env.app().fetchers.get("legal").unwrap().status().mode != Some("idling") {
+        assert!(tokio::time::Instant::now() < deadline, "never idled");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    env.provider.retrieval.deliver(LEGAL, mail("via idle"));
+    let got = env.capture.bag.wait_for(1, Duration::from_secs(10)).await.unwrap_or_else(|g| panic!("got {} (interval is 3600 s)", g.len()));
+    assert!(got[0].data.ends_with(&mail("via idle")));
+    only_capability_and_starttls_in_clear(&server);
+}
+
+#[tokio::test]
+async fn the_client_discards_the_capabilities_from_before_starttls() {
+    let pki = pecgate::tls::TestPki::generate(&["localhost"]).unwrap();
+    let store = Arc::new(pecgate::sim::pop3::Mailstore::new());
+    store.add_user(LEGAL, LEGAL_PASSWORD);
+    let imaps = ImapServer::start("127.0.0.1:0", store, pki.server.clone()).await.unwrap();
+    let server = imaps.start_sibling("127.0.0.1:0", ImapSecurity::StartTls).await.unwrap();
+    let ep = pecgate::imap::Endpoint {
+        host: "localhost".into(),
+        port: server.addr.port(),
+        security: pecgate::imap::Security::StartTls,
+        tls: pecgate::tls::client_config_from_pem(&pki.ca_pem).unwrap(),
+        timeout: Duration::from_secs(5),
+    };
+    let mut c = pecgate::imap::Client::connect(&ep).await.unwrap();
+    assert_eq!(c.capabilities(), ["IMAP4REV1", "IDLE", "UIDPLUS", "MOVE"], "the ones offered after TLS only");
+    assert_eq!(server.cleartext_commands(), ["CAPABILITY", "STARTTLS"]);
+    c.login(LEGAL, &pecgate::config::Secret::new(LEGAL_PASSWORD)).await.unwrap();
+    assert_eq!(server.cleartext_commands(), ["CAPABILITY", "STARTTLS"], "LOGIN went over TLS");
+    c.logout().await.unwrap();
+
+    // Implicit TLS to a server that speaks STARTTLS: a TLS error, nothing sent in clear.
+    let ep = pecgate::imap::Endpoint { security: pecgate::imap::Security::Tls, ..ep };
+    let e = pecgate::imap::Client::connect(&ep).await.err().expect("no TLS from the first byte");
+    assert!(matches!(e, pecgate::imap::Error::Tls { .. }), "{e:?}");
+    let clear = server.cleartext_commands();
+    assert!(clear.len() > 2 && !clear[2..].iter().any(|v| v == "LOGIN"), "only the ClientHello, read as lines: {clear:?}");
+}
+
+/// The message is not fetched, and the password never went in clear: the
+/// server would have taken a LOGIN in clear, and saw none.
+async fn assert_not_fetched_and_no_login_in_clear(env: &TestEnv, server: &ImapServer, subject: &str) {
+    assert_eq!(flags(env, LEGAL), [(false, false)], "untouched");
+    assert!(env.capture.bag.all().iter().all(|c| !c.data.ends_with(&mail(subject))), "not injected");
+    let clear = server.cleartext_commands();
+    assert!(!clear.is_empty() && !clear.iter().any(|v| v == "LOGIN"), "in clear: {clear:?}");
+    let status = env.app().fetchers.get("legal").unwrap().status();
+    assert!(status.last_error.as_deref().is_some_and(|e| !e.contains(LEGAL_PASSWORD)), "{status:?}");
+}
+
+#[tokio::test]
+async fn a_server_without_starttls_is_an_error_and_never_gets_a_login_in_clear() {
+    let (mut env, server) = prepare_starttls(ImapSecurity::Plaintext, "").await;
+    env.restart().await;
+    env.provider.retrieval.deliver(LEGAL, mail("in chiaro"));
+    let err = try_poll(&env).await.unwrap_err();
+    assert!(err.contains("does not offer STARTTLS"), "{err}");
+    assert!(!err.contains(LEGAL_PASSWORD));
+    assert_not_fetched_and_no_login_in_clear(&env, &server, "in chiaro").await;
+    assert!(server.cleartext_commands().iter().all(|v| v == "CAPABILITY"), "{:?}", server.cleartext_commands());
+}
+
+#[tokio::test]
+async fn a_refused_starttls_is_an_error_and_the_next_poll_fetches_over_tls() {
+    let (mut env, server) = prepare_starttls(ImapSecurity::StartTls, "").await;
+    env.restart().await;
+    env.provider.retrieval.deliver(LEGAL, mail("rifiutato"));
+    server.faults.arm(ImapFault::RefuseStartTls);
+    let err = try_poll(&env).await.unwrap_err();
+    assert!(err.contains("refused STARTTLS") && err.contains("UNAVAILABLE"), "{err}");
+    assert_not_fetched_and_no_login_in_clear(&env, &server, "rifiutato").await;
+    // The refusal was once: the next session upgrades and fetches.
+    assert_eq!(poll_twice(&env, 1).await, (1, 0));
+    assert!(env.corporate_messages(1).await.iter().any(|c| c.data.ends_with(&mail("rifiutato"))));
+    assert_eq!(flags(&env, LEGAL), [(true, false)]);
+    only_capability_and_starttls_in_clear(&server);
+}
+
+#[tokio::test]
+async fn lines_injected_in_clear_after_starttls_are_refused_before_login() {
+    let (mut env, server) = prepare_starttls(ImapSecurity::StartTls, "").await;
+    env.restart().await;
+    env.provider.retrieval.deliver(LEGAL, mail("iniettato"));
+    server.faults.arm(ImapFault::InjectAfterStartTls);
+    let err = try_poll(&env).await.unwrap_err();
+    assert!(err.contains("data after the STARTTLS reply"), "{err}");
+    assert_not_fetched_and_no_login_in_clear(&env, &server, "iniettato").await;
 }
