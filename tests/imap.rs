@@ -1,7 +1,7 @@
 //! Retrieval over IMAPS from the simulator: fetch, retention (leave = \Seen,
-//! move_to, delete with and without UIDPLUS), restart, UIDVALIDITY reset,
-//! hostile servers (huge literal, dropped literal, silence, endless
-//! untagged lines), IDLE and STARTTLS.
+//! move_to, delete with and without UIDPLUS, delete-after), restart,
+//! UIDVALIDITY reset, hostile servers (huge literal, dropped literal,
+//! silence, endless untagged lines), IDLE and STARTTLS.
 
 mod common;
 
@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
+use pecgate::clock::{Clock, ManualClock};
 use pecgate::sim::imap::{ImapFault, ImapSecurity, ImapServer};
 use pecgate::sim::pop3::folder_key;
 use pecgate::store::MessageState;
@@ -21,7 +22,12 @@ async fn start(retention: &str, extra: &str) -> TestEnv {
 }
 
 async fn prepare(retention: &str, extra: &str) -> TestEnv {
-    let mut env = TestEnv::prepare(|_| {}, pecgate::clock::system(), true).await;
+    prepare_on(retention, extra, pecgate::clock::system()).await
+}
+
+/// As [`prepare`], the gateway on `clock`.
+async fn prepare_on(retention: &str, extra: &str, clock: Arc<dyn Clock>) -> TestEnv {
+    let mut env = TestEnv::prepare(|_| {}, clock, true).await;
     let pop3 = format!(
         "[mailbox.pop3]\nhost = \"localhost\"\nport = {}\nca_file = \"ca.pem\"\ntimeout_secs = 5\ninterval_secs = 3600\nretention = \"leave\"\n",
         env.provider.pop3_addr.port()
@@ -620,4 +626,40 @@ async fn lines_injected_in_clear_after_starttls_are_refused_before_login() {
     let err = try_poll(&env).await.unwrap_err();
     assert!(err.contains("data after the STARTTLS reply"), "{err}");
     assert_not_fetched_and_no_login_in_clear(&env, &server, "iniettato").await;
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+/// Age counts from the fetch, on the gateway's clock; the simulator
+/// expunges only what is flagged `\Deleted`, so gone means flagged and expunged.
+#[tokio::test]
+async fn delete_after_keeps_the_younger_seen_and_expunges_the_older() {
+    let clock = ManualClock::new(1_800_000_000_000);
+    let mut env = prepare_on("delete-after", "delete_after_days = 30\n", clock.clone()).await;
+    env.restart().await;
+    let store = env.provider.retrieval.mailstore.clone();
+    let old = env.provider.retrieval.deliver(LEGAL, mail("vecchio"));
+    assert_eq!(env.poll("legal").await.fetched, 1);
+    wait_injected(&env, 1).await;
+    clock.advance(20 * DAY_MS);
+    let young = env.provider.retrieval.deliver(LEGAL, mail("giovane"));
+    let report = env.poll("legal").await;
+    assert_eq!((report.fetched, report.deleted), (1, 0));
+    wait_injected(&env, 2).await;
+    // One millisecond short of 30 days for the older: both stay, \Seen.
+    clock.advance(10 * DAY_MS - 1);
+    assert_eq!(env.poll("legal").await.deleted, 0);
+    assert_eq!(flags(&env, LEGAL), [(true, false), (true, false)]);
+    clock.advance(1);
+    let report = env.poll("legal").await;
+    assert_eq!((report.listed, report.fetched, report.deleted), (2, 0, 1));
+    let left = store.imap_flags(LEGAL);
+    assert_eq!(left, [(young.clone(), true, false)], "the older ({old}) expunged, the younger kept and \\Seen");
+    assert_eq!(store.messages(LEGAL)[0].1, mail("giovane"));
+    // 30 days after its own fetch the younger goes too; nothing was fetched twice.
+    clock.advance(20 * DAY_MS);
+    assert_eq!(env.poll("legal").await.deleted, 1);
+    assert!(store.is_empty(LEGAL));
+    assert_eq!((store.retrievals(&old), store.retrievals(&young)), (1, 1));
+    assert_eq!(env.capture.bag.len(), 2);
 }
