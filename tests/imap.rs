@@ -1,7 +1,7 @@
 //! Retrieval over IMAPS from the simulator: fetch, retention (leave = \Seen,
 //! move_to, delete with and without UIDPLUS, delete-after), restart,
 //! UIDVALIDITY reset, hostile servers (huge literal, dropped literal,
-//! silence, endless untagged lines), IDLE and STARTTLS.
+//! silence, endless untagged lines), IDLE, STARTTLS, receipt latency.
 
 mod common;
 
@@ -662,4 +662,41 @@ async fn delete_after_keeps_the_younger_seen_and_expunges_the_older() {
     assert!(store.is_empty(LEGAL));
     assert_eq!((store.retrievals(&old), store.retrievals(&young)), (1, 1));
     assert_eq!(env.capture.bag.len(), 2);
+}
+
+/// Metrics are process-wide: the mailbox gets an id of its own here so that
+/// only this test's receipts are counted under it.
+#[tokio::test]
+async fn receipts_fetched_over_imap_are_observed_in_the_receipt_latency_histogram() {
+    let mut env = prepare("leave", "").await;
+    assert_eq!(env.config_text.matches("id = \"legal\"\n").count(), 1);
+    env.config_text = env.config_text.replacen("id = \"legal\"\n", "id = \"latenza\"\n", 1);
+    env.restart().await;
+    let series = |kind: &str| format!("pecgate_receipt_latency_seconds_count{{mailbox=\"latenza\",kind=\"{kind}\"}}");
+    let (_, before) = http_get(env.app().admin_addr, "/metrics").await;
+    for kind in ["accettazione", "avvenuta-consegna"] {
+        assert_eq!(metric_value(&before, &series(kind)).unwrap_or(0.0), 0.0, "{before}");
+    }
+    let reply = env
+        .send(
+            LUCA,
+            &["ufficio@pec.fornitore.it"],
+            &format!(
+                "From: {LUCA}\r\nTo: ufficio@pec.fornitore.it\r\nSubject: [PEC] Latenza\r\nMessage-ID: <latenza@azienda.it>\r\n\r\nTesto.\r\n"
+            ),
+        )
+        .await;
+    assert!(reply.starts_with("250"), "{reply}");
+    env.provider_messages(1).await;
+    let store = &env.provider.retrieval.mailstore;
+    assert!(store.wait_for(WAIT, |s| s.len(LEGAL) == 2).await, "accettazione and consegna");
+    assert_eq!(env.app().poll("latenza").await.unwrap().unwrap().fetched, 2);
+    env.corporate_messages(2).await;
+    let (_, after) = http_get(env.app().admin_addr, "/metrics").await;
+    for kind in ["accettazione", "avvenuta-consegna"] {
+        assert_eq!(metric_value(&after, &series(kind)), Some(1.0), "{kind} in\n{after}");
+        let sum = metric_value(&after, &format!("pecgate_receipt_latency_seconds_sum{{mailbox=\"latenza\",kind=\"{kind}\"}}"));
+        assert!(sum.is_some_and(|s| (0.0..60.0).contains(&s)), "{kind}: {sum:?}");
+    }
+    assert_eq!(metric_value(&after, "pecgate_receipts_total{mailbox=\"latenza\",kind=\"accettazione\"}"), Some(1.0));
 }
