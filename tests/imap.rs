@@ -700,3 +700,59 @@ async fn receipts_fetched_over_imap_are_observed_in_the_receipt_latency_histogra
     }
     assert_eq!(metric_value(&after, "pecgate_receipts_total{mailbox=\"latenza\",kind=\"accettazione\"}"), Some(1.0));
 }
+
+/// Instance A idles on the mailbox; another instance, `gw-b` (a second
+/// handle on the same database, as the store contract tests do), takes the
+/// lease over as it would once A's lease ran out (its clock is put past A's
+/// lease). A, unable to renew between IDLE rounds, stops idling; its polls
+/// stand by and fetch nothing while B holds the lease; once B gives it up,
+/// A fetches the message, once. B polling for real (two gateways on one
+/// store) needs PostgreSQL: tests/cluster.rs.
+#[tokio::test]
+async fn an_idling_instance_that_lost_the_lease_stops_idling_and_fetches_nothing_until_it_is_given_up() {
+    use pecgate::store::Store;
+    let mut env = prepare("leave", "").await;
+    env.config_text = env.config_text.replacen("idle = false", "idle = true", 1);
+    env.config_text.push_str("\n[cluster]\ninstance_id = \"gw-a\"\nlease_secs = 5\n");
+    env.restart().await;
+    let status = |env: &TestEnv| env.app().fetchers.get("legal").unwrap().status();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while status(&env).mode != Some("idling") {
+        assert!(tokio::time::Instant::now() < deadline, "never idled");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let b = pecgate::store::sql::SqlStore::open_sqlite(&env.dir.path().join("pecgate.db"), "gw-b").await.unwrap();
+    let held = |leases: Vec<pecgate::store::Lease>| leases.into_iter().find(|l| l.name == "pop3:legal").map(|l| l.holder);
+    assert_eq!(held(b.leases().await.unwrap()).as_deref(), Some("gw-a"));
+    let later = pecgate::clock::system().now_ms() + 2 * 3_600_000;
+    assert!(b.acquire_lease("pop3:legal", later, later + 3_600_000).await.unwrap(), "taken over");
+
+    // A's next IDLE round ends (lease_secs / 2) without a renewal: it drops the session.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while status(&env).mode != Some("polling") {
+        assert!(tokio::time::Instant::now() < deadline, "still idling without the lease: {:?}", status(&env));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let store = env.provider.retrieval.mailstore.clone();
+    let uid = env.provider.retrieval.deliver(LEGAL, mail("conteso"));
+    let report = env.poll("legal").await;
+    assert_eq!((report.standby.as_deref(), report.listed, report.fetched), (Some("gw-b"), 0, 0));
+    assert!(status(&env).standby);
+    assert_eq!(store.retrievals(&uid), 0, "not fetched without the lease");
+    assert_eq!(flags(&env, LEGAL), [(false, false)]);
+    assert!(env.capture.bag.all().iter().all(|c| !c.data.ends_with(&mail("conteso"))));
+
+    // B stops cleanly: the lease is free, A polls again.
+    b.release_lease("pop3:legal").await.unwrap();
+    let report = env.poll("legal").await;
+    assert_eq!((report.standby, report.fetched), (None, 1));
+    let got = env.corporate_messages(1).await;
+    assert!(got.iter().any(|c| c.data.ends_with(&mail("conteso"))));
+    wait_injected(&env, 1).await;
+    assert_eq!(env.poll("legal").await.fetched, 0);
+    assert_eq!(held(b.leases().await.unwrap()).as_deref(), Some("gw-a"));
+    assert!(!status(&env).standby);
+    assert_eq!(store.retrievals(&uid), 1);
+    assert_eq!(env.capture.bag.all().iter().filter(|c| c.data.ends_with(&mail("conteso"))).count(), 1, "injected once");
+    assert_eq!(flags(&env, LEGAL), [(true, false)]);
+}
