@@ -1,14 +1,16 @@
 //! Retrieval over IMAPS from the simulator: fetch, retention (leave = \Seen,
-//! move_to, delete with and without UIDPLUS), restart, UIDVALIDITY reset,
-//! hostile servers (huge literal, dropped literal, silence, endless
-//! untagged lines) and IDLE.
+//! move_to, delete with and without UIDPLUS, delete-after), restart,
+//! UIDVALIDITY reset, hostile servers (huge literal, dropped literal,
+//! silence, endless untagged lines), IDLE, STARTTLS, receipt latency.
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use pecgate::sim::imap::ImapFault;
+use pecgate::clock::{Clock, ManualClock};
+use pecgate::sim::imap::{ImapFault, ImapSecurity, ImapServer};
 use pecgate::sim::pop3::folder_key;
 use pecgate::store::MessageState;
 
@@ -20,7 +22,12 @@ async fn start(retention: &str, extra: &str) -> TestEnv {
 }
 
 async fn prepare(retention: &str, extra: &str) -> TestEnv {
-    let mut env = TestEnv::prepare(|_| {}, pecgate::clock::system(), true).await;
+    prepare_on(retention, extra, pecgate::clock::system()).await
+}
+
+/// As [`prepare`], the gateway on `clock`.
+async fn prepare_on(retention: &str, extra: &str, clock: Arc<dyn Clock>) -> TestEnv {
+    let mut env = TestEnv::prepare(|_| {}, clock, true).await;
     let pop3 = format!(
         "[mailbox.pop3]\nhost = \"localhost\"\nport = {}\nca_file = \"ca.pem\"\ntimeout_secs = 5\ninterval_secs = 3600\nretention = \"leave\"\n",
         env.provider.pop3_addr.port()
@@ -488,4 +495,274 @@ async fn a_move_refused_over_quota_leaves_the_message_in_place_and_is_retried() 
     assert!(env.provider.retrieval.mailstore.is_empty(LEGAL));
     assert_eq!(env.provider.retrieval.mailstore.messages(&folder_key(LEGAL, "INBOX.pecgate")).len(), 1);
     assert_eq!(env.capture.bag.len(), 1, "injected once");
+}
+
+/// The `legal` mailbox with `security = "starttls"`, on a sibling of the
+/// provider's IMAP server (same mailstore and certificate) that speaks
+/// `server`; not started yet.
+async fn prepare_starttls(server: ImapSecurity, extra: &str) -> (TestEnv, ImapServer) {
+    let mut env = prepare("leave", &format!("security = \"starttls\"\n{extra}")).await;
+    let sibling = env.provider.imap.start_sibling("127.0.0.1:0", server).await.unwrap();
+    let implicit = format!("port = {}\nca_file", env.provider.imap.addr.port());
+    assert!(env.config_text.contains(&implicit));
+    env.config_text = env.config_text.replacen(&implicit, &format!("port = {}\nca_file", sibling.addr.port()), 1);
+    (env, sibling)
+}
+
+/// What a connection that went by the book sent in clear, each time.
+fn only_capability_and_starttls_in_clear(server: &ImapServer) {
+    let clear = server.cleartext_commands();
+    assert!(!clear.is_empty(), "no connection reached this server");
+    assert!(clear.chunks(2).all(|c| c == ["CAPABILITY", "STARTTLS"]), "in clear: {clear:?}");
+}
+
+#[tokio::test]
+async fn starttls_fetches_byte_for_byte_and_logs_in_only_after_tls() {
+    let (mut env, server) = prepare_starttls(ImapSecurity::StartTls, "").await;
+    env.restart().await;
+    let store = env.provider.retrieval.mailstore.clone();
+    let a = env.provider.retrieval.deliver(LEGAL, mail("uno"));
+    let b = env.provider.retrieval.deliver(LEGAL, mail("due"));
+    let report = env.poll("legal").await;
+    assert_eq!((report.listed, report.fetched, report.deleted), (2, 2, 0));
+    let got = env.corporate_messages(2).await;
+    wait_injected(&env, 2).await;
+    for (c, raw) in got.iter().zip([mail("uno"), mail("due")]) {
+        assert!(c.data.ends_with(&raw), "injected byte-for-byte");
+        assert!(c.data.starts_with(b"X-Pecgate-Mailbox: legal\r\n"));
+    }
+    assert_eq!(env.poll("legal").await.fetched, 0);
+    assert_eq!(flags(&env, LEGAL), [(true, false), (true, false)]);
+    assert_eq!((store.retrievals(&a), store.retrievals(&b)), (1, 1));
+    assert_eq!(env.capture.bag.len(), 2);
+    // Three sessions (start-up and two polls), each: CAPABILITY, STARTTLS, then TLS.
+    only_capability_and_starttls_in_clear(&server);
+    assert!(server.cleartext_commands().len() >= 6, "{:?}", server.cleartext_commands());
+    assert!(env.provider.imap.cleartext_commands().is_empty(), "the imaps server was not used");
+}
+
+/// Before TLS the server offers no extension: IDLE is known only from the
+/// CAPABILITY pecgate issues again after TLS (RFC 3501 6.2.1).
+#[tokio::test]
+async fn starttls_learns_the_capabilities_again_after_tls_and_idles() {
+    let (mut env, server) = prepare_starttls(ImapSecurity::StartTls, "").await;
+    env.config_text = env.config_text.replacen("idle = false", "idle = true", 1);
+    env.restart().await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while env.app().fetchers.get("legal").unwrap().status().mode != Some("idling") {
+        assert!(tokio::time::Instant::now() < deadline, "never idled");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    env.provider.retrieval.deliver(LEGAL, mail("via idle"));
+    let got = env.capture.bag.wait_for(1, Duration::from_secs(10)).await.unwrap_or_else(|g| panic!("got {} (interval is 3600 s)", g.len()));
+    assert!(got[0].data.ends_with(&mail("via idle")));
+    only_capability_and_starttls_in_clear(&server);
+}
+
+#[tokio::test]
+async fn the_client_discards_the_capabilities_from_before_starttls() {
+    let pki = pecgate::tls::TestPki::generate(&["localhost"]).unwrap();
+    let store = Arc::new(pecgate::sim::pop3::Mailstore::new());
+    store.add_user(LEGAL, LEGAL_PASSWORD);
+    let imaps = ImapServer::start("127.0.0.1:0", store, pki.server.clone()).await.unwrap();
+    let server = imaps.start_sibling("127.0.0.1:0", ImapSecurity::StartTls).await.unwrap();
+    let ep = pecgate::imap::Endpoint {
+        host: "localhost".into(),
+        port: server.addr.port(),
+        security: pecgate::imap::Security::StartTls,
+        tls: pecgate::tls::client_config_from_pem(&pki.ca_pem).unwrap(),
+        timeout: Duration::from_secs(5),
+    };
+    let mut c = pecgate::imap::Client::connect(&ep).await.unwrap();
+    assert_eq!(c.capabilities(), ["IMAP4REV1", "IDLE", "UIDPLUS", "MOVE"], "the ones offered after TLS only");
+    assert_eq!(server.cleartext_commands(), ["CAPABILITY", "STARTTLS"]);
+    c.login(LEGAL, &pecgate::config::Secret::new(LEGAL_PASSWORD)).await.unwrap();
+    assert_eq!(server.cleartext_commands(), ["CAPABILITY", "STARTTLS"], "LOGIN went over TLS");
+    c.logout().await.unwrap();
+
+    // Implicit TLS to a server that speaks STARTTLS: a TLS error, nothing sent in clear.
+    let ep = pecgate::imap::Endpoint { security: pecgate::imap::Security::Tls, ..ep };
+    let e = pecgate::imap::Client::connect(&ep).await.err().expect("no TLS from the first byte");
+    assert!(matches!(e, pecgate::imap::Error::Tls { .. }), "{e:?}");
+    let clear = server.cleartext_commands();
+    assert!(clear.len() > 2 && !clear[2..].iter().any(|v| v == "LOGIN"), "only the ClientHello, read as lines: {clear:?}");
+}
+
+/// The message is not fetched, and the password never went in clear: the
+/// server would have taken a LOGIN in clear, and saw none.
+async fn assert_not_fetched_and_no_login_in_clear(env: &TestEnv, server: &ImapServer, subject: &str) {
+    assert_eq!(flags(env, LEGAL), [(false, false)], "untouched");
+    assert!(env.capture.bag.all().iter().all(|c| !c.data.ends_with(&mail(subject))), "not injected");
+    let clear = server.cleartext_commands();
+    assert!(!clear.is_empty() && !clear.iter().any(|v| v == "LOGIN"), "in clear: {clear:?}");
+    let status = env.app().fetchers.get("legal").unwrap().status();
+    assert!(status.last_error.as_deref().is_some_and(|e| !e.contains(LEGAL_PASSWORD)), "{status:?}");
+}
+
+#[tokio::test]
+async fn a_server_without_starttls_is_an_error_and_never_gets_a_login_in_clear() {
+    let (mut env, server) = prepare_starttls(ImapSecurity::Plaintext, "").await;
+    env.restart().await;
+    env.provider.retrieval.deliver(LEGAL, mail("in chiaro"));
+    let err = try_poll(&env).await.unwrap_err();
+    assert!(err.contains("does not offer STARTTLS"), "{err}");
+    assert!(!err.contains(LEGAL_PASSWORD));
+    assert_not_fetched_and_no_login_in_clear(&env, &server, "in chiaro").await;
+    assert!(server.cleartext_commands().iter().all(|v| v == "CAPABILITY"), "{:?}", server.cleartext_commands());
+}
+
+#[tokio::test]
+async fn a_refused_starttls_is_an_error_and_the_next_poll_fetches_over_tls() {
+    let (mut env, server) = prepare_starttls(ImapSecurity::StartTls, "").await;
+    env.restart().await;
+    env.provider.retrieval.deliver(LEGAL, mail("rifiutato"));
+    server.faults.arm(ImapFault::RefuseStartTls);
+    let err = try_poll(&env).await.unwrap_err();
+    assert!(err.contains("refused STARTTLS") && err.contains("UNAVAILABLE"), "{err}");
+    assert_not_fetched_and_no_login_in_clear(&env, &server, "rifiutato").await;
+    // The refusal was once: the next session upgrades and fetches.
+    assert_eq!(poll_twice(&env, 1).await, (1, 0));
+    assert!(env.corporate_messages(1).await.iter().any(|c| c.data.ends_with(&mail("rifiutato"))));
+    assert_eq!(flags(&env, LEGAL), [(true, false)]);
+    only_capability_and_starttls_in_clear(&server);
+}
+
+#[tokio::test]
+async fn lines_injected_in_clear_after_starttls_are_refused_before_login() {
+    let (mut env, server) = prepare_starttls(ImapSecurity::StartTls, "").await;
+    env.restart().await;
+    env.provider.retrieval.deliver(LEGAL, mail("iniettato"));
+    server.faults.arm(ImapFault::InjectAfterStartTls);
+    let err = try_poll(&env).await.unwrap_err();
+    assert!(err.contains("data after the STARTTLS reply"), "{err}");
+    assert_not_fetched_and_no_login_in_clear(&env, &server, "iniettato").await;
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+/// Age counts from the fetch, on the gateway's clock; the simulator
+/// expunges only what is flagged `\Deleted`, so gone means flagged and expunged.
+#[tokio::test]
+async fn delete_after_keeps_the_younger_seen_and_expunges_the_older() {
+    let clock = ManualClock::new(1_800_000_000_000);
+    let mut env = prepare_on("delete-after", "delete_after_days = 30\n", clock.clone()).await;
+    env.restart().await;
+    let store = env.provider.retrieval.mailstore.clone();
+    let old = env.provider.retrieval.deliver(LEGAL, mail("vecchio"));
+    assert_eq!(env.poll("legal").await.fetched, 1);
+    wait_injected(&env, 1).await;
+    clock.advance(20 * DAY_MS);
+    let young = env.provider.retrieval.deliver(LEGAL, mail("giovane"));
+    let report = env.poll("legal").await;
+    assert_eq!((report.fetched, report.deleted), (1, 0));
+    wait_injected(&env, 2).await;
+    // One millisecond short of 30 days for the older: both stay, \Seen.
+    clock.advance(10 * DAY_MS - 1);
+    assert_eq!(env.poll("legal").await.deleted, 0);
+    assert_eq!(flags(&env, LEGAL), [(true, false), (true, false)]);
+    clock.advance(1);
+    let report = env.poll("legal").await;
+    assert_eq!((report.listed, report.fetched, report.deleted), (2, 0, 1));
+    let left = store.imap_flags(LEGAL);
+    assert_eq!(left, [(young.clone(), true, false)], "the older ({old}) expunged, the younger kept and \\Seen");
+    assert_eq!(store.messages(LEGAL)[0].1, mail("giovane"));
+    // 30 days after its own fetch the younger goes too; nothing was fetched twice.
+    clock.advance(20 * DAY_MS);
+    assert_eq!(env.poll("legal").await.deleted, 1);
+    assert!(store.is_empty(LEGAL));
+    assert_eq!((store.retrievals(&old), store.retrievals(&young)), (1, 1));
+    assert_eq!(env.capture.bag.len(), 2);
+}
+
+/// Metrics are process-wide: the mailbox gets an id of its own here so that
+/// only this test's receipts are counted under it.
+#[tokio::test]
+async fn receipts_fetched_over_imap_are_observed_in_the_receipt_latency_histogram() {
+    let mut env = prepare("leave", "").await;
+    assert_eq!(env.config_text.matches("id = \"legal\"\n").count(), 1);
+    env.config_text = env.config_text.replacen("id = \"legal\"\n", "id = \"latenza\"\n", 1);
+    env.restart().await;
+    let series = |kind: &str| format!("pecgate_receipt_latency_seconds_count{{mailbox=\"latenza\",kind=\"{kind}\"}}");
+    let (_, before) = http_get(env.app().admin_addr, "/metrics").await;
+    for kind in ["accettazione", "avvenuta-consegna"] {
+        assert_eq!(metric_value(&before, &series(kind)).unwrap_or(0.0), 0.0, "{before}");
+    }
+    let reply = env
+        .send(
+            LUCA,
+            &["ufficio@pec.fornitore.it"],
+            &format!(
+                "From: {LUCA}\r\nTo: ufficio@pec.fornitore.it\r\nSubject: [PEC] Latenza\r\nMessage-ID: <latenza@azienda.it>\r\n\r\nTesto.\r\n"
+            ),
+        )
+        .await;
+    assert!(reply.starts_with("250"), "{reply}");
+    env.provider_messages(1).await;
+    let store = &env.provider.retrieval.mailstore;
+    assert!(store.wait_for(WAIT, |s| s.len(LEGAL) == 2).await, "accettazione and consegna");
+    assert_eq!(env.app().poll("latenza").await.unwrap().unwrap().fetched, 2);
+    env.corporate_messages(2).await;
+    let (_, after) = http_get(env.app().admin_addr, "/metrics").await;
+    for kind in ["accettazione", "avvenuta-consegna"] {
+        assert_eq!(metric_value(&after, &series(kind)), Some(1.0), "{kind} in\n{after}");
+        let sum = metric_value(&after, &format!("pecgate_receipt_latency_seconds_sum{{mailbox=\"latenza\",kind=\"{kind}\"}}"));
+        assert!(sum.is_some_and(|s| (0.0..60.0).contains(&s)), "{kind}: {sum:?}");
+    }
+    assert_eq!(metric_value(&after, "pecgate_receipts_total{mailbox=\"latenza\",kind=\"accettazione\"}"), Some(1.0));
+}
+
+/// Instance A idles on the mailbox; another instance, `gw-b` (a second
+/// handle on the same database, as the store contract tests do), takes the
+/// lease over as it would once A's lease ran out (its clock is put past A's
+/// lease). A, unable to renew between IDLE rounds, stops idling; its polls
+/// stand by and fetch nothing while B holds the lease; once B gives it up,
+/// A fetches the message, once. B polling for real (two gateways on one
+/// store) needs PostgreSQL: tests/cluster.rs.
+#[tokio::test]
+async fn an_idling_instance_that_lost_the_lease_stops_idling_and_fetches_nothing_until_it_is_given_up() {
+    use pecgate::store::Store;
+    let mut env = prepare("leave", "").await;
+    env.config_text = env.config_text.replacen("idle = false", "idle = true", 1);
+    env.config_text.push_str("\n[cluster]\ninstance_id = \"gw-a\"\nlease_secs = 5\n");
+    env.restart().await;
+    let status = |env: &TestEnv| env.app().fetchers.get("legal").unwrap().status();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while status(&env).mode != Some("idling") {
+        assert!(tokio::time::Instant::now() < deadline, "never idled");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let b = pecgate::store::sql::SqlStore::open_sqlite(&env.dir.path().join("pecgate.db"), "gw-b").await.unwrap();
+    let held = |leases: Vec<pecgate::store::Lease>| leases.into_iter().find(|l| l.name == "pop3:legal").map(|l| l.holder);
+    assert_eq!(held(b.leases().await.unwrap()).as_deref(), Some("gw-a"));
+    let later = pecgate::clock::system().now_ms() + 2 * 3_600_000;
+    assert!(b.acquire_lease("pop3:legal", later, later + 3_600_000).await.unwrap(), "taken over");
+
+    // A's next IDLE round ends (lease_secs / 2) without a renewal: it drops the session.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while status(&env).mode != Some("polling") {
+        assert!(tokio::time::Instant::now() < deadline, "still idling without the lease: {:?}", status(&env));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let store = env.provider.retrieval.mailstore.clone();
+    let uid = env.provider.retrieval.deliver(LEGAL, mail("conteso"));
+    let report = env.poll("legal").await;
+    assert_eq!((report.standby.as_deref(), report.listed, report.fetched), (Some("gw-b"), 0, 0));
+    assert!(status(&env).standby);
+    assert_eq!(store.retrievals(&uid), 0, "not fetched without the lease");
+    assert_eq!(flags(&env, LEGAL), [(false, false)]);
+    assert!(env.capture.bag.all().iter().all(|c| !c.data.ends_with(&mail("conteso"))));
+
+    // B stops cleanly: the lease is free, A polls again.
+    b.release_lease("pop3:legal").await.unwrap();
+    let report = env.poll("legal").await;
+    assert_eq!((report.standby, report.fetched), (None, 1));
+    let got = env.corporate_messages(1).await;
+    assert!(got.iter().any(|c| c.data.ends_with(&mail("conteso"))));
+    wait_injected(&env, 1).await;
+    assert_eq!(env.poll("legal").await.fetched, 0);
+    assert_eq!(held(b.leases().await.unwrap()).as_deref(), Some("gw-a"));
+    assert!(!status(&env).standby);
+    assert_eq!(store.retrievals(&uid), 1);
+    assert_eq!(env.capture.bag.all().iter().filter(|c| c.data.ends_with(&mail("conteso"))).count(), 1, "injected once");
+    assert_eq!(flags(&env, LEGAL), [(true, false)]);
 }

@@ -51,6 +51,8 @@ pub enum Error {
     TooLarge { limit: u64, announced: u64 },
     #[error("server does not offer STARTTLS")]
     NoStartTls,
+    #[error("the server disables LOGIN on this connection (LOGINDISABLED)")]
+    LoginDisabled,
     #[error("invalid {what}")]
     Input { what: &'static str },
     #[error("connection closed by the server")]
@@ -156,8 +158,13 @@ impl Client {
         Ok(())
     }
 
-    /// LOGIN; the password is never logged nor put in an error.
+    /// LOGIN; the password is never logged nor put in an error, nor sent
+    /// where the server said it takes no LOGIN (RFC 3501 6.2.3: LOGINDISABLED,
+    /// as servers announce before TLS; after STARTTLS the capabilities were learnt anew).
     pub async fn login(&mut self, user: &str, password: &Secret) -> Result<()> {
+        if self.has("LOGINDISABLED") {
+            return Err(Error::LoginDisabled);
+        }
         let user = response::quoted(user).ok_or(Error::Input { what: "user name" })?;
         let pass = response::quoted(password.expose()).ok_or(Error::Input { what: "password" })?;
         let tag = self.tag();

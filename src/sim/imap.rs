@@ -2,6 +2,8 @@
 //! IDLE, UIDPLUS and MOVE each switchable): the mailbox side of the PEC
 //! provider simulator next to POP3, on the same [`Mailstore`], so receipts
 //! the provider generates appear in INBOX. Misbehaves on demand ([`ImapFaults`]).
+//! Implicit TLS by default; [`ImapServer::start_sibling`] adds one on the
+//! same store speaking STARTTLS (or, to test that clients refuse it, never TLS).
 
 use std::io;
 use std::net::SocketAddr;
@@ -11,7 +13,7 @@ use std::time::Duration;
 
 use rustls::ServerConfig;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::pop3::{ImapMessage, Mailstore, folder_key};
@@ -33,6 +35,20 @@ impl Default for ImapOptions {
     }
 }
 
+/// How the server protects connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImapSecurity {
+    /// TLS from the first byte (imaps).
+    ImplicitTls,
+    /// Plain until STARTTLS (RFC 3501 6.2.1): before TLS, CAPABILITY offers
+    /// STARTTLS and LOGINDISABLED and no extension (IDLE, UIDPLUS, MOVE
+    /// only after TLS), and LOGIN is refused.
+    StartTls,
+    /// Never TLS and no STARTTLS, LOGIN accepted in clear: only to check
+    /// that a client refuses such a server.
+    Plaintext,
+}
+
 /// A misbehaviour, armed once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ImapFault {
@@ -48,6 +64,11 @@ pub enum ImapFault {
     CloseInIdle,
     /// Refuse the next COPY or MOVE with `NO [OVERQUOTA]`.
     OverQuota,
+    /// Answer the next STARTTLS with `NO` (it stays offered in CAPABILITY).
+    RefuseStartTls,
+    /// Send an untagged line in clear right after the next STARTTLS's OK, in
+    /// the same write (a man in the middle's injection, CVE-2011-0411 class).
+    InjectAfterStartTls,
 }
 
 #[derive(Debug, Default)]
@@ -71,6 +92,7 @@ pub struct ImapServer {
     pub addr: SocketAddr,
     pub options: Arc<ImapOptions>,
     pub faults: Arc<ImapFaults>,
+    shared: Arc<Shared>,
     task: JoinHandle<()>,
 }
 
@@ -85,37 +107,85 @@ struct Shared {
     options: Arc<ImapOptions>,
     faults: Arc<ImapFaults>,
     tls: tokio_rustls::TlsAcceptor,
+    security: ImapSecurity,
+    /// The verb of every command received before TLS (never its arguments).
+    cleartext: Mutex<Vec<String>>,
 }
 
 impl ImapServer {
     /// Implicit TLS (imaps) on `bind` with the given certificate.
     pub async fn start(bind: &str, store: Arc<Mailstore>, tls: Arc<ServerConfig>) -> io::Result<Self> {
+        Self::start_with(bind, store, tokio_rustls::TlsAcceptor::from(tls), ImapSecurity::ImplicitTls).await
+    }
+
+    /// Another server on `bind` with this one's mailstore and certificate
+    /// but `security`, and options and faults of its own.
+    pub async fn start_sibling(&self, bind: &str, security: ImapSecurity) -> io::Result<Self> {
+        Self::start_with(bind, self.shared.store.clone(), self.shared.tls.clone(), security).await
+    }
+
+    async fn start_with(bind: &str, store: Arc<Mailstore>, tls: tokio_rustls::TlsAcceptor, security: ImapSecurity) -> io::Result<Self> {
         let listener = TcpListener::bind(bind).await?;
         let addr = listener.local_addr()?;
         let options = Arc::new(ImapOptions::default());
         let faults = Arc::new(ImapFaults::default());
         let shared =
-            Arc::new(Shared { store, options: options.clone(), faults: faults.clone(), tls: tokio_rustls::TlsAcceptor::from(tls) });
+            Arc::new(Shared { store, options: options.clone(), faults: faults.clone(), tls, security, cleartext: Mutex::new(Vec::new()) });
+        let accepting = shared.clone();
         let task = tokio::spawn(async move {
             let mut sessions = JoinSet::new();
             loop {
                 while sessions.try_join_next().is_some() {}
                 let Ok((tcp, _)) = listener.accept().await else { continue };
-                let shared = shared.clone();
+                let shared = accepting.clone();
                 sessions.spawn(async move {
-                    let Ok(Ok(tls)) = tokio::time::timeout(IDLE_LIMIT, shared.tls.accept(tcp)).await else { return };
-                    if let Err(e) = (Session { shared, user: None, selected: None, known: 0 }).run(BufReader::new(tls)).await {
+                    if let Err(e) = connection(tcp, shared).await {
                         tracing::debug!(error = %e, "IMAP simulator session ended");
                     }
                 });
             }
         });
-        Ok(Self { addr, options, faults, task })
+        Ok(Self { addr, options, faults, shared, task })
     }
+
+    /// The verbs (upper case, e.g. `CAPABILITY`, `STARTTLS`, `LOGIN`) of the
+    /// commands this server received in clear, before TLS, in order.
+    pub fn cleartext_commands(&self) -> Vec<String> {
+        self.shared.cleartext.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+async fn connection(tcp: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
+    let _ = tcp.set_nodelay(true);
+    let mut session = Session { shared: shared.clone(), tls: false, user: None, selected: None, known: 0 };
+    if shared.security == ImapSecurity::ImplicitTls {
+        let tls =
+            tokio::time::timeout(IDLE_LIMIT, shared.tls.accept(tcp)).await.map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+        session.tls = true;
+        return session.run(&mut BufReader::new(tls), true).await.map(drop);
+    }
+    let mut plain = BufReader::new(tcp);
+    if session.run(&mut plain, true).await? == Outcome::StartTls {
+        // Whatever the client sent after STARTTLS in clear is dropped with the buffer.
+        let tls = tokio::time::timeout(IDLE_LIMIT, shared.tls.accept(plain.into_inner()))
+            .await
+            .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+        session.tls = true;
+        session.run(&mut BufReader::new(tls), false).await?;
+    }
+    Ok(())
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    Closed,
+    StartTls,
 }
 
 struct Session {
     shared: Arc<Shared>,
+    /// TLS is on (implicit, or after STARTTLS).
+    tls: bool,
     user: Option<String>,
     /// The selected folder's mailbox key.
     selected: Option<String>,
@@ -179,17 +249,25 @@ fn uid_set(set: &str, present: &[u32]) -> Vec<u32> {
 }
 
 impl Session {
-    async fn run<S: AsyncRead + AsyncWrite + Unpin>(mut self, mut io: BufReader<S>) -> io::Result<()> {
-        send(&mut io, "* OK [CAPABILITY IMAP4rev1] pecgate IMAP simulator ready").await?;
-        let never = self.shared.faults.take(|f| *f == ImapFault::NeverAnswer).is_some();
+    /// Commands until LOGOUT or EOF, or until a STARTTLS was accepted
+    /// (the caller then does the handshake and runs the session on, ungreeted).
+    async fn run<S: AsyncRead + AsyncWrite + Unpin>(&mut self, io: &mut BufReader<S>, greet: bool) -> io::Result<Outcome> {
+        let never = greet && self.shared.faults.take(|f| *f == ImapFault::NeverAnswer).is_some();
+        if greet {
+            send(io, "* OK [CAPABILITY IMAP4rev1] pecgate IMAP simulator ready").await?;
+        }
+        let clear = |s: &Self| s.shared.security == ImapSecurity::StartTls && !s.tls;
         loop {
-            let Some(line) = read_line(&mut io).await? else { return Ok(()) };
+            let Some(line) = read_line(io).await? else { return Ok(Outcome::Closed) };
             if never {
                 continue;
             }
             let (tag, rest) = line.split_once(' ').unwrap_or((line.as_str(), ""));
             let (verb, rest) = rest.split_once(' ').unwrap_or((rest, ""));
             let mut verb = verb.to_ascii_uppercase();
+            if !self.tls {
+                self.shared.cleartext.lock().unwrap_or_else(|p| p.into_inner()).push(verb.clone());
+            }
             let mut rest = rest.to_owned();
             if verb == "UID" {
                 let (v, r) = rest.split_once(' ').unwrap_or((rest.as_str(), ""));
@@ -202,32 +280,51 @@ impl Session {
                 "CAPABILITY" => {
                     let o = &self.shared.options;
                     let mut caps = String::from("* CAPABILITY IMAP4rev1");
-                    for (on, name) in [(&o.idle, " IDLE"), (&o.uidplus, " UIDPLUS"), (&o.moves, " MOVE")] {
-                        if on.load(Ordering::Relaxed) {
-                            caps.push_str(name);
+                    if clear(self) {
+                        // As many servers do: the extensions only after TLS.
+                        caps.push_str(" STARTTLS LOGINDISABLED");
+                    } else {
+                        for (on, name) in [(&o.idle, " IDLE"), (&o.uidplus, " UIDPLUS"), (&o.moves, " MOVE")] {
+                            if on.load(Ordering::Relaxed) {
+                                caps.push_str(name);
+                            }
                         }
                     }
-                    send(&mut io, &caps).await?;
+                    send(io, &caps).await?;
                     Ok(())
                 }
                 "NOOP" => Ok(()),
                 "LOGOUT" => {
-                    send(&mut io, "* BYE logging out").await?;
-                    send(&mut io, &format!("{tag} OK LOGOUT completed")).await?;
-                    return Ok(());
+                    send(io, "* BYE logging out").await?;
+                    send(io, &format!("{tag} OK LOGOUT completed")).await?;
+                    return Ok(Outcome::Closed);
                 }
+                "STARTTLS" if !clear(self) => Err("BAD STARTTLS not available"),
+                "STARTTLS" if self.shared.faults.take(|f| *f == ImapFault::RefuseStartTls).is_some() => {
+                    Err("NO [UNAVAILABLE] TLS not available right now")
+                }
+                "STARTTLS" => {
+                    let mut reply = format!("{tag} OK Begin TLS negotiation now\r\n");
+                    if self.shared.faults.take(|f| *f == ImapFault::InjectAfterStartTls).is_some() {
+                        reply.push_str("* OK [CAPABILITY IMAP4rev1 IDLE] injected in clear\r\n");
+                    }
+                    io.write_all(reply.as_bytes()).await?;
+                    io.flush().await?;
+                    return Ok(Outcome::StartTls);
+                }
+                "LOGIN" if clear(self) => Err("NO [PRIVACYREQUIRED] LOGIN is disabled before STARTTLS"),
                 "LOGIN" if a.len() == 2 && self.shared.store.login_ok(&a[0], &a[1]) => {
                     self.user = Some(a[0].clone());
                     Ok(())
                 }
                 "LOGIN" => Err("NO [AUTHENTICATIONFAILED] invalid credentials"),
                 _ if self.user.is_none() => Err("BAD log in first"),
-                "SELECT" if a.len() == 1 => self.select(&mut io, &a[0]).await?,
-                "IDLE" if self.shared.options.idle.load(Ordering::Relaxed) && self.selected.is_some() => self.idle(&mut io).await?,
+                "SELECT" if a.len() == 1 => self.select(io, &a[0]).await?,
+                "IDLE" if self.shared.options.idle.load(Ordering::Relaxed) && self.selected.is_some() => self.idle(io).await?,
                 _ if self.selected.is_none() => Err("BAD select a folder first"),
-                "UID FETCH" if a.len() == 2 => match self.fetch(&mut io, &a[0], &a[1]).await? {
+                "UID FETCH" if a.len() == 2 => match self.fetch(io, &a[0], &a[1]).await? {
                     Some(r) => r,
-                    None => return Ok(()),
+                    None => return Ok(Outcome::Closed),
                 },
                 "UID STORE" if a.len() == 3 => {
                     let uids = self.uids(&a[0]);
@@ -242,7 +339,7 @@ impl Session {
                 "UID SEARCH" if a.first().is_some_and(|s| s.eq_ignore_ascii_case("DELETED")) => {
                     let (_, msgs) = self.snapshot();
                     let hits: Vec<String> = msgs.iter().filter(|m| m.deleted).map(|m| m.uid.to_string()).collect();
-                    send(&mut io, format!("* SEARCH {}", hits.join(" ")).trim_end()).await?;
+                    send(io, format!("* SEARCH {}", hits.join(" ")).trim_end()).await?;
                     Ok(())
                 }
                 "UID EXPUNGE" if a.len() == 1 && self.shared.options.uidplus.load(Ordering::Relaxed) => {
@@ -279,8 +376,8 @@ impl Session {
                 self.known = self.known.saturating_sub(before.saturating_sub(after));
             }
             match reply {
-                Ok(()) => send(&mut io, &format!("{tag} OK {verb} completed")).await?,
-                Err(text) => send(&mut io, &format!("{tag} {text}")).await?,
+                Ok(()) => send(io, &format!("{tag} OK {verb} completed")).await?,
+                Err(text) => send(io, &format!("{tag} {text}")).await?,
             }
         }
     }
@@ -419,5 +516,74 @@ mod tests {
         assert_eq!(uid_set("1:*", &[3, 5, 9]), [3, 5, 9]);
         assert_eq!(uid_set("5,9", &[3, 5, 9]), [5, 9]);
         assert_eq!(uid_set("4:6", &[3, 5, 9]), [5]);
+    }
+
+    /// Sends `tag cmd`, returns the lines up to and with the tagged reply.
+    async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(io: &mut BufReader<S>, tag: &str, cmd: &str) -> Vec<String> {
+        io.write_all(format!("{tag} {cmd}\r\n").as_bytes()).await.unwrap();
+        io.flush().await.unwrap();
+        let mut lines = Vec::new();
+        loop {
+            let line = read_line(io).await.unwrap().expect("the server closed the connection");
+            let done = line.starts_with(&format!("{tag} "));
+            lines.push(line);
+            if done {
+                return lines;
+            }
+        }
+    }
+
+    async fn servers() -> (crate::tls::TestPki, ImapServer) {
+        let pki = crate::tls::TestPki::generate(&["localhost"]).unwrap();
+        let store = Arc::new(Mailstore::new());
+        store.add_user("u", "pw");
+        let imaps = ImapServer::start("127.0.0.1:0", store, pki.server.clone()).await.unwrap();
+        (pki, imaps)
+    }
+
+    #[tokio::test]
+    async fn starttls_refuses_login_in_clear_and_is_offered_only_before_tls() {
+        let (pki, imaps) = servers().await;
+        let server = imaps.start_sibling("127.0.0.1:0", ImapSecurity::StartTls).await.unwrap();
+        let mut plain = BufReader::new(TcpStream::connect(server.addr).await.unwrap());
+        assert!(read_line(&mut plain).await.unwrap().unwrap().starts_with("* OK"));
+        let caps = exchange(&mut plain, "a1", "CAPABILITY").await;
+        assert_eq!(caps, ["* CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED", "a1 OK CAPABILITY completed"]);
+        let login = exchange(&mut plain, "a2", "LOGIN u pw").await;
+        assert!(login[0].starts_with("a2 NO [PRIVACYREQUIRED]"), "{login:?}");
+        assert_eq!(exchange(&mut plain, "a3", "STARTTLS").await, ["a3 OK Begin TLS negotiation now"]);
+        let connector = tokio_rustls::TlsConnector::from(crate::tls::client_config_from_pem(&pki.ca_pem).unwrap());
+        let tls = connector.connect("localhost".try_into().unwrap(), plain.into_inner()).await.unwrap();
+        let mut tls = BufReader::new(tls);
+        let caps = exchange(&mut tls, "b1", "CAPABILITY").await;
+        assert_eq!(caps[0], "* CAPABILITY IMAP4rev1 IDLE UIDPLUS MOVE", "the extensions, and no STARTTLS, after TLS");
+        assert!(exchange(&mut tls, "b2", "STARTTLS").await[0].starts_with("b2 BAD"));
+        assert!(exchange(&mut tls, "b3", "LOGIN u pw").await[0].starts_with("b3 OK"));
+        assert_eq!(server.cleartext_commands(), ["CAPABILITY", "LOGIN", "STARTTLS"], "nothing recorded after TLS");
+    }
+
+    #[tokio::test]
+    async fn starttls_faults_and_the_plaintext_and_implicit_servers() {
+        let (_pki, imaps) = servers().await;
+        let server = imaps.start_sibling("127.0.0.1:0", ImapSecurity::StartTls).await.unwrap();
+        server.faults.arm(ImapFault::RefuseStartTls);
+        server.faults.arm(ImapFault::InjectAfterStartTls);
+        let mut plain = BufReader::new(TcpStream::connect(server.addr).await.unwrap());
+        read_line(&mut plain).await.unwrap();
+        assert!(exchange(&mut plain, "a1", "STARTTLS").await[0].starts_with("a1 NO"), "refused once");
+        assert_eq!(exchange(&mut plain, "a2", "STARTTLS").await, ["a2 OK Begin TLS negotiation now"]);
+        let injected = read_line(&mut plain).await.unwrap().unwrap();
+        assert!(injected.starts_with("* OK") && injected.contains("injected"), "{injected}");
+
+        // Never TLS: no STARTTLS, LOGIN taken in clear (and recorded).
+        let clear = imaps.start_sibling("127.0.0.1:0", ImapSecurity::Plaintext).await.unwrap();
+        let mut plain = BufReader::new(TcpStream::connect(clear.addr).await.unwrap());
+        read_line(&mut plain).await.unwrap();
+        let caps = exchange(&mut plain, "c1", "CAPABILITY").await;
+        assert!(!caps[0].contains("STARTTLS") && !caps[0].contains("LOGINDISABLED"), "{caps:?}");
+        assert!(exchange(&mut plain, "c2", "STARTTLS").await[0].starts_with("c2 BAD"));
+        assert!(exchange(&mut plain, "c3", "LOGIN u pw").await[0].starts_with("c3 OK"));
+        assert_eq!(clear.cleartext_commands(), ["CAPABILITY", "STARTTLS", "LOGIN"]);
+        assert!(imaps.cleartext_commands().is_empty());
     }
 }
