@@ -328,6 +328,28 @@ async fn with_idle_the_last_message_is_marked_seen_soon_after_its_injection() {
     }
 }
 
+/// Dovecot announces mail that arrives during a poll with the reply to the
+/// next command (here the commit's STORE), not again in the IDLE that follows.
+#[tokio::test]
+async fn with_idle_mail_announced_during_the_commit_is_fetched_at_once() {
+    let mut env = prepare("leave", "").await;
+    env.config_text = env.config_text.replacen("idle = false", "idle = true", 1);
+    env.restart().await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while env.app().fetchers.get("legal").unwrap().status().mode != Some("idling") {
+        assert!(tokio::time::Instant::now() < deadline, "never idled");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    env.provider.imap.faults.arm(ImapFault::MailDuringStore(mail("durante il commit")));
+    env.provider.retrieval.deliver(LEGAL, mail("prima"));
+    // The first is marked \Seen (a STORE) within seconds; the second arrives during that STORE.
+    env.capture
+        .bag
+        .wait_for(2, Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|g| panic!("got {} of 2: the mail announced with the STORE was not fetched", g.len()));
+}
+
 #[tokio::test]
 async fn a_server_without_idle_is_polled_at_interval_secs() {
     let mut env = prepare("leave", "").await;

@@ -91,6 +91,11 @@ pub struct Client {
     timeout: Duration,
     caps: Vec<String>,
     next_tag: u32,
+    /// An untagged `EXISTS` came with the reply to some command since the
+    /// last SELECT or IDLE: new mail the server will not announce again
+    /// (Dovecot reports it with whatever reply comes next, e.g. the commit's
+    /// STORE), so the next [`idle`](Client::idle) returns at once.
+    grew: bool,
 }
 
 async fn timed<T>(limit: Duration, stage: &'static str, fut: impl Future<Output = Result<T>>) -> Result<T> {
@@ -120,7 +125,7 @@ impl Client {
             Security::Tls => tls_handshake(ep, Box::new(tcp)).await?,
             Security::StartTls => Box::new(tcp),
         };
-        let mut c = Client { conn: BufReader::with_capacity(BUFFER, io), timeout: ep.timeout, caps: Vec::new(), next_tag: 1 };
+        let mut c = Client { conn: BufReader::with_capacity(BUFFER, io), timeout: ep.timeout, caps: Vec::new(), next_tag: 1, grew: false };
         let greeting = c.read_line("greeting").await?;
         if !greeting.starts_with("* OK") {
             return Err(Error::Server { command: "greeting", reply: response::excerpt(greeting.as_bytes()) });
@@ -180,6 +185,8 @@ impl Client {
     pub async fn select(&mut self, folder: &str) -> Result<Selected> {
         let name = folder_arg(folder)?;
         let lines = self.run(&format!("SELECT {name}"), "SELECT").await?;
+        // The EXISTS of the SELECT reply is the count listed next, not new mail.
+        self.grew = false;
         let uidvalidity = lines.iter().find_map(|l| response::code_number(l, "UIDVALIDITY"));
         let exists = lines.iter().find_map(|l| response::numbered(l, "EXISTS"));
         match (uidvalidity, exists) {
@@ -321,6 +328,9 @@ impl Client {
     /// announces new mail (`EXISTS`/`RECENT`), `false` when `max` passed.
     /// Ends with DONE either way, leaving the session ready for commands.
     pub async fn idle(&mut self, max: Duration) -> Result<bool> {
+        if std::mem::take(&mut self.grew) {
+            return Ok(true);
+        }
         let tag = self.tag();
         self.write(&format!("{tag} IDLE\r\n"), "IDLE").await?;
         loop {
@@ -352,7 +362,10 @@ impl Client {
             }
         }
         self.write("DONE\r\n", "IDLE DONE").await?;
-        match self.collect(&tag, "IDLE").await? {
+        let reply = self.collect(&tag, "IDLE").await?;
+        // An EXISTS after the wake-up (or with DONE's reply) is reported now, with `true`.
+        let woke = std::mem::take(&mut self.grew) || woke;
+        match reply {
             (Status::Ok, _, _) => Ok(woke),
             (_, text, _) => Err(Error::Server { command: "IDLE", reply: text }),
         }
@@ -437,6 +450,14 @@ impl Client {
 
     /// One line without CRLF, at most `MAX_LINE` bytes, under the timeout.
     async fn read_line(&mut self, stage: &'static str) -> Result<String> {
+        let line = self.read_raw_line(stage).await?;
+        if response::numbered(&line, "EXISTS").is_some() {
+            self.grew = true;
+        }
+        Ok(line)
+    }
+
+    async fn read_raw_line(&mut self, stage: &'static str) -> Result<String> {
         let timeout = self.timeout;
         let conn = &mut self.conn;
         timed(timeout, stage, async move {

@@ -69,6 +69,10 @@ pub enum ImapFault {
     /// Send an untagged line in clear right after the next STARTTLS's OK, in
     /// the same write (a man in the middle's injection, CVE-2011-0411 class).
     InjectAfterStartTls,
+    /// Deliver this message to the user's INBOX while the next UID STORE
+    /// runs: new mail arriving during a poll's commit, announced (like
+    /// Dovecot does) with the STORE's reply, and never again in IDLE.
+    MailDuringStore(Vec<u8>),
 }
 
 #[derive(Debug, Default)]
@@ -334,6 +338,10 @@ impl Session {
                     let seen = flags.contains("\\SEEN").then_some(add);
                     let deleted = flags.contains("\\DELETED").then_some(add);
                     self.shared.store.imap_set_flags(&key, &uids, seen, deleted);
+                    if let Some(ImapFault::MailDuringStore(bytes)) = self.shared.faults.take(|f| matches!(f, ImapFault::MailDuringStore(_)))
+                    {
+                        self.shared.store.deliver(self.user.as_deref().unwrap_or_default(), bytes);
+                    }
                     Ok(())
                 }
                 "UID SEARCH" if a.first().is_some_and(|s| s.eq_ignore_ascii_case("DELETED")) => {
@@ -374,6 +382,11 @@ impl Session {
             let after = self.snapshot().1.len();
             if matches!(verb.as_str(), "EXPUNGE" | "UID EXPUNGE" | "UID MOVE") {
                 self.known = self.known.saturating_sub(before.saturating_sub(after));
+            }
+            // New mail is announced with the reply to any command (RFC 3501 7.3.1, as Dovecot does), then counts as known.
+            if self.selected.is_some() && !matches!(verb.as_str(), "SELECT" | "IDLE") && after > self.known {
+                send(io, &format!("* {after} EXISTS")).await?;
+                self.known = after;
             }
             match reply {
                 Ok(()) => send(io, &format!("{tag} OK {verb} completed")).await?,
