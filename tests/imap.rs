@@ -194,6 +194,41 @@ async fn a_uidvalidity_reset_re_lists_but_injects_no_receipt_twice() {
     assert_eq!(injections, 2, "nothing injected twice after a reset while stopped");
 }
 
+/// Not only receipts: a message fetched again under a new id with the same
+/// Message-ID and the same bytes (a folder's UIDVALIDITY reset) is recorded
+/// and marked, never delivered twice. (A mailbox id of its own: metrics are
+/// process-wide, and the reset counter of "legal" is asserted exactly above.)
+#[tokio::test]
+async fn a_uidvalidity_reset_delivers_no_message_twice() {
+    let mut env = prepare("leave", "").await;
+    env.config_text = env.config_text.replacen("id = \"legal\"\n", "id = \"doppio\"\n", 1);
+    env.restart().await;
+    let poll = || async { env.app().poll("doppio").await.unwrap().unwrap() };
+    env.provider.retrieval.deliver(LEGAL, mail("una volta"));
+    assert_eq!(poll().await.fetched, 1);
+    wait_injected(&env, 1).await;
+    env.corporate_messages(1).await;
+    poll().await;
+    assert_eq!(flags(&env, LEGAL), [(true, false)]);
+    env.provider.retrieval.mailstore.reset_uidvalidity(LEGAL);
+    let report = poll().await;
+    assert_eq!((report.listed, report.fetched), (1, 1), "new UIDVALIDITY: a new id, fetched again");
+    let injections =
+        env.app().store.list_messages(100).await.unwrap().into_iter().filter(|m| m.kind == pecgate::store::MessageKind::Injection).count();
+    assert_eq!(injections, 1, "delivered once");
+    let copies = env.app().store.fetched_by_message_id("doppio", "una volta@pec.altro.it").await.unwrap();
+    assert_eq!(copies.len(), 2, "both ids recorded");
+    assert_ne!(copies[0].uidl, copies[1].uidl);
+    assert_eq!(copies[1].injection, None, "the second is not injected");
+    assert!(
+        std::fs::read(env.app().spool.fetched_path(&copies[0].id)).unwrap().ends_with(&mail("una volta")),
+        "the first copy is the evidence"
+    );
+    let (_, metrics) = http_get(env.app().admin_addr, "/metrics").await;
+    assert_eq!(metric_value(&metrics, "pecgate_fetch_duplicates_total{mailbox=\"doppio\"}"), Some(1.0), "{metrics}");
+    assert_eq!(metric_value(&metrics, "pecgate_imap_uidvalidity_changes_total{mailbox=\"doppio\"}"), Some(1.0), "{metrics}");
+}
+
 #[tokio::test]
 async fn a_huge_literal_is_refused_before_a_byte_is_kept_and_nothing_is_deleted() {
     let env = start("delete", "").await;

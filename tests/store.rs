@@ -331,6 +331,13 @@ async fn newest_fetched_uidl_by_folder(b: Arc<dyn Backend>) {
     assert_eq!(s.newest_fetched_uidl("legal", "Posta è/").await.unwrap().as_deref(), Some("Posta è/4/1"));
     assert_eq!(s.newest_fetched_uidl("legal", "INBOX/").await.unwrap(), None);
     assert_eq!(s.newest_fetched_uidl("legal", "IN").await.unwrap().as_deref(), Some("IN_X/9/1"), "a plain prefix");
+    // And by Message-ID, within the mailbox only, oldest first.
+    let again = FetchedRecord { fetched_at: 9_000, injection: None, message_id: Some("<F1@provider>".into()), ..record("F9", "IN%X/8/7") };
+    s.commit_fetched(&again, None, &[]).await.unwrap();
+    let ids = |v: Vec<FetchedRecord>| v.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    assert_eq!(ids(s.fetched_by_message_id("legal", "<F1@provider>").await.unwrap()), ["F1", "F9"]);
+    assert!(s.fetched_by_message_id("hr", "<F1@provider>").await.unwrap().is_empty());
+    assert!(s.fetched_by_message_id("legal", "<nope@provider>").await.unwrap().is_empty());
 }
 
 async fn admin_list_and_search(b: Arc<dyn Backend>) {

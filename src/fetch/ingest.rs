@@ -168,6 +168,9 @@ impl Ingest {
         {
             return self.commit_duplicate(mailbox, f, m, first).await;
         }
+        if let Some(first) = self.identical_copy(mailbox, f).await? {
+            return self.commit_refetched(mailbox, f, first).await;
+        }
         let members = rt.directory.members(&mailbox.id).await?;
         let to = route(c.kind, mailbox.receipts_to, &members, sent.as_ref().map(|m| m.original_sender.as_str()));
         let corp = &rt.config.corporate;
@@ -281,7 +284,7 @@ impl Ingest {
         let record =
             FetchedRecord { identificativo: first.identificativo.clone(), related_message: Some(sent.id.clone()), ..f.record(&mailbox.id) };
         self.store.commit_fetched(&record, None, &[]).await?;
-        let identical = tokio::fs::read(self.spool.fetched_path(&first.id)).await.is_ok_and(|b| b == f.raw);
+        let identical = self.spool.fetched_equals(&first.id, f.raw).await.unwrap_or(false);
         if identical {
             self.spool.remove_fetched(f.id).await;
         }
@@ -298,6 +301,44 @@ impl Ingest {
         metrics::counter!("pecgate_pop3_messages_fetched_total", "mailbox" => mailbox.id.clone()).increment(1);
         metrics::counter!("pecgate_receipts_duplicate_total", "mailbox" => mailbox.id.clone()).increment(1);
         tracing::info!(mailbox = %mailbox.id, fetched_id = %f.id, uidl = %f.uid, first = %first.id, identical, kind = %c.kind.as_str(), "duplicate receipt: recorded, not delivered again");
+        Ok(record)
+    }
+}
+
+impl Ingest {
+    /// A stored message of this mailbox with the same Message-ID and the
+    /// same bytes under another id: the message fetched again, as after a
+    /// folder's UIDVALIDITY reset, or found in a second folder.
+    async fn identical_copy(&self, mailbox: &Mailbox, f: &Fetched<'_>) -> Result<Option<FetchedRecord>> {
+        let Some(message_id) = f.classification.message_id.as_deref() else { return Ok(None) };
+        for r in self.store.fetched_by_message_id(&mailbox.id, message_id).await? {
+            if r.uidl != f.uid && r.size == f.size && self.spool.fetched_equals(&r.id, f.raw).await.unwrap_or(false) {
+                return Ok(Some(r));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Records the id, so retention applies to it, without delivering the
+    /// message again; the stored first copy stays the evidence.
+    async fn commit_refetched(&self, mailbox: &Mailbox, f: &Fetched<'_>, first: FetchedRecord) -> Result<FetchedRecord> {
+        let record = FetchedRecord {
+            identificativo: first.identificativo.clone(),
+            related_message: first.related_message.clone(),
+            ..f.record(&mailbox.id)
+        };
+        self.store.commit_fetched(&record, None, &[]).await?;
+        self.spool.remove_fetched(f.id).await;
+        metrics::counter!("pecgate_fetch_duplicates_total", "mailbox" => mailbox.id.clone()).increment(1);
+        tracing::info!(
+            mailbox = %mailbox.id,
+            fetched_id = %f.id,
+            uidl = %f.uid,
+            first = %first.id,
+            first_uidl = %first.uidl,
+            kind = %f.classification.kind.as_str(),
+            "fetched again under a new id, byte-identical to the stored copy: recorded, not delivered again"
+        );
         Ok(record)
     }
 }

@@ -75,6 +75,27 @@ impl Spool {
     }
 
     /// Removes a fetched message whose store record was never committed.
+    /// Whether the stored fetched message `id` holds exactly `bytes`, read
+    /// in chunks (a 100 MB original is not read twice into memory).
+    pub async fn fetched_equals(&self, id: &str, bytes: &[u8]) -> io::Result<bool> {
+        let mut file = File::open(self.fetched_path(id)).await?;
+        if file.metadata().await?.len() != bytes.len() as u64 {
+            return Ok(false);
+        }
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut at = 0;
+        loop {
+            let n = file.read(&mut buf).await?;
+            if n == 0 {
+                return Ok(at == bytes.len());
+            }
+            if bytes.get(at..at + n) != Some(&buf[..n]) {
+                return Ok(false);
+            }
+            at += n;
+        }
+    }
+
     pub async fn remove_fetched(&self, id: &str) {
         let _ = fs::remove_file(self.fetched_path(id)).await;
     }

@@ -416,6 +416,8 @@ pub trait Store: Send + Sync {
     /// The uidl of the mailbox's most recently fetched message whose uidl
     /// starts with `prefix` (IMAP: `folder/`, whose UIDVALIDITY it holds).
     async fn newest_fetched_uidl(&self, mailbox: &str, prefix: &str) -> Result<Option<String>>;
+    /// The mailbox's fetched messages with this Message-ID (bare), oldest first, at most 20.
+    async fn fetched_by_message_id(&self, mailbox: &str, message_id: &str) -> Result<Vec<FetchedRecord>>;
     /// Commits a fetched message in one transaction: its record, what it
     /// changes on the sent message, and the injections that route it. After
     /// this returns the POP3 copy may be deleted.

@@ -46,6 +46,15 @@ impl SqlStore {
         row.as_ref().map(fetched_from_row).transpose()
     }
 
+    pub(super) async fn fetched_by_message_id(&self, mailbox: &str, message_id: &str) -> Result<Vec<FetchedRecord>> {
+        let rows = query(self.c.d, "SELECT * FROM fetched WHERE mailbox_id = ? AND message_id = ? ORDER BY fetched_at, id LIMIT 20")
+            .bind(mailbox)
+            .bind(message_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(fetched_from_row).collect()
+    }
+
     pub(super) async fn newest_fetched_uidl(&self, mailbox: &str, prefix: &str) -> Result<Option<String>> {
         // substr, not LIKE: a folder name may hold `%` or `_`.
         let len = i32::try_from(prefix.chars().count()).unwrap_or(i32::MAX);

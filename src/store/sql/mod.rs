@@ -225,6 +225,10 @@ impl Store for SqlStore {
         self.newest_fetched_uidl(mailbox, prefix).await
     }
 
+    async fn fetched_by_message_id(&self, mailbox: &str, message_id: &str) -> Result<Vec<FetchedRecord>> {
+        self.fetched_by_message_id(mailbox, message_id).await
+    }
+
     async fn commit_fetched(&self, r: &FetchedRecord, update: Option<&ReceiptUpdate>, injections: &[NewMessage]) -> Result<()> {
         self.commit_fetched(r, update, injections).await
     }

@@ -102,6 +102,7 @@ CREATE INDEX rate_slots_mailbox ON rate_slots(mailbox_id, at);
     LIST_FILTER_INDEXES,
     SQLITE_RECIPIENT_COUNTS,
     PINS_AND_ALARMS,
+    FETCHED_BY_MESSAGE_ID,
 ];
 
 /// PostgreSQL schema versions. Version 1 is the whole SQLite schema up to
@@ -187,6 +188,7 @@ CREATE INDEX rate_slots_mailbox ON rate_slots(mailbox_id, at);
     POSTGRES_SEARCH,
     LIST_FILTER_INDEXES,
     PINS_AND_ALARMS,
+    FETCHED_BY_MESSAGE_ID,
 ];
 
 /// The same in both dialects: the table and its indexes take the new name.
@@ -320,6 +322,12 @@ CREATE TABLE pins (
 CREATE TABLE pin_failures (mailbox_id TEXT NOT NULL, user_address TEXT NOT NULL, at BIGINT NOT NULL);
 CREATE INDEX pin_failures_user ON pin_failures(mailbox_id, user_address, at);
 CREATE TABLE alarms (name TEXT PRIMARY KEY, raised_at BIGINT NOT NULL);
+"#;
+
+/// A message fetched again under a new id (a folder's UIDVALIDITY reset)
+/// is found by its Message-ID; the same in both dialects.
+const FETCHED_BY_MESSAGE_ID: &str = r#"
+CREATE INDEX fetched_mailbox_message_id ON fetched(mailbox_id, message_id);
 "#;
 
 /// Every filter of the admin list walks an index newest first; the status
