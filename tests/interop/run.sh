@@ -149,9 +149,19 @@ maillog_file_prefixes = $I
 maillog_file = $I/maillog
 syslog_name = postfix-pecgate-interop
 CF
-cat >"$PF_CONF/header_checks" <<CF
-/^Subject:.*\[G?PEC(:[A-Za-z0-9._-]+)?([: ][0-9]+)?\]/ FILTER pecgate:[127.0.0.1]:$GW_PORT
-CF
+# The rule exactly as deploy/guides/postfix.md gives it (README too), with this run's port.
+rule=$(grep -m1 '^/^Subject:' "$ROOT/deploy/guides/postfix.md")
+[[ -n "$rule" ]] || fail "no header_checks rule in deploy/guides/postfix.md"
+grep -qxF -- "$rule" "$ROOT/README.md" || fail "the README's header_checks rule differs from deploy/guides/postfix.md"
+sed "s/:2525\$/:$GW_PORT/" <<<"$rule" >"$PF_CONF/header_checks"
+# Every tag form of the grammar (README, PIN for sending) is routed; look-alikes are not.
+for subject in "[PEC] Contratto" "[pec:legal] x" "[GPEC:hr] x" "Re: [PEC:legal:482913] Diffida" "[PEC:legal 482913] x" "[PEC 482913] x" "[PEC:482913] x"; do
+  postmap -c "$PF_CONF" -q "Subject: $subject" "regexp:$PF_CONF/header_checks" >/dev/null || fail "the guide's header_checks rule does not route the tag in: $subject"
+done
+for subject in "PEC senza tag" "[PECX] x" "[PEC:legal:48 29] x" "[PEC-legal] x"; do
+  if postmap -c "$PF_CONF" -q "Subject: $subject" "regexp:$PF_CONF/header_checks" >/dev/null; then fail "the guide's header_checks rule routes a subject without a tag: $subject"; fi
+done
+echo "interop: the guide's header_checks rule routes every tag form (with and without PIN) and no look-alike"
 cat >"$PF_CONF/master.cf" <<CF
 127.0.0.1:$PF_PORT inet n - n - - smtpd
 pickup    unix  n       -       n       60      1       pickup
