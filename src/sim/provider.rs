@@ -302,9 +302,7 @@ impl Backend for ProviderBackend {
         self.faults.fire(Stage::Mail).await?;
         let Some(m) = self.mailbox(info) else { return Err(reply::r530_auth_required().into()) };
         if !from.eq_ignore_ascii_case(&m.address) {
-            return Err(
-                Reply::new(553, Some("5.7.1"), format!("sender {from} does not match the authenticated mailbox {}", m.address)).into()
-            );
+            return Err(sender_not_owned(from, &m.username).into());
         }
         self.throttle.check(&m.address).map_err(Response::from)?;
         Ok(())
@@ -487,9 +485,22 @@ impl SimProvider {
     }
 }
 
+/// Aruba's refusal of an envelope sender that is not the login's (Postfix's
+/// `reject_sender_login_mismatch` wording, which Aruba's servers give).
+fn sender_not_owned(from: &str, login: &str) -> Reply {
+    Reply::new(553, Some("5.7.1"), format!("<{from}>: Sender address rejected: not owned by user {login}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_foreign_sender_gets_arubas_553_which_pecgate_reads_as_a_mailbox_misconfiguration() {
+        let reply = sender_not_owned("altro@pec.it", "box-login");
+        assert_eq!(reply.to_string().trim_end(), "553 5.7.1 <altro@pec.it>: Sender address rejected: not owned by user box-login");
+        assert_eq!(crate::outbound::replies::classify(&reply), Some(crate::outbound::replies::Meaning::SenderNotOwned));
+    }
 
     #[test]
     fn pec_rules() {
