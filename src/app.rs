@@ -162,7 +162,7 @@ impl App {
         ));
         let mut tasks =
             vec![tokio::spawn(outbound.clone().run(shutdown_rx.clone())), tokio::spawn(cluster.clone().run(shutdown_rx.clone()))];
-        crate::mailbox_alarms::check_senders(&live.get(), &enqueue, clock.as_ref()).await;
+        crate::mailbox_alarms::check_senders(&live.get(), &enqueue, clock.as_ref(), crate::mailbox_alarms::Check::StartOrReload).await;
 
         if let Some(crls) = &crls {
             tasks.push(tokio::spawn(refresh_crls(crls.clone(), shutdown_rx.clone())));
@@ -275,6 +275,15 @@ async fn refresh_crls(crls: Arc<crate::crl::CrlCache>, mut shutdown: watch::Rece
     }
 }
 
+/// The next directory refresh: `false` once the directory is gone (a
+/// reload replaced it); never, for a directory without refreshes.
+async fn next_refresh(refreshes: Option<&mut watch::Receiver<u64>>) -> bool {
+    match refreshes {
+        Some(rx) => rx.changed().await.is_ok(),
+        None => std::future::pending().await,
+    }
+}
+
 /// What a new snapshot needs besides the subsystems that read it per
 /// session, delivery or poll: metrics series for new mailboxes, the admin token.
 async fn follow_reloads(
@@ -286,6 +295,8 @@ async fn follow_reloads(
 ) {
     let mut generation = live.subscribe();
     let mut registered: HashSet<String> = live.get().mailboxes.iter().map(|m| m.id.clone()).collect();
+    // A directory that changes between reloads (LDAP) may lose a mailbox's last sender at any refresh.
+    let mut refreshes = live.get().directory.refreshes();
     loop {
         tokio::select! {
             changed = generation.changed() => {
@@ -299,7 +310,15 @@ async fn follow_reloads(
                     }
                 }
                 admin.auth.set_token(rt.secrets.admin_token.as_ref());
-                crate::mailbox_alarms::check_senders(&rt, &enqueue, clock.as_ref()).await;
+                refreshes = rt.directory.refreshes();
+                crate::mailbox_alarms::check_senders(&rt, &enqueue, clock.as_ref(), crate::mailbox_alarms::Check::StartOrReload).await;
+            }
+            refreshed = next_refresh(refreshes.as_mut()) => {
+                if refreshed {
+                    crate::mailbox_alarms::check_senders(&live.get(), &enqueue, clock.as_ref(), crate::mailbox_alarms::Check::DirectoryRefresh).await;
+                } else {
+                    refreshes = None;
+                }
             }
             _ = shutdown.changed() => return,
         }

@@ -15,13 +15,25 @@ pub fn no_sender_alarm(id: &str) -> String {
 }
 
 /// Checks every active mailbox of `rt` against its directory members.
-pub async fn check_senders(rt: &Runtime, enqueue: &Enqueue, clock: &dyn Clock) {
+/// When the check runs: at start and reload the warning is logged each
+/// time; after a directory refresh only when the alarm is new.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    StartOrReload,
+    DirectoryRefresh,
+}
+
+pub async fn check_senders(rt: &Runtime, enqueue: &Enqueue, clock: &dyn Clock, when: Check) {
     let store = enqueue.store();
     for m in rt.mailboxes.iter().filter(|m| m.active) {
         let members = match rt.directory.members(&m.id).await {
             Ok(members) => members,
             Err(e) => {
-                tracing::warn!(mailbox = %m.id, error = %e, "cannot check who may send from the mailbox");
+                // After a refresh the directory's own warning has said it (once per outage).
+                match when {
+                    Check::StartOrReload => tracing::warn!(mailbox = %m.id, error = %e, "cannot check who may send from the mailbox"),
+                    Check::DirectoryRefresh => tracing::debug!(mailbox = %m.id, error = %e, "cannot check who may send from the mailbox"),
+                }
                 continue;
             }
         };
@@ -34,9 +46,12 @@ pub async fn check_senders(rt: &Runtime, enqueue: &Enqueue, clock: &dyn Clock) {
             }
             continue;
         }
-        tracing::warn!(mailbox = %m.id, "no user may send from this mailbox: it can only receive");
         let now = clock.now_ms();
-        match store.raise_alarm(&alarm, now).await {
+        let raised = store.raise_alarm(&alarm, now).await;
+        if when == Check::StartOrReload || matches!(raised, Ok(true)) {
+            tracing::warn!(mailbox = %m.id, "no user may send from this mailbox: it can only receive");
+        }
+        match raised {
             Ok(true) => {}
             Ok(false) => continue,
             Err(e) => {

@@ -343,3 +343,57 @@ async fn measure_a_thousand_user_directory() {
     let after = rss_kib();
     println!("refresh of {} members: {times:?}; RSS {before} KiB -> {after} KiB", members.len());
 }
+
+/// The GPec non-blocking alarm follows the directory: when a refresh leaves
+/// a mailbox with no user allowed to send, its admin is told, without a
+/// reload (once: later refreshes do not repeat it).
+#[tokio::test]
+#[ignore = "needs slapd (runs in tests/interop)"]
+async fn a_refresh_that_removes_the_last_sender_tells_the_admin_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let slapd = Slapd::start(tmp.path()).await;
+    let ca = slapd.dir.join("ca.pem");
+    let url = slapd.url();
+    let mut env = TestEnv::start_with(|t| {
+        directory_config(t, &url, 1, &ca);
+        // Only the directory's send group may send from legal.
+        let users = format!("[[mailbox.user]]\naddress = \"{MARIO}\"\nadmin = true\n[[mailbox.user]]\naddress = \"{ANNA}\"\nsend = false\n[[mailbox.user]]\naddress = \"{LUCA}\"\n");
+        assert!(t.contains(&users), "{t}");
+        *t = t.replacen(&users, &format!("[[mailbox.user]]\naddress = \"{MARIO}\"\nadmin = true\nsend = false\n[[mailbox.user]]\naddress = \"{ANNA}\"\nsend = false\n[[mailbox.user]]\naddress = \"{LUCA}\"\nsend = false\n"), 1);
+    })
+    .await;
+    wait_directory_up(&env, 1.0).await;
+    assert!(send(&env, SARA, "still allowed").await.starts_with("250 "));
+    let subject = format!("Nessun utente puo' inviare dalla casella PEC {LEGAL}");
+    let alarms = || {
+        env.capture
+            .bag
+            .all()
+            .into_iter()
+            .filter(|m| m.rcpts.iter().any(|r| r == MARIO))
+            .filter(|m| {
+                mail_parser::MessageParser::default().parse(&m.data).and_then(|p| p.subject().map(str::to_owned)).as_deref()
+                    == Some(subject.as_str())
+            })
+            .count()
+    };
+    assert_eq!(alarms(), 0, "legal has senders from the group");
+
+    slapd.remove_member(SEND_GROUP, &format!("uid=sara,ou=people,{BASE}"));
+    slapd.remove_member(SEND_GROUP, &format!("cn=pec-legale-team,ou=groups,{BASE}"));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while alarms() == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no alarm after the refresh removed the last sender");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(send(&env, SARA, "no longer").await.starts_with("550 5.7.1"));
+    // Two more refreshes (refresh_secs = 1): not repeated.
+    let refreshed = env.app().live.get().directory.status().last_attempt_ms;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while env.app().live.get().directory.status().last_attempt_ms.unwrap_or(0) < refreshed.unwrap_or(0) + 2000 {
+        assert!(tokio::time::Instant::now() < deadline, "the directory stopped refreshing");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(alarms(), 1, "told once");
+    env.stop().await;
+}

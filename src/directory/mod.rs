@@ -120,6 +120,12 @@ pub trait Directory: Send + Sync {
     fn status(&self) -> Status {
         Status { kind: self.kind(), url: None, up: true, last_attempt_ms: None, last_success_ms: None, last_error: None, users: None }
     }
+
+    /// Bumped after each refresh, for a directory whose answers change
+    /// without a reload (LDAP); `None` when only a reload changes them.
+    fn refreshes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
 }
 
 /// A member whose rights all come from the configuration file.

@@ -158,6 +158,10 @@ impl Directory for LdapDirectory {
         self.shared.settings.kind.as_str()
     }
 
+    fn refreshes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(self.shared.attempts.subscribe())
+    }
+
     async fn members(&self, mailbox: &str) -> Result<Arc<[Member]>> {
         Ok(self.table().await?.members.get(mailbox).cloned().unwrap_or_else(|| Arc::from(Vec::new())))
     }
