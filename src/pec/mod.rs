@@ -42,6 +42,7 @@ mod mime;
 mod report;
 mod shallow;
 pub mod signature;
+pub mod skeleton;
 mod structure;
 mod xml_repair;
 

@@ -69,6 +69,16 @@ impl HashAlg {
         }
     }
 
+    /// A hasher fed in pieces (a signed part read back from the spool).
+    pub(super) fn hasher(self) -> Box<dyn sha2::digest::DynDigest> {
+        match self {
+            Self::Sha1 => Box::new(sha1::Sha1::default()),
+            Self::Sha256 => Box::new(sha2::Sha256::default()),
+            Self::Sha384 => Box::new(sha2::Sha384::default()),
+            Self::Sha512 => Box::new(sha2::Sha512::default()),
+        }
+    }
+
     fn scheme(self) -> Pkcs1v15Sign {
         match self {
             Self::Sha1 => Pkcs1v15Sign::new::<sha1::Sha1>(),
@@ -85,7 +95,12 @@ impl HashAlg {
 /// in private-key operations (decryption, signing). Verification uses only
 /// the public key and is not affected.
 pub(super) fn rsa_verify(key: &RsaPublicKey, hash: HashAlg, msg: &[u8], sig: &[u8]) -> bool {
-    key.verify(hash.scheme(), &hash.digest(msg), sig).is_ok()
+    rsa_verify_digest(key, hash, &hash.digest(msg), sig)
+}
+
+/// [`rsa_verify`] of a message already hashed with `hash`.
+pub(super) fn rsa_verify_digest(key: &RsaPublicKey, hash: HashAlg, digest: &[u8], sig: &[u8]) -> bool {
+    key.verify(hash.scheme(), digest, sig).is_ok()
 }
 
 /// The RSA public key of `cert`, if it has one (rsa rejects moduli over 4096

@@ -37,6 +37,8 @@ pub use sign::{Digest, TestSigner};
 
 use chain::{Chain, HashAlg};
 
+use crate::pec::skeleton::Skeleton;
+
 const ID_SIGNED_DATA: &str = "1.2.840.113549.1.7.2";
 const ID_DATA: &str = "1.2.840.113549.1.7.1";
 const ID_CONTENT_TYPE: &str = "1.2.840.113549.1.9.3";
@@ -152,12 +154,107 @@ pub fn verify(raw: &[u8], trust: &TrustStore, at: Option<DateTime<FixedOffset>>)
 /// holds: revoked at or before `at` makes the verdict `invalid`; a CRL
 /// missing, stale or badly signed leaves the verdict and says `unknown`.
 pub fn verify_with(raw: &[u8], trust: &TrustStore, at: Option<DateTime<FixedOffset>>, crls: Option<&dyn CrlSource>) -> SignatureReport {
+    verify_in(raw, Signed::InMemory, trust, at, crls)
+}
+
+/// Reads bytes of the stored message, for [`verify_stored`].
+pub trait StoredBytes {
+    /// Calls `each` with the bytes `start..end` of the stored message, in order.
+    fn read_range(&self, start: u64, end: u64, each: &mut dyn FnMut(&[u8])) -> std::io::Result<()>;
+}
+
+/// [`verify_with`] for a big message held as a [`Skeleton`]: the CMS and
+/// the MIME structure are read from the skeleton, and the signed part's
+/// digest from the stored message, in chunks.
+/// `None` when the skeleton lacks bytes the check reads itself (the
+/// top-level headers or the signature part, each far below what a skeleton
+/// keeps): the caller checks the whole message instead.
+pub fn verify_stored(
+    skeleton: &Skeleton,
+    stored: &dyn StoredBytes,
+    trust: &TrustStore,
+    at: Option<DateTime<FixedOffset>>,
+    crls: Option<&dyn CrlSource>,
+) -> Option<SignatureReport> {
+    if !skeleton.header_whole() {
+        return None;
+    }
+    let report = verify_in(&skeleton.bytes, Signed::Stored { skeleton, stored }, trust, at, crls);
+    (report.detail != SKELETON_SHORT).then_some(report)
+}
+
+/// The detail of a check that found part of the signature left out of the skeleton.
+const SKELETON_SHORT: &str = "the skeleton lacks the signature part";
+
+/// Where the signed content's bytes are.
+#[derive(Clone, Copy)]
+enum Signed<'a> {
+    /// In the message given.
+    InMemory,
+    /// The message given is this skeleton; the bytes are in `stored`.
+    Stored { skeleton: &'a Skeleton, stored: &'a dyn StoredBytes },
+}
+
+/// The signed content: digests over its bytes and over their CRLF canonical form.
+enum Content<'a> {
+    Bytes(&'a [u8]),
+    Stored { stored: &'a dyn StoredBytes, start: u64, end: u64 },
+}
+
+impl Content<'_> {
+    fn each(&self, f: &mut dyn FnMut(&[u8])) -> std::result::Result<(), (Verdict, String)> {
+        match self {
+            Content::Bytes(b) => {
+                f(b);
+                Ok(())
+            }
+            Content::Stored { stored, start, end } => {
+                stored.read_range(*start, *end, f).map_err(|e| malformed(format!("cannot read the stored message: {e}")))
+            }
+        }
+    }
+
+    fn digest(&self, alg: HashAlg) -> std::result::Result<Vec<u8>, (Verdict, String)> {
+        let mut h = alg.hasher();
+        self.each(&mut |b| h.update(b))?;
+        Ok(h.finalize().to_vec())
+    }
+
+    fn has_bare_lf(&self) -> std::result::Result<bool, (Verdict, String)> {
+        let mut prev = None;
+        let mut found = false;
+        self.each(&mut |b| {
+            found = found || mime::has_bare_lf_after(prev, b);
+            prev = b.last().copied().or(prev);
+        })?;
+        Ok(found)
+    }
+
+    /// The digest of the canonical form (every bare LF as CRLF).
+    fn canonical_digest(&self, alg: HashAlg) -> std::result::Result<Vec<u8>, (Verdict, String)> {
+        let mut h = alg.hasher();
+        let mut prev = None;
+        self.each(&mut |b| {
+            mime::bare_lf_to_crlf_after(prev, b, &mut |piece| h.update(piece));
+            prev = b.last().copied().or(prev);
+        })?;
+        Ok(h.finalize().to_vec())
+    }
+}
+
+fn verify_in(
+    raw: &[u8],
+    signed: Signed<'_>,
+    trust: &TrustStore,
+    at: Option<DateTime<FixedOffset>>,
+    crls: Option<&dyn CrlSource>,
+) -> SignatureReport {
     // The checks below are written not to panic (and are fuzzed); the
     // catch_unwind is defence in depth against a panic inside a dependency's
     // decoder (with panic = "abort" it does nothing).
     let run = std::panic::AssertUnwindSafe(|| {
         let mut report = SignatureReport::new(Verdict::Malformed, "");
-        let (verdict, detail) = match check(raw, trust, at, crls, &mut report) {
+        let (verdict, detail) = match check(raw, signed, trust, at, crls, &mut report) {
             Ok(v) | Err(v) => v,
         };
         report.verdict = verdict;
@@ -170,6 +267,7 @@ pub fn verify_with(raw: &[u8], trust: &TrustStore, at: Option<DateTime<FixedOffs
 
 fn check(
     raw: &[u8],
+    signed: Signed<'_>,
     trust: &TrustStore,
     at: Option<DateTime<FixedOffset>>,
     crls: Option<&dyn CrlSource>,
@@ -196,6 +294,12 @@ fn check(
         [_] => return Err(malformed("signature part missing")),
         [c, s, ..] => (*c, *s),
     };
+    if let Signed::Stored { skeleton, .. } = signed {
+        let start = sig_part.as_ptr() as usize - raw.as_ptr() as usize;
+        if !skeleton.whole_between(start, start + sig_part.len()) {
+            return Err((Verdict::Malformed, SKELETON_SHORT.into()));
+        }
+    }
     let sig_headers = mime::parse_headers(sig_part);
     let sig_ct = mime::parse_content_type(mime::header(&sig_headers, "Content-Type").unwrap_or_default());
     if sig_ct.mime != "application/pkcs7-signature" && sig_ct.mime != "application/x-pkcs7-signature" {
@@ -254,7 +358,15 @@ fn check(
     let signature = signer_info.signature.as_bytes();
 
     // --- Content digest and signature.
-    let canonical = if mime::has_bare_lf(content) { Some(mime::bare_lf_to_crlf(content)) } else { None };
+    let content = match signed {
+        Signed::InMemory => Content::Bytes(content),
+        Signed::Stored { skeleton, stored } => {
+            let start = content.as_ptr() as usize - raw.as_ptr() as usize;
+            let (start, end) = skeleton.file_range(start, start + content.len());
+            Content::Stored { stored, start, end }
+        }
+    };
+    let canonical = content.has_bare_lf()?;
     let mut note = "";
     match &signer_info.signed_attrs {
         Some(attrs) => {
@@ -269,10 +381,11 @@ fn check(
                     return Err(malformed("contentType signed attribute is not id-data"));
                 }
             }
-            if digest.digest(content) != md {
-                match &canonical {
-                    Some(c) if digest.digest(c) == md => note = " (over the CRLF canonical form)",
-                    _ => return Err((Verdict::Invalid, "message digest mismatch: content altered".into())),
+            if content.digest(digest)? != md {
+                if canonical && content.canonical_digest(digest)? == md {
+                    note = " (over the CRLF canonical form)";
+                } else {
+                    return Err((Verdict::Invalid, "message digest mismatch: content altered".into()));
                 }
             }
             let encoded = attrs.to_der().map_err(|e| malformed(format!("signedAttrs: {e}")))?;
@@ -283,10 +396,11 @@ fn check(
             }
         }
         None => {
-            if !chain::rsa_verify(&key, sig_hash, content, signature) {
-                match &canonical {
-                    Some(c) if chain::rsa_verify(&key, sig_hash, c, signature) => note = " (over the CRLF canonical form)",
-                    _ => return Err((Verdict::Invalid, "RSA signature over the content does not verify: content altered".into())),
+            if !chain::rsa_verify_digest(&key, sig_hash, &content.digest(sig_hash)?, signature) {
+                if canonical && chain::rsa_verify_digest(&key, sig_hash, &content.canonical_digest(sig_hash)?, signature) {
+                    note = " (over the CRLF canonical form)";
+                } else {
+                    return Err((Verdict::Invalid, "RSA signature over the content does not verify: content altered".into()));
                 }
             }
         }
