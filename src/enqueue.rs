@@ -95,15 +95,15 @@ impl Enqueue {
     /// the returned row together with other changes (`Store::commit_fetched`),
     /// then calls [`Enqueue::kick`]. On failure it must call `Spool::remove`.
     pub async fn prepare_bytes(&self, message: &[u8], env: Envelope) -> Result<NewMessage> {
-        self.prepare_pieces(&[message], env).await
+        self.prepare_pieces(&[crate::queue::spool::Piece::Bytes(message)], env).await
     }
 
     /// [`prepare_bytes`](Self::prepare_bytes) for a message given as
     /// consecutive pieces (a wrapper around a fetched original, not copied).
-    pub async fn prepare_pieces(&self, pieces: &[&[u8]], env: Envelope) -> Result<NewMessage> {
+    pub async fn prepare_pieces(&self, pieces: &[crate::queue::spool::Piece<'_>], env: Envelope) -> Result<NewMessage> {
         let id = crate::queue::new_queue_id(self.clock.now_ms());
         self.spool.store_pieces(&id, pieces).await.map_err(Error::Spool)?;
-        Ok(self.new_message(&id, pieces.iter().map(|p| p.len() as u64).sum(), env))
+        Ok(self.new_message(&id, pieces.iter().map(|p| p.len()).sum(), env))
     }
 
     /// Wakes the delivery dispatcher (after a commit made elsewhere).

@@ -2,6 +2,7 @@
 //! come with receipts and the watchdog). Text in Italian by default,
 //! English when `[corporate] language = "en"`.
 
+use crate::queue::spool::Piece;
 use mail_builder::MessageBuilder;
 
 use crate::config::Language;
@@ -135,7 +136,8 @@ pub struct Delivery<'a> {
 /// header section, which a sender could forge to pass a corporate filter that
 /// trusts our marks, is renamed `X-Original-Pecgate-*` (see [`own_marks`]); the
 /// stored original keeps the bytes as they came.
-pub fn inline_wrap<'a>(d: &Delivery<'_>, raw: &'a [u8]) -> Wrapped<'a> {
+pub fn inline_wrap<'a>(d: &Delivery<'_>, original: Original<'a>) -> Wrapped<'a> {
+    let raw = original.view;
     let mut out = format!("X-Pecgate-Mailbox: {}\r\nX-Pecgate-Kind: {}\r\n", d.mailbox_id, d.classification.kind.as_str()).into_bytes();
     // A failed signature check is flagged to the reader, above the untouched original.
     if let Some(s) =
@@ -153,7 +155,31 @@ pub fn inline_wrap<'a>(d: &Delivery<'_>, raw: &'a [u8]) -> Wrapped<'a> {
     // The header section is copied (it may have been rewritten); the body is the original's own bytes.
     let body = crate::queue::spool::split_header_section(raw).0.len().max(copied);
     out.extend_from_slice(&raw[copied..body]);
-    Wrapped { prefix: out, raw: &raw[body..], suffix: Vec::new() }
+    Wrapped { prefix: out, original: original.from(body), suffix: Vec::new() }
+}
+
+/// A fetched original to wrap: its bytes, or, for a big one, its skeleton
+/// (whose header section and last line are whole) and its stored file.
+#[derive(Debug, Clone, Copy)]
+pub struct Original<'a> {
+    /// The message, or its skeleton: what the wrappers read.
+    pub view: &'a [u8],
+    /// The stored file and its size, when `view` is a skeleton.
+    pub stored: Option<(&'a std::path::Path, u64)>,
+}
+
+impl<'a> Original<'a> {
+    pub fn bytes(raw: &'a [u8]) -> Self {
+        Self { view: raw, stored: None }
+    }
+
+    /// The original's bytes from `at` to its end (`at` within the header section).
+    fn from(&self, at: usize) -> Piece<'a> {
+        match self.stored {
+            None => Piece::Bytes(&self.view[at.min(self.view.len())..]),
+            Some((path, size)) => Piece::File { path, offset: at as u64, len: size.saturating_sub(at as u64) },
+        }
+    }
 }
 
 /// A message pecgate writes around a fetched one: `prefix`, then bytes of
@@ -163,18 +189,20 @@ pub fn inline_wrap<'a>(d: &Delivery<'_>, raw: &'a [u8]) -> Wrapped<'a> {
 #[derive(Debug)]
 pub struct Wrapped<'a> {
     pub prefix: Vec<u8>,
-    pub raw: &'a [u8],
+    pub original: Piece<'a>,
     pub suffix: Vec<u8>,
 }
 
 impl Wrapped<'_> {
-    pub fn pieces(&self) -> [&[u8]; 3] {
-        [&self.prefix, self.raw, &self.suffix]
+    pub fn pieces(&self) -> [Piece<'_>; 3] {
+        [Piece::Bytes(&self.prefix), self.original, Piece::Bytes(&self.suffix)]
     }
 
-    /// The whole message in one buffer (tests, small messages).
+    /// The whole message in one buffer, when the original is in memory (tests).
+    #[cfg(test)]
     pub fn to_vec(&self) -> Vec<u8> {
-        self.pieces().concat()
+        let Piece::Bytes(original) = self.original else { panic!("the original is in a file") };
+        [&self.prefix[..], original, &self.suffix].concat()
     }
 }
 
@@ -203,7 +231,9 @@ pub fn own_marks(raw: &[u8]) -> Vec<usize> {
 /// Attach mode (Microsoft 365 and clients that mangle PEC envelopes): a new
 /// message with a readable summary and the original attached as
 /// `message/rfc822`, byte-for-byte (8bit, never re-encoded).
-pub fn attach_wrap<'a>(d: &Delivery<'_>, raw: &'a [u8]) -> Wrapped<'a> {
+pub fn attach_wrap<'a>(d: &Delivery<'_>, original: Original<'a>) -> Wrapped<'a> {
+    // A skeleton keeps every line starting with `-` and the last line: enough for the boundary and the end.
+    let raw = original.view;
     let c = d.classification;
     let it = d.language == Language::It;
     let kind_label = kind_label(c.kind, d.language);
@@ -284,7 +314,7 @@ pub fn attach_wrap<'a>(d: &Delivery<'_>, raw: &'a [u8]) -> Wrapped<'a> {
         suffix.extend_from_slice(b"\r\n");
     }
     suffix.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    Wrapped { prefix, raw, suffix }
+    Wrapped { prefix, original: original.from(0), suffix }
 }
 
 fn kind_label(kind: crate::pec::Kind, lang: Language) -> &'static str {
@@ -479,11 +509,11 @@ mod wrap_tests {
             date_unix: 0,
             signature: None,
         };
-        let inline = inline_wrap(&d, &raw).to_vec();
+        let inline = inline_wrap(&d, Original::bytes(&raw)).to_vec();
         assert!(inline.ends_with(&raw));
         assert!(inline.starts_with(b"X-Pecgate-Mailbox: legal\r\nX-Pecgate-Kind: avvenuta-consegna\r\n"));
 
-        let attached = attach_wrap(&d, &raw).to_vec();
+        let attached = attach_wrap(&d, Original::bytes(&raw)).to_vec();
         let start = attached.windows(raw.len()).position(|w| w == raw.as_slice()).expect("original embedded byte-for-byte");
         assert!(start > 0);
         let parsed = mail_parser::MessageParser::default().parse(&attached).unwrap();
@@ -516,7 +546,7 @@ mod wrap_tests {
             date_unix: 0,
             signature: None,
         };
-        let wrapped = inline_wrap(&d, raw).to_vec();
+        let wrapped = inline_wrap(&d, Original::bytes(raw)).to_vec();
         let want: &[u8] = b"From: x@y.it\r\nX-Original-Pecgate-kind: avvenuta-consegna\r\nX-Original-Pecgate-Id:\r\n I9\r\n\
                             X-Pecgate: no dash-suffix\r\nSubject: s\r\n\r\nX-Pecgate-Kind: in the body stays\r\n";
         let head = b"X-Pecgate-Mailbox: legal\r\nX-Pecgate-Kind: ";

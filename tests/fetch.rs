@@ -529,3 +529,62 @@ async fn the_aruba_profile_simulator_answers_an_oversize_message_with_a_non_acce
     let states: Vec<_> = env.app().store.recipients(&small).await.unwrap().into_iter().map(|r| r.state).collect();
     assert_eq!(states, [RecipientState::Delivered; 3]);
 }
+
+/// A signed posta-certificata of about `size` bytes (a base64 attachment in its postacert.eml).
+fn big_envelope(size: usize, identificativo: &str) -> Vec<u8> {
+    let mut original = b"From: <mittente@pec.altro.it>\r\nTo: <legal@pec.azienda.it>\r\nSubject: Fattura con allegati\r\nMessage-ID: <big@pec.altro.it>\r\n\
+MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\nIn allegato.\r\n\
+--b1\r\nContent-Type: application/pdf; name=\"allegato.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        .to_vec();
+    while original.len() < size {
+        original.extend_from_slice(b"JVBERi0xLjcKJeLjz9MKMSAwIG9iago8PC9UeXBlL0NhdGFsb2cvUGFnZXMgMiAwIFI+PgplbmRv\r\n");
+    }
+    original.extend_from_slice(b"--b1--\r\n");
+    let mut p = BuildParams::sample(Kind::PostaCertificata);
+    p.identificativo = identificativo.into();
+    p.original = Some(original);
+    pecgate::sim::receipts::build_signed(&mut p)
+}
+
+/// A message over `pec::FULL_PARSE_MAX` is read back with bounded memory:
+/// classified from its skeleton, the signed part digested from the spool
+/// file, the injected copy written around the file's bytes. The verdict,
+/// the routing and the bytes delivered are those of a full read; a byte
+/// altered deep in the attachment is still an invalid signature.
+#[tokio::test]
+async fn a_big_signed_message_is_verified_and_injected_byte_for_byte() {
+    let env = TestEnv::start_fetching(|_| {}, pecgate::clock::system()).await;
+    let size = pecgate::pec::FULL_PARSE_MAX + 300_000;
+    let intact = big_envelope(size, "opec-big-1@pec.example.it");
+    let mut altered = big_envelope(size, "opec-big-2@pec.example.it");
+    let middle = altered.len() / 2;
+    let at = middle + altered[middle..].iter().position(|&b| b == b'J').unwrap();
+    altered[at] = b'K';
+    env.provider.retrieval.deliver(LEGAL, intact.clone());
+    env.provider.retrieval.deliver(LEGAL, altered.clone());
+    assert_eq!(env.poll("legal").await.fetched, 2);
+    // Two injections and the admin's notice of the invalid signature, in any order.
+    let got = env.corporate_messages(3).await;
+    let trust = env.app().live.get().trust.clone();
+    for (raw, want) in [(&intact, None), (&altered, Some("invalid"))] {
+        let full = pecgate::pec::classify(raw);
+        let expected = pecgate::pec::signature::verify(raw, &trust, full.daticert.as_ref().and_then(|d| d.data));
+        assert_eq!(want.is_none(), expected.verdict != pecgate::pec::signature::Verdict::Invalid, "{}", expected.detail);
+        let copy = got.iter().find(|m| m.data.ends_with(raw)).unwrap_or_else(|| {
+            let seen: Vec<String> = got
+                .iter()
+                .map(|m| format!("{} bytes: {:?}", m.data.len(), String::from_utf8_lossy(&m.data[..m.data.len().min(300)])))
+                .collect();
+            panic!("{} bytes not delivered byte-for-byte below pecgate's fields; delivered: {seen:#?}", raw.len())
+        });
+        let head = String::from_utf8_lossy(&copy.data[..copy.data.len() - raw.len()]).into_owned();
+        assert!(head.contains("X-Pecgate-Kind: posta-certificata\r\n"), "{head}");
+        assert_eq!(head.contains("X-Pecgate-Signature: invalid"), want.is_some(), "{head}");
+        let id = full.message_id.clone().unwrap();
+        let records = env.app().store.fetched_by_message_id("legal", &id).await.unwrap();
+        assert_eq!(records.len(), 1, "{id}");
+        assert_eq!(records[0].signature.as_deref(), Some(expected.verdict.as_str()), "same verdict as a full read: {}", expected.detail);
+        assert_eq!(records[0].kind, "posta-certificata");
+        assert_eq!(std::fs::read(env.app().spool.fetched_path(&records[0].id)).unwrap(), *raw, "stored as it came");
+    }
+}

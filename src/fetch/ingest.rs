@@ -35,17 +35,78 @@ impl Ingest {
         Self { store, spool, enqueue, clock, crls }
     }
 
-    /// The signature check, with revocation from the CRLs held now; the
-    /// CRLs that were missing are fetched in the background.
-    fn verify(&self, rt: &Runtime, mailbox: &str, raw: &[u8], at: Option<chrono::DateTime<chrono::FixedOffset>>) -> SignatureReport {
-        use crate::config::RevocationMode;
-        let report = match (rt.config.pec.revocation, &self.crls) {
-            (RevocationMode::Off, _) => pec::signature::verify(raw, &rt.trust, at),
-            (RevocationMode::Crl, Some(crls)) => pec::signature::verify_with(raw, &rt.trust, at, Some(crls.as_ref())),
-            (RevocationMode::Crl, None) => pec::signature::verify_with(raw, &rt.trust, at, Some(&NoCrls)),
+    /// A message over [`pec::FULL_PARSE_MAX`] read with bounded memory: its
+    /// skeleton classified and its signature checked with the signed part
+    /// digested from the file. `None` when the skeleton does not serve (a
+    /// line or a part far longer than mail has): the caller reads it whole.
+    async fn read_big(
+        &self,
+        rt: &Runtime,
+        mailbox: &str,
+        path: &std::path::Path,
+    ) -> Option<(pec::skeleton::Skeleton, Classification, SignatureReport)> {
+        use tokio::io::AsyncReadExt;
+        let mut file = tokio::fs::File::open(path).await.ok()?;
+        let mut builder = pec::skeleton::SkeletonBuilder::default();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match file.read(&mut buf).await {
+                Ok(0) => break,
+                Ok(n) => builder.push(&buf[..n]),
+                Err(e) => {
+                    tracing::warn!(mailbox, path = %path.display(), error = %e, "cannot read the fetched message back; reading it whole");
+                    return None;
+                }
+            }
+        }
+        let skeleton = match builder.finish() {
+            Ok(s) if s.header_whole() => s,
+            Ok(_) => return None,
+            Err(e) => {
+                tracing::info!(mailbox, path = %path.display(), reason = %e, "big fetched message read whole (no skeleton)");
+                return None;
+            }
         };
+        let c = pec::classify_skeleton(&skeleton.bytes);
+        let stored = StoredFile(path);
+        let sig = self.verify_skeleton(rt, mailbox, &skeleton, &stored, c.daticert.as_ref().and_then(|d| d.data))?;
+        Some((skeleton, c, sig))
+    }
+
+    /// The CRLs for the signature check, per `[pec] revocation`.
+    fn crl_source(&self, rt: &Runtime) -> Option<&dyn pec::signature::CrlSource> {
+        use crate::config::RevocationMode;
+        match (rt.config.pec.revocation, &self.crls) {
+            (RevocationMode::Off, _) => None,
+            (RevocationMode::Crl, Some(crls)) => Some(crls.as_ref()),
+            (RevocationMode::Crl, None) => Some(&NoCrls),
+        }
+    }
+
+    /// The signature check of a message in memory, with revocation from the
+    /// CRLs held now; the CRLs that were missing are fetched in the background.
+    fn verify(&self, rt: &Runtime, mailbox: &str, raw: &[u8], at: Option<chrono::DateTime<chrono::FixedOffset>>) -> SignatureReport {
+        let report = pec::signature::verify_with(raw, &rt.trust, at, self.crl_source(rt));
+        self.checked(rt, mailbox, report)
+    }
+
+    /// [`verify`](Self::verify) of a big message's skeleton, the signed part
+    /// read from `stored`; `None` if the skeleton lacks the signature part.
+    fn verify_skeleton(
+        &self,
+        rt: &Runtime,
+        mailbox: &str,
+        skeleton: &pec::skeleton::Skeleton,
+        stored: &StoredFile<'_>,
+        at: Option<chrono::DateTime<chrono::FixedOffset>>,
+    ) -> Option<SignatureReport> {
+        let report = pec::signature::verify_stored(skeleton, stored, &rt.trust, at, self.crl_source(rt))?;
+        Some(self.checked(rt, mailbox, report))
+    }
+
+    fn checked(&self, rt: &Runtime, mailbox: &str, report: SignatureReport) -> SignatureReport {
         if let Some(crls) = &self.crls
-            && rt.config.pec.revocation == RevocationMode::Crl
+            && rt.config.pec.revocation == crate::config::RevocationMode::Crl
         {
             crls.want(&report.crl_urls);
         }
@@ -80,11 +141,23 @@ impl Ingest {
             }
         };
         writer.commit().await.map_err(Error::Spool)?;
-        // Classification works on a copy in memory; the stored file is never touched again.
-        let raw = tokio::fs::read(self.spool.fetched_path(&id)).await.map_err(Error::Spool)?;
-        let c = pec::classify(&raw);
-        let sig = self.verify(rt, &mailbox.id, &raw, c.daticert.as_ref().and_then(|d| d.data));
-        let fetched = Fetched { id: &id, uid: &item.uid, size, now, origin, classification: &c, signature: &sig, raw: &raw };
+        // Classification reads a copy in memory, of the whole message or of a
+        // big one's skeleton; the stored file is only ever read again.
+        let path = self.spool.fetched_path(&id);
+        let big = match size > pec::FULL_PARSE_MAX as u64 {
+            true => self.read_big(rt, &mailbox.id, &path).await,
+            false => None,
+        };
+        let (view, c, sig, stored) = match big {
+            Some((skeleton, c, sig)) => (skeleton.bytes, c, sig, Some(path.as_path())),
+            None => {
+                let raw = tokio::fs::read(&path).await.map_err(Error::Spool)?;
+                let c = pec::classify(&raw);
+                let sig = self.verify(rt, &mailbox.id, &raw, c.daticert.as_ref().and_then(|d| d.data));
+                (raw, c, sig, None)
+            }
+        };
+        let fetched = Fetched { id: &id, uid: &item.uid, size, now, origin, classification: &c, signature: &sig, raw: &view, stored };
         match self.route_and_commit(rt, mailbox, &fetched).await {
             Ok(r) => Ok(r),
             Err(e) => {
@@ -194,8 +267,8 @@ impl Ingest {
             metrics::counter!("pecgate_fetch_forged_marks_total", "mailbox" => mailbox.id.clone()).increment(1);
         }
         let wrapped = match corp.mode {
-            InjectMode::Inline => notify::inline_wrap(&delivery, f.raw),
-            InjectMode::Attach => notify::attach_wrap(&delivery, f.raw),
+            InjectMode::Inline => notify::inline_wrap(&delivery, f.original()),
+            InjectMode::Attach => notify::attach_wrap(&delivery, f.original()),
         };
         let subject = c.subject.clone().unwrap_or_default();
         let env = enqueue::Envelope {
@@ -284,7 +357,7 @@ impl Ingest {
         let record =
             FetchedRecord { identificativo: first.identificativo.clone(), related_message: Some(sent.id.clone()), ..f.record(&mailbox.id) };
         self.store.commit_fetched(&record, None, &[]).await?;
-        let identical = self.spool.fetched_equals(&first.id, f.raw).await.unwrap_or(false);
+        let identical = f.same_bytes(&self.spool, &first.id).await;
         if identical {
             self.spool.remove_fetched(f.id).await;
         }
@@ -312,7 +385,7 @@ impl Ingest {
     async fn identical_copy(&self, mailbox: &Mailbox, f: &Fetched<'_>) -> Result<Option<FetchedRecord>> {
         let Some(message_id) = f.classification.message_id.as_deref() else { return Ok(None) };
         for r in self.store.fetched_by_message_id(&mailbox.id, message_id).await? {
-            if r.uidl != f.uid && r.size == f.size && self.spool.fetched_equals(&r.id, f.raw).await.unwrap_or(false) {
+            if r.uidl != f.uid && r.size == f.size && f.same_bytes(&self.spool, &r.id).await {
                 return Ok(Some(r));
             }
         }
@@ -343,6 +416,30 @@ impl Ingest {
     }
 }
 
+/// The fetched message's file, read back by range for the signature digest.
+struct StoredFile<'a>(&'a std::path::Path);
+
+impl pec::signature::StoredBytes for StoredFile<'_> {
+    fn read_range(&self, start: u64, end: u64, each: &mut dyn FnMut(&[u8])) -> std::io::Result<()> {
+        use std::io::{Read, Seek};
+        // Synchronous like the hashing it feeds (a 100 MB part: about 0.1 s from the page cache).
+        let mut file = std::fs::File::open(self.0)?;
+        file.seek(std::io::SeekFrom::Start(start))?;
+        let mut left = end.saturating_sub(start);
+        let mut buf = vec![0u8; 64 * 1024];
+        while left > 0 {
+            let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            let n = file.read(&mut buf[..want])?;
+            if n == 0 {
+                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the stored message is shorter than its skeleton says"));
+            }
+            each(&buf[..n]);
+            left -= n as u64;
+        }
+        Ok(())
+    }
+}
+
 /// A retrieved message on its way to the commit.
 struct Fetched<'a> {
     id: &'a str,
@@ -352,10 +449,24 @@ struct Fetched<'a> {
     origin: &'a str,
     classification: &'a Classification,
     signature: &'a pec::signature::SignatureReport,
+    /// The message, or a big one's skeleton (then `stored` is its file).
     raw: &'a [u8],
+    stored: Option<&'a std::path::Path>,
 }
 
 impl Fetched<'_> {
+    fn original(&self) -> notify::Original<'_> {
+        notify::Original { view: self.raw, stored: self.stored.map(|p| (p, self.size)) }
+    }
+
+    /// Whether the stored fetched message `other` has exactly this message's bytes.
+    async fn same_bytes(&self, spool: &Spool, other: &str) -> bool {
+        match self.stored {
+            Some(path) => crate::queue::spool::files_equal(&spool.fetched_path(other), path).await.unwrap_or(false),
+            None => spool.fetched_equals(other, self.raw).await.unwrap_or(false),
+        }
+    }
+
     /// What is known of this message before correlation and routing: the
     /// record as both the normal and the duplicate path store it.
     fn record(&self, mailbox_id: &str) -> FetchedRecord {

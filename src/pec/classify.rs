@@ -56,6 +56,12 @@ pub fn classify(raw: &[u8]) -> Classification {
     classify_as(raw, raw.len() > FULL_PARSE_MAX)
 }
 
+/// [`classify`] of a big message's [skeleton](super::skeleton): from the
+/// envelope's own parts, which the skeleton holds whole.
+pub fn classify_skeleton(skeleton: &[u8]) -> Classification {
+    classify_as(skeleton, true)
+}
+
 /// [`classify`], from the envelope's own parts only when `shallow`.
 pub(super) fn classify_as(raw: &[u8], shallow: bool) -> Classification {
     let headers = mime::parse_headers(raw);

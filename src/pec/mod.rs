@@ -47,7 +47,7 @@ mod structure;
 mod xml_repair;
 
 pub use build::{BuildParams, build_daticert, build_message, build_signed_content};
-pub use classify::{Classification, classify};
+pub use classify::{Classification, FULL_PARSE_MAX, classify, classify_skeleton};
 pub use daticert::{Daticert, Recipient, parse_daticert};
 pub use mime::signed_part;
 pub use report::{classify_json, classify_line};

@@ -134,7 +134,7 @@ impl Spool {
     /// renames both into `msg/`, fsyncs the directory.
     pub async fn commit(&self, received: &Received, head: &[u8]) -> io::Result<()> {
         let head_tmp = self.tmp(&received.id, "head");
-        write_synced(&head_tmp, &[head]).await?;
+        write_synced(&head_tmp, &[Piece::Bytes(head)]).await?;
         fs::rename(&head_tmp, self.head_path(&received.id)).await?;
         fs::rename(&received.tail_path, self.tail_path(&received.id)).await?;
         sync_dir(&self.dir.join("msg")).await
@@ -142,24 +142,33 @@ impl Spool {
 
     /// Stores a whole message pecgate wrote itself (notices); same protocol.
     pub async fn store_bytes(&self, id: &str, message: &[u8]) -> io::Result<()> {
-        self.store_pieces(id, &[message]).await
+        self.store_pieces(id, &[Piece::Bytes(message)]).await
     }
 
     /// Stores a message given as consecutive pieces (a wrapper's own bytes
-    /// around a fetched original), written one after the other without
-    /// joining them in memory.
-    pub async fn store_pieces(&self, id: &str, pieces: &[&[u8]]) -> io::Result<()> {
-        let (first, rest) = pieces.split_first().map_or((&[][..], &[][..]), |(f, r)| (*f, r));
+    /// around a fetched original, which may be read from its file), written
+    /// one after the other without joining them in memory.
+    pub async fn store_pieces(&self, id: &str, pieces: &[Piece<'_>]) -> io::Result<()> {
+        let (first, rest) = match pieces.split_first() {
+            Some((Piece::Bytes(first), rest)) => (*first, rest),
+            Some((Piece::File { .. }, _)) => return Err(io::Error::other("a stored message starts with its own header bytes")),
+            None => (&[][..], &[][..]),
+        };
         if !has_header_end(first) && rest.iter().any(|p| !p.is_empty()) {
+            let Some(bytes) = rest.iter().map(|p| if let Piece::Bytes(b) = p { Some(*b) } else { None }).collect::<Option<Vec<&[u8]>>>()
+            else {
+                return Err(io::Error::other("the header section must end in the first piece"));
+            };
             // The header section does not end in the first piece (never so for
             // pecgate's wrappers): joined, so the split below is the same.
-            return Box::pin(self.store_pieces(id, &[&pieces.concat()])).await;
+            let joined = [&[first][..], &bytes].concat().concat();
+            return Box::pin(self.store_pieces(id, &[Piece::Bytes(&joined)])).await;
         }
         let (head, tail) = split_header_section(first);
         let head_tmp = self.tmp(id, "head");
         let tail_tmp = self.tmp(id, "tail");
-        write_synced(&head_tmp, &[head]).await?;
-        let mut tail_pieces = vec![tail];
+        write_synced(&head_tmp, &[Piece::Bytes(head)]).await?;
+        let mut tail_pieces = vec![Piece::Bytes(tail)];
         tail_pieces.extend_from_slice(rest);
         write_synced(&tail_tmp, &tail_pieces).await?;
         fs::rename(&head_tmp, self.head_path(id)).await?;
@@ -224,12 +233,65 @@ impl Spool {
     }
 }
 
-async fn write_synced(path: &Path, pieces: &[&[u8]]) -> io::Result<()> {
+/// A piece of a message being stored: bytes in memory, or a range of a file.
+#[derive(Debug, Clone, Copy)]
+pub enum Piece<'a> {
+    Bytes(&'a [u8]),
+    File { path: &'a Path, offset: u64, len: u64 },
+}
+
+impl Piece<'_> {
+    pub fn len(&self) -> u64 {
+        match self {
+            Piece::Bytes(b) => b.len() as u64,
+            Piece::File { len, .. } => *len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+async fn write_synced(path: &Path, pieces: &[Piece<'_>]) -> io::Result<()> {
     let mut f = File::create(path).await?;
-    for bytes in pieces {
-        f.write_all(bytes).await?;
+    for piece in pieces {
+        match *piece {
+            Piece::Bytes(bytes) => f.write_all(bytes).await?,
+            Piece::File { path: from, offset, len } => {
+                use tokio::io::AsyncSeekExt;
+                let mut source = File::open(from).await?;
+                source.seek(io::SeekFrom::Start(offset)).await?;
+                let copied = tokio::io::copy(&mut source.take(len), &mut f).await?;
+                if copied != len {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("{} ended {} bytes early", from.display(), len - copied),
+                    ));
+                }
+            }
+        }
     }
     f.sync_all().await
+}
+
+/// Whether two files hold the same bytes, read in chunks.
+pub async fn files_equal(a: &Path, b: &Path) -> io::Result<bool> {
+    let (mut fa, mut fb) = (File::open(a).await?, File::open(b).await?);
+    if fa.metadata().await?.len() != fb.metadata().await?.len() {
+        return Ok(false);
+    }
+    let (mut ba, mut bb) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+    loop {
+        let n = fa.read(&mut ba).await?;
+        if n == 0 {
+            return Ok(true);
+        }
+        fb.read_exact(&mut bb[..n]).await?;
+        if ba[..n] != bb[..n] {
+            return Ok(false);
+        }
+    }
 }
 
 async fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -416,7 +478,7 @@ mod tests {
         for a in 0..=msg.len() {
             for b in a..=msg.len() {
                 let id = format!("P{a}-{b}");
-                spool.store_pieces(&id, &[&msg[..a], &msg[a..b], &msg[b..]]).await.unwrap();
+                spool.store_pieces(&id, &[Piece::Bytes(&msg[..a]), Piece::Bytes(&msg[a..b]), Piece::Bytes(&msg[b..])]).await.unwrap();
                 assert_eq!(spool.read_message(&id).await.unwrap(), msg, "cut {a} {b}");
                 let head = std::fs::read(spool.head_path(&id)).unwrap();
                 assert_eq!(head, b"X-A: 1\r\nSubject: x\r\n\r\n", "cut {a} {b}");
@@ -424,6 +486,17 @@ mod tests {
         }
         spool.store_pieces("E", &[]).await.unwrap();
         assert_eq!(spool.read_message("E").await.unwrap(), b"");
+        // A range of a file as the body, as a big fetched original is written.
+        let original = dir.path().join("original.eml");
+        std::fs::write(&original, b"Subject: o\r\n\r\nthe original's body\r\n").unwrap();
+        let body = Piece::File { path: &original, offset: 14, len: 21 };
+        spool.store_pieces("F", &[Piece::Bytes(b"X-A: 1\r\nSubject: o\r\n\r\n"), body, Piece::Bytes(b"--end\r\n")]).await.unwrap();
+        assert_eq!(spool.read_message("F").await.unwrap(), b"X-A: 1\r\nSubject: o\r\n\r\nthe original's body\r\n--end\r\n");
+        let short = Piece::File { path: &original, offset: 14, len: 99 };
+        assert!(spool.store_pieces("G", &[Piece::Bytes(b"A: 1\r\n\r\n"), short]).await.is_err(), "a file shorter than said");
+        assert!(files_equal(&original, &original).await.unwrap());
+        std::fs::write(dir.path().join("other.eml"), b"Subject: o\r\n\r\nthe original's bodY\r\n").unwrap();
+        assert!(!files_equal(&original, &dir.path().join("other.eml")).await.unwrap());
     }
 
     #[tokio::test]
