@@ -74,7 +74,6 @@ impl Spool {
         Ok(FetchedWriter { tmp, path: self.fetched_path(id), dir: self.dir.join(FETCHED), file: BufWriter::with_capacity(64 * 1024, file) })
     }
 
-    /// Removes a fetched message whose store record was never committed.
     /// Whether the stored fetched message `id` holds exactly `bytes`, read
     /// in chunks (a 100 MB original is not read twice into memory).
     pub async fn fetched_equals(&self, id: &str, bytes: &[u8]) -> io::Result<bool> {
@@ -96,6 +95,7 @@ impl Spool {
         }
     }
 
+    /// Removes a fetched message whose store record was never committed.
     pub async fn remove_fetched(&self, id: &str) {
         let _ = fs::remove_file(self.fetched_path(id)).await;
     }
