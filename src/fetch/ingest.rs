@@ -60,7 +60,8 @@ impl Ingest {
             }
         }
         let skeleton = match builder.finish() {
-            Ok(s) if s.header_whole() => s,
+            // The wrappers cut the original at its header section (CRLF CRLF): it must be all there too.
+            Ok(s) if s.header_whole() && s.whole_up_to(crate::queue::spool::split_header_section(&s.bytes).0.len()) => s,
             Ok(_) => return None,
             Err(e) => {
                 tracing::info!(mailbox, path = %path.display(), reason = %e, "big fetched message read whole (no skeleton)");
