@@ -208,7 +208,12 @@ async fn wrong_provider_password_keeps_the_message_queued() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert!(env.provider.bag.is_empty());
-    assert!(env.capture.bag.is_empty());
+    // At most the mailbox admin's notice of the refused login; no failure notice.
+    assert!(
+        env.capture.bag.all().iter().all(|m| m.header("X-Pecgate-Kind").as_deref() == Some("mailbox-notice")),
+        "{:?}",
+        env.capture.bag.all().iter().map(|m| m.header("X-Pecgate-Kind")).collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test]
@@ -356,5 +361,48 @@ async fn sender_not_owned_tells_the_admin_once_and_keeps_the_messages() {
         env.wait_state(id, MessageState::Submitted).await;
     }
     assert_eq!(env.provider_messages(3).await.len(), 3);
+    assert_eq!(env.capture.bag.len(), 1, "no failure notice to the sender");
+}
+
+/// A refused login when sending (a send-only mailbox never fetches, so only
+/// here can it learn): the admin is told once, with the expiry hint once the
+/// password's date has passed, and the messages wait until it works again.
+#[tokio::test]
+async fn a_refused_login_tells_the_admin_once_with_the_expiry_hint_and_keeps_the_messages() {
+    use pecgate::proto::Reply;
+    let env = TestEnv::start_with(|t| {
+        *t = t.replacen("password_file = \"legal.pw\"\n", "password_file = \"legal.pw\"\npassword_expires = \"2026-01-31\"\n", 1)
+    })
+    .await;
+    let refusal = Reply::parsed(535, Some("5.7.8".into()), vec!["Error: authentication failed".into()]);
+    env.provider.faults.add(Stage::Auth, FaultAction::Reply(refusal), 10_000);
+    let mut ids = Vec::new();
+    for n in 0..2 {
+        ids.push(queue_id(&env.send(LUCA, &["ufficio@pec.fornitore.it"], &pec(n)).await));
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let mut attempts = Vec::new();
+        for id in &ids {
+            attempts.push(env.app().store.message(id).await.unwrap().unwrap().attempts);
+        }
+        if attempts.iter().all(|a| *a >= 3) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not retried: {attempts:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let notices = env.corporate_messages(1).await;
+    assert_eq!(env.capture.bag.len(), 1, "one notice per incident");
+    assert_eq!(notices[0].rcpts, vec![MARIO.to_owned()], "the mailbox admin");
+    let text = notices[0].text().replace("=\r\n", "");
+    assert!(text.contains(&format!("the provider refused the login {LEGAL} of mailbox legal")), "{text}");
+    assert!(text.contains("535 5.7.8"), "{text}");
+    assert!(text.contains("the password probably expired: password_expires is 2026-01-31"), "{text}");
+    assert!(states(&env, &ids).await.iter().all(|s| matches!(s, MessageState::Queued | MessageState::Sending)), "kept");
+    env.provider.faults.clear();
+    for id in &ids {
+        env.wait_state(id, MessageState::Submitted).await;
+    }
     assert_eq!(env.capture.bag.len(), 1, "no failure notice to the sender");
 }

@@ -383,6 +383,7 @@ impl Outbound {
         let expired = retry.expired(now, m.created_at);
         let mut outcomes = Vec::new();
         let mut error = None;
+        let mut login_refused: Option<String> = None;
         match outcome {
             Ok(result) => {
                 let data = result.data;
@@ -401,6 +402,9 @@ impl Outbound {
             Err(e) => {
                 let (severity, scope) = e.classify();
                 let text = describe(&e);
+                if matches!(e, ClientError::Rejected { command: Stage::Auth, .. }) {
+                    login_refused = Some(text.clone());
+                }
                 // Session trouble (connect, TLS, AUTH) never fails a message while it may be retried.
                 let state = match (scope, severity) {
                     (Scope::Session, _) if !expired => RecipientState::Deferred,
@@ -434,10 +438,11 @@ impl Outbound {
                     next_attempt_at = next_attempt_at.max(now + THROTTLE_BACKOFF_MS);
                 }
                 Some(Meaning::SenderNotOwned) => self.sender_not_owned(rt, mb, &m.id).await,
+                None if login_refused.is_some() => self.login_refused(rt, mb, &m.id, login_refused.as_deref().unwrap_or_default()).await,
                 None if submitted => {
                     lock(&dest.rate).succeeded();
                     if lock(&self.misconfigured).remove(mb) {
-                        tracing::info!(mailbox = %mb, "the provider accepts this mailbox's sender again");
+                        tracing::info!(mailbox = %mb, "sending from this mailbox works again");
                     }
                 }
                 None => {}
@@ -532,13 +537,36 @@ impl Outbound {
     /// mailbox admin is told once per incident; the messages wait in the queue.
     async fn sender_not_owned(&self, rt: &Runtime, mailbox_id: &str, queue_id: &str) {
         let Some(mailbox) = rt.mailbox(mailbox_id) else { return };
-        if !lock(&self.misconfigured).insert(mailbox_id.to_owned()) {
-            return;
-        }
         let problem = format!(
             "the provider login {} does not own address {}: check username and address of mailbox {}",
             mailbox.username, mailbox.address, mailbox.id
         );
+        self.tell_admin_once(rt, mailbox_id, queue_id, &problem).await;
+    }
+
+    /// The provider refused the mailbox's login (a send-only mailbox learns
+    /// it only here): the admin is told once per incident, with the expiry
+    /// hint when the password's date has passed; the messages wait.
+    async fn login_refused(&self, rt: &Runtime, mailbox_id: &str, queue_id: &str, reply: &str) {
+        let Some(mailbox) = rt.mailbox(mailbox_id) else { return };
+        let mut problem = format!(
+            "the provider refused the login {} of mailbox {} ({reply}): check its password (password_file or password_env)",
+            mailbox.username, mailbox.id
+        );
+        if let Some(hint) = crate::watchdog::expired_password_hint(mailbox, self.clock.now_ms()) {
+            problem.push_str("; ");
+            problem.push_str(&hint);
+        }
+        self.tell_admin_once(rt, mailbox_id, queue_id, &problem).await;
+    }
+
+    /// Tells the mailbox admin about a sending problem, once per incident
+    /// (it ends with the next submission that goes through).
+    async fn tell_admin_once(&self, rt: &Runtime, mailbox_id: &str, queue_id: &str, problem: &str) {
+        let Some(mailbox) = rt.mailbox(mailbox_id) else { return };
+        if !lock(&self.misconfigured).insert(mailbox_id.to_owned()) {
+            return;
+        }
         tracing::error!(queue_id = %queue_id, mailbox = %mailbox_id, "{problem}");
         let admin = match rt.directory.members(mailbox_id).await {
             Ok(members) => crate::directory::admin(&members).map(|a| a.address.clone()),
@@ -558,7 +586,7 @@ impl Outbound {
             from: &c.from,
             to: &admin,
             mailbox_address: &mailbox.address,
-            problem: &problem,
+            problem,
             hostname: &rt.config.smtp.hostname,
             language: c.language,
             date_unix: now / 1000,
