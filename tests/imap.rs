@@ -65,6 +65,33 @@ async fn try_poll(env: &TestEnv) -> Result<pecgate::fetch::PollReport, String> {
     env.app().poll("legal").await.expect("legal is fetched").map_err(|e| e.to_string())
 }
 
+/// Waits (bounded) until mailbox `legal`'s fetcher is in `mode` (`idling`, `polling`).
+async fn wait_mode(env: &TestEnv, mode: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while env.app().fetchers.get("legal").unwrap().status().mode != Some(mode) {
+        assert!(tokio::time::Instant::now() < deadline, "never {mode}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The injections queued for the corporate server, in all.
+async fn injections(env: &TestEnv) -> usize {
+    env.app().store.list_messages(100).await.unwrap().into_iter().filter(|m| m.kind == pecgate::store::MessageKind::Injection).count()
+}
+
+/// Sends a PEC through pecgate (Message-ID `<{id}@azienda.it>`) and waits
+/// until the provider holds its accettazione and consegna in LEGAL.
+async fn send_for_receipts(env: &TestEnv, subject: &str, id: &str) {
+    let msg = format!(
+        "From: {LUCA}\r\nTo: ufficio@pec.fornitore.it\r\nSubject: [PEC] {subject}\r\nMessage-ID: <{id}@azienda.it>\r\n\r\nTesto.\r\n"
+    );
+    let reply = env.send(LUCA, &["ufficio@pec.fornitore.it"], &msg).await;
+    assert!(reply.starts_with("250"), "{reply}");
+    env.provider_messages(1).await;
+    let store = &env.provider.retrieval.mailstore;
+    assert!(store.wait_for(WAIT, |s| s.len(LEGAL) == 2).await, "accettazione and consegna");
+}
+
 #[tokio::test]
 async fn leave_fetches_byte_for_byte_flags_seen_and_never_fetches_twice() {
     let mut env = start("leave", "").await;
@@ -152,23 +179,11 @@ fn pecgate_flag_deleted(env: &TestEnv, uid: u32) {
 #[tokio::test]
 async fn a_uidvalidity_reset_re_lists_but_injects_no_receipt_twice() {
     let mut env = start("leave", "").await;
-    let reply = env
-        .send(
-            LUCA,
-            &["ufficio@pec.fornitore.it"],
-            &format!(
-                "From: {LUCA}\r\nTo: ufficio@pec.fornitore.it\r\nSubject: [PEC] Ordine\r\nMessage-ID: <ordine@azienda.it>\r\n\r\nTesto.\r\n"
-            ),
-        )
-        .await;
-    assert!(reply.starts_with("250"), "{reply}");
-    env.provider_messages(1).await;
-    let store = &env.provider.retrieval.mailstore;
-    assert!(store.wait_for(WAIT, |s| s.len(LEGAL) == 2).await, "accettazione and consegna");
+    send_for_receipts(&env, "Ordine", "ordine").await;
     assert_eq!(env.poll("legal").await.fetched, 2);
     env.corporate_messages(2).await;
 
-    store.reset_uidvalidity(LEGAL);
+    env.provider.retrieval.mailstore.reset_uidvalidity(LEGAL);
     let report = env.poll("legal").await;
     assert_eq!((report.listed, report.fetched), (2, 2), "new UIDVALIDITY: new ids, fetched again");
     let events: usize = {
@@ -177,9 +192,7 @@ async fn a_uidvalidity_reset_re_lists_but_injects_no_receipt_twice() {
         env.app().store.events(&sent).await.unwrap().iter().filter(|e| e.kind == "duplicate-receipt").count()
     };
     assert_eq!(events, 2, "recorded as duplicates");
-    let injections =
-        env.app().store.list_messages(100).await.unwrap().into_iter().filter(|m| m.kind == pecgate::store::MessageKind::Injection).count();
-    assert_eq!(injections, 2, "nothing injected twice");
+    assert_eq!(injections(&env).await, 2, "nothing injected twice");
     let (_, metrics) = http_get(env.app().admin_addr, "/metrics").await;
     assert_eq!(metric_value(&metrics, "pecgate_imap_uidvalidity_changes_total{mailbox=\"legal\"}"), Some(1.0), "{metrics}");
 
@@ -189,9 +202,7 @@ async fn a_uidvalidity_reset_re_lists_but_injects_no_receipt_twice() {
     env.restart().await;
     let (_, metrics) = http_get(env.app().admin_addr, "/metrics").await;
     assert_eq!(metric_value(&metrics, "pecgate_imap_uidvalidity_changes_total{mailbox=\"legal\"}"), Some(2.0), "{metrics}");
-    let injections =
-        env.app().store.list_messages(100).await.unwrap().into_iter().filter(|m| m.kind == pecgate::store::MessageKind::Injection).count();
-    assert_eq!(injections, 2, "nothing injected twice after a reset while stopped");
+    assert_eq!(injections(&env).await, 2, "nothing injected twice after a reset while stopped");
 }
 
 /// Not only receipts: a message fetched again under a new id with the same
@@ -213,9 +224,7 @@ async fn a_uidvalidity_reset_delivers_no_message_twice() {
     env.provider.retrieval.mailstore.reset_uidvalidity(LEGAL);
     let report = poll().await;
     assert_eq!((report.listed, report.fetched), (1, 1), "new UIDVALIDITY: a new id, fetched again");
-    let injections =
-        env.app().store.list_messages(100).await.unwrap().into_iter().filter(|m| m.kind == pecgate::store::MessageKind::Injection).count();
-    assert_eq!(injections, 1, "delivered once");
+    assert_eq!(injections(&env).await, 1, "delivered once");
     let copies = env.app().store.fetched_by_message_id("doppio", "una volta@pec.altro.it").await.unwrap();
     assert_eq!(copies.len(), 2, "both ids recorded");
     assert_ne!(copies[0].uidl, copies[1].uidl);
@@ -307,11 +316,7 @@ async fn with_idle_a_message_is_injected_within_seconds_not_at_the_poll_interval
     let mut env = prepare("leave", "").await;
     env.config_text = env.config_text.replacen("idle = false", "idle = true", 1);
     env.restart().await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while env.app().fetchers.get("legal").unwrap().status().mode != Some("idling") {
-        assert!(tokio::time::Instant::now() < deadline, "never idled");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_mode(&env, "idling").await;
     // /readyz and the admin API show it.
     let (code, ready) = http_get(env.app().admin_addr, "/readyz").await;
     assert_eq!(code, 200, "{ready}");
@@ -349,11 +354,7 @@ async fn with_idle_the_last_message_is_marked_seen_soon_after_its_injection() {
     let mut env = prepare("leave", "").await;
     env.config_text = env.config_text.replacen("idle = false", "idle = true", 1);
     env.restart().await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while env.app().fetchers.get("legal").unwrap().status().mode != Some("idling") {
-        assert!(tokio::time::Instant::now() < deadline, "never idled");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_mode(&env, "idling").await;
     env.provider.retrieval.deliver(LEGAL, mail("da segnare"));
     env.capture.bag.wait_for(1, Duration::from_secs(10)).await.unwrap_or_else(|g| panic!("got {}", g.len()));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
@@ -370,11 +371,7 @@ async fn with_idle_mail_announced_during_the_commit_is_fetched_at_once() {
     let mut env = prepare("leave", "").await;
     env.config_text = env.config_text.replacen("idle = false", "idle = true", 1);
     env.restart().await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while env.app().fetchers.get("legal").unwrap().status().mode != Some("idling") {
-        assert!(tokio::time::Instant::now() < deadline, "never idled");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_mode(&env, "idling").await;
     env.provider.imap.faults.arm(ImapFault::MailDuringStore(mail("durante il commit")));
     env.provider.retrieval.deliver(LEGAL, mail("prima"));
     // The first is marked \Seen (a STORE) within seconds; the second arrives during that STORE.
@@ -392,11 +389,7 @@ async fn a_server_without_idle_is_polled_at_interval_secs() {
     env.config_text = env.config_text.replacen("interval_secs = 3600\nidle = false", "interval_secs = 1\nidle = true", 1);
     env.provider.imap.options.idle.store(false, std::sync::atomic::Ordering::Relaxed);
     env.restart().await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while env.app().fetchers.get("legal").unwrap().status().mode != Some("polling") {
-        assert!(tokio::time::Instant::now() < deadline, "never polling");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_mode(&env, "polling").await;
     let (_, ready) = http_get(env.app().admin_addr, "/readyz").await;
     assert!(ready.contains("\"mode\":\"polling\""), "{ready}");
     env.provider.retrieval.deliver(LEGAL, mail("periodico"));
@@ -605,11 +598,7 @@ async fn starttls_learns_the_capabilities_again_after_tls_and_idles() {
     let (mut env, server) = prepare_starttls(ImapSecurity::StartTls, "").await;
     env.config_text = env.config_text.replacen("idle = false", "idle = true", 1);
     env.restart().await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while env.app().fetchers.get("legal").unwrap().status().mode != Some("idling") {
-        assert!(tokio::time::Instant::now() < deadline, "never idled");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_mode(&env, "idling").await;
     env.provider.retrieval.deliver(LEGAL, mail("via idle"));
     let got = env.capture.bag.wait_for(1, Duration::from_secs(10)).await.unwrap_or_else(|g| panic!("got {} (interval is 3600 s)", g.len()));
     assert!(got[0].data.ends_with(&mail("via idle")));
@@ -744,19 +733,7 @@ async fn receipts_fetched_over_imap_are_observed_in_the_receipt_latency_histogra
     for kind in ["accettazione", "avvenuta-consegna"] {
         assert_eq!(metric_value(&before, &series(kind)).unwrap_or(0.0), 0.0, "{before}");
     }
-    let reply = env
-        .send(
-            LUCA,
-            &["ufficio@pec.fornitore.it"],
-            &format!(
-                "From: {LUCA}\r\nTo: ufficio@pec.fornitore.it\r\nSubject: [PEC] Latenza\r\nMessage-ID: <latenza@azienda.it>\r\n\r\nTesto.\r\n"
-            ),
-        )
-        .await;
-    assert!(reply.starts_with("250"), "{reply}");
-    env.provider_messages(1).await;
-    let store = &env.provider.retrieval.mailstore;
-    assert!(store.wait_for(WAIT, |s| s.len(LEGAL) == 2).await, "accettazione and consegna");
+    send_for_receipts(&env, "Latenza", "latenza").await;
     assert_eq!(env.app().poll("latenza").await.unwrap().unwrap().fetched, 2);
     env.corporate_messages(2).await;
     let (_, after) = http_get(env.app().admin_addr, "/metrics").await;
