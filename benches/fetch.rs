@@ -7,20 +7,15 @@ use std::time::Instant;
 
 use pecgate::pec::{BuildParams, Kind};
 use pecgate::sim::capture::CaptureServer;
-use pecgate::sim::provider::{SimMailbox, SimProvider};
+use pecgate::sim::provider::SimProvider;
 
-fn vm_hwm_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
-        .unwrap_or(0)
-}
+mod common;
 
 #[tokio::main]
 async fn main() {
     let n = 1000;
     let dir = tempfile::tempdir().expect("tempdir");
-    let mailbox = SimMailbox { username: "legal@pec.bench".into(), password: "bench-password".into(), address: "legal@pec.bench".into() };
+    let mailbox = common::mailbox();
     let provider = SimProvider::start("127.0.0.1:0", vec![mailbox.clone()], None).await.expect("sim");
     let capture = CaptureServer::start("127.0.0.1:0", None).await.expect("capture");
     for i in 0..n {
@@ -28,45 +23,10 @@ async fn main() {
         p.msgid = format!("bench-{i}@azienda.bench");
         provider.retrieval.deliver(&mailbox.username, pecgate::sim::receipts::build_signed(&mut p));
     }
-    std::fs::write(dir.path().join("ca.pem"), &provider.ca_pem).expect("ca");
-    std::fs::write(dir.path().join("pw"), "bench-password").expect("pw");
-    let toml = format!(
-        r#"
-[smtp]
-listen = "127.0.0.1:0"
-[store]
-path = "db.sqlite"
-spool_dir = "spool"
-[corporate]
-port = {cport}
-from = "pecgate@azienda.bench"
-[admin]
-listen = "127.0.0.1:0"
-[[mailbox]]
-id = "legal"
-address = "legal@pec.bench"
-username = "legal@pec.bench"
-password_file = "pw"
-[mailbox.smtp]
-host = "localhost"
-port = {sport}
-ca_file = "ca.pem"
-[mailbox.pop3]
-host = "localhost"
-port = {pport}
-ca_file = "ca.pem"
-interval_secs = 3600
-[[mailbox.user]]
-address = "mario@azienda.bench"
-admin = true
-"#,
-        cport = capture.addr.port(),
-        sport = provider.addr.port(),
-        pport = provider.pop3_addr.port()
-    );
-    let config = dir.path().join("pecgate.toml");
-    std::fs::write(&config, toml).expect("config");
-    let before = vm_hwm_kib();
+    let pop3 =
+        format!("[mailbox.pop3]\nhost = \"localhost\"\nport = {}\nca_file = \"ca.pem\"\ninterval_secs = 3600\n", provider.pop3_addr.port());
+    let config = common::write_config(dir.path(), &provider, capture.addr.port(), "", &pop3);
+    let before = common::status_kib("VmHWM:");
     let start = Instant::now();
     let app = pecgate::App::start(&config, pecgate::clock::system()).await.expect("start");
     // The start-up poll fetches everything; this explicit poll waits for it (one poll at a time).
@@ -78,7 +38,7 @@ admin = true
     println!(
         "fetch: {n} messages listed, {stored} stored+routed in {fetch_secs:.2}s ({:.0} msg/s); {injected} injected into the capture server after {total_secs:.2}s; peak RSS {} MiB (was {} MiB before start, simulator in-process)",
         stored as f64 / fetch_secs,
-        vm_hwm_kib() / 1024,
+        common::status_kib("VmHWM:") / 1024,
         before / 1024
     );
     app.shutdown().await;

@@ -14,16 +14,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use pecgate::pec::{BuildParams, Kind};
-use pecgate::sim::provider::{SimMailbox, SimProvider};
+use pecgate::sim::provider::SimProvider;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
-fn status_kib(key: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with(key)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
-        .unwrap_or(0)
-}
+mod common;
+use common::status_kib;
 
 /// A `postacert.eml` of about `size` bytes: a text part and a base64 attachment.
 fn original(size: usize) -> Vec<u8> {
@@ -94,7 +90,7 @@ async fn main() {
     assert!(proto == "imap" || proto == "pop3", "usage: fetch_big imap|pop3 [SIZE_BYTES]");
     let size: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(100_000_000);
     let dir = tempfile::tempdir().expect("tempdir");
-    let mailbox = SimMailbox { username: "legal@pec.bench".into(), password: "bench-password".into(), address: "legal@pec.bench".into() };
+    let mailbox = common::mailbox();
     let provider = SimProvider::start("127.0.0.1:0", vec![mailbox.clone()], None).await.expect("sim");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("sink");
     let cport = listener.local_addr().expect("sink address").port();
@@ -107,8 +103,6 @@ async fn main() {
     };
     let envelope_len = envelope.len();
     provider.retrieval.deliver(&mailbox.username, envelope);
-    std::fs::write(dir.path().join("ca.pem"), &provider.ca_pem).expect("ca");
-    std::fs::write(dir.path().join("pw"), "bench-password").expect("pw");
     let retrieval = match proto.as_str() {
         "imap" => format!(
             "[mailbox.imap]\nhost = \"localhost\"\nport = {}\nca_file = \"ca.pem\"\ninterval_secs = 3600\nidle = false\n",
@@ -119,38 +113,8 @@ async fn main() {
             provider.pop3_addr.port()
         ),
     };
-    let toml = format!(
-        r#"
-[smtp]
-listen = "127.0.0.1:0"
-max_message_size = {limit}
-[store]
-path = "db.sqlite"
-spool_dir = "spool"
-[corporate]
-port = {cport}
-from = "pecgate@azienda.bench"
-[admin]
-listen = "127.0.0.1:0"
-[[mailbox]]
-id = "legal"
-address = "legal@pec.bench"
-username = "legal@pec.bench"
-password_file = "pw"
-[mailbox.smtp]
-host = "localhost"
-port = {sport}
-ca_file = "ca.pem"
-{retrieval}
-[[mailbox.user]]
-address = "mario@azienda.bench"
-admin = true
-"#,
-        limit = (envelope_len as u64 * 2).max(10_000_000),
-        sport = provider.addr.port(),
-    );
-    let config = dir.path().join("pecgate.toml");
-    std::fs::write(&config, toml).expect("config");
+    let limit = format!("max_message_size = {}", (envelope_len as u64 * 2).max(10_000_000));
+    let config = common::write_config(dir.path(), &provider, cport, &limit, &retrieval);
     // "5" resets the peak to the current RSS: the peak below is the gateway's.
     let _ = std::fs::write("/proc/self/clear_refs", "5");
     let before = status_kib("VmRSS:");
