@@ -323,6 +323,22 @@ async fn the_legalmail_profile_paces_submissions_so_the_provider_never_refuses()
     assert!(minutes >= 3.0, "20 messages at 6 a minute cannot take less than 3 minutes: {minutes}");
 }
 
+/// Waits (bounded) until each message was tried at least `n` times.
+async fn wait_attempts(env: &TestEnv, ids: &[String], n: u32) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let mut attempts = Vec::new();
+        for id in ids {
+            attempts.push(env.app().store.message(id).await.unwrap().unwrap().attempts);
+        }
+        if attempts.iter().all(|a| *a >= n) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not retried: {attempts:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn sender_not_owned_tells_the_admin_once_and_keeps_the_messages() {
     use pecgate::proto::Reply;
@@ -334,18 +350,7 @@ async fn sender_not_owned_tells_the_admin_once_and_keeps_the_messages() {
         ids.push(queue_id(&env.send(LUCA, &["ufficio@pec.fornitore.it"], &pec(n)).await));
     }
     // Several refusals each (backoff 1-2 s in the test config), still one notice.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let mut attempts = Vec::new();
-        for id in &ids {
-            attempts.push(env.app().store.message(id).await.unwrap().unwrap().attempts);
-        }
-        if attempts.iter().all(|a| *a >= 3) {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "not retried: {attempts:?}");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    wait_attempts(&env, &ids, 3).await;
     let notices = env.corporate_messages(1).await;
     assert_eq!(env.capture.bag.len(), 1, "one notice per incident");
     assert_eq!(notices[0].rcpts, vec![MARIO.to_owned()], "the mailbox admin");
@@ -380,18 +385,7 @@ async fn a_refused_login_tells_the_admin_once_with_the_expiry_hint_and_keeps_the
     for n in 0..2 {
         ids.push(queue_id(&env.send(LUCA, &["ufficio@pec.fornitore.it"], &pec(n)).await));
     }
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let mut attempts = Vec::new();
-        for id in &ids {
-            attempts.push(env.app().store.message(id).await.unwrap().unwrap().attempts);
-        }
-        if attempts.iter().all(|a| *a >= 3) {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "not retried: {attempts:?}");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    wait_attempts(&env, &ids, 3).await;
     let notices = env.corporate_messages(1).await;
     assert_eq!(env.capture.bag.len(), 1, "one notice per incident");
     assert_eq!(notices[0].rcpts, vec![MARIO.to_owned()], "the mailbox admin");
