@@ -214,20 +214,18 @@ impl Content<'_> {
         }
     }
 
-    fn digest(&self, alg: HashAlg) -> std::result::Result<Vec<u8>, (Verdict, String)> {
+    /// The digest of the bytes as they are, and whether they hold a bare LF
+    /// (then the canonical form may be what was signed): one pass.
+    fn digest(&self, alg: HashAlg) -> std::result::Result<(Vec<u8>, bool), (Verdict, String)> {
         let mut h = alg.hasher();
-        self.each(&mut |b| h.update(b))?;
-        Ok(h.finalize().to_vec())
-    }
-
-    fn has_bare_lf(&self) -> std::result::Result<bool, (Verdict, String)> {
         let mut prev = None;
-        let mut found = false;
+        let mut bare_lf = false;
         self.each(&mut |b| {
-            found = found || mime::has_bare_lf_after(prev, b);
+            h.update(b);
+            bare_lf = bare_lf || mime::has_bare_lf_after(prev, b);
             prev = b.last().copied().or(prev);
         })?;
-        Ok(found)
+        Ok((h.finalize().to_vec(), bare_lf))
     }
 
     /// The digest of the canonical form (every bare LF as CRLF).
@@ -366,7 +364,6 @@ fn check(
             Content::Stored { stored, start, end }
         }
     };
-    let canonical = content.has_bare_lf()?;
     let mut note = "";
     match &signer_info.signed_attrs {
         Some(attrs) => {
@@ -381,8 +378,9 @@ fn check(
                     return Err(malformed("contentType signed attribute is not id-data"));
                 }
             }
-            if content.digest(digest)? != md {
-                if canonical && content.canonical_digest(digest)? == md {
+            let (exact, bare_lf) = content.digest(digest)?;
+            if exact != md {
+                if bare_lf && content.canonical_digest(digest)? == md {
                     note = " (over the CRLF canonical form)";
                 } else {
                     return Err((Verdict::Invalid, "message digest mismatch: content altered".into()));
@@ -396,8 +394,9 @@ fn check(
             }
         }
         None => {
-            if !chain::rsa_verify_digest(&key, sig_hash, &content.digest(sig_hash)?, signature) {
-                if canonical && chain::rsa_verify_digest(&key, sig_hash, &content.canonical_digest(sig_hash)?, signature) {
+            let (exact, bare_lf) = content.digest(sig_hash)?;
+            if !chain::rsa_verify_digest(&key, sig_hash, &exact, signature) {
+                if bare_lf && chain::rsa_verify_digest(&key, sig_hash, &content.canonical_digest(sig_hash)?, signature) {
                     note = " (over the CRLF canonical form)";
                 } else {
                     return Err((Verdict::Invalid, "RSA signature over the content does not verify: content altered".into()));
