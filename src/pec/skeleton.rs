@@ -105,7 +105,7 @@ impl SkeletonBuilder {
             self.line.extend_from_slice(part);
             if complete {
                 let line = std::mem::take(&mut self.line);
-                self.line_done(line);
+                self.line = self.line_done(line);
             }
             chunk = rest;
         }
@@ -123,7 +123,9 @@ impl SkeletonBuilder {
         }
     }
 
-    fn line_done(&mut self, line: Vec<u8>) {
+    /// Handles a complete line; gives back a buffer for the next one (no
+    /// allocation per line in a long run).
+    fn line_done(&mut self, mut line: Vec<u8>) -> Vec<u8> {
         if line.first() == Some(&b'-') {
             self.flush_pending();
             self.keep(&line);
@@ -131,9 +133,17 @@ impl SkeletonBuilder {
         } else if self.run_kept < self.keep_per_run {
             self.run_kept += line.len();
             self.keep(&line);
-        } else if let Some(previous) = self.pending.replace(line) {
-            self.leave_out(previous.len() as u64);
+        } else {
+            match self.pending.replace(line) {
+                Some(previous) => {
+                    self.leave_out(previous.len() as u64);
+                    line = previous;
+                }
+                None => return Vec::new(),
+            }
         }
+        line.clear();
+        line
     }
 
     fn flush_pending(&mut self) {
